@@ -1,0 +1,39 @@
+//! Group records (SPEC §1.2): what groupers produce and the merger joins.
+
+use std::sync::Arc;
+
+use crate::query::plan::GroupField;
+use crate::record::{time_to_u64, Record, Time};
+use crate::value::Value;
+
+/// A closed group of one branch.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// Index of the branch in `Plan::branches`.
+    pub branch: usize,
+    /// Unique within the branch, increasing in creation order.
+    pub id: u64,
+    /// min member `stime`.
+    pub stime: Time,
+    /// max member `etime`.
+    pub etime: Time,
+    /// Members in the order they joined (the first is the founding record).
+    pub members: Vec<Arc<Record>>,
+    /// Implicit keys then aggregates, in `GroupSchema` slot order.
+    pub values: Vec<Option<Value>>,
+}
+
+impl Group {
+    /// The value of a group field, `None` when absent.
+    #[inline]
+    pub fn get(&self, field: GroupField) -> Option<Value> {
+        match field {
+            GroupField::Stime => Some(Value::Uint(time_to_u64(self.stime))),
+            GroupField::Etime => Some(Value::Uint(time_to_u64(self.etime))),
+            GroupField::Duration => Some(Value::Uint(time_to_u64(self.etime - self.stime))),
+            GroupField::Count => Some(Value::Uint(self.members.len() as u64)),
+            GroupField::Slot(i) => self.values.get(i).cloned().flatten(),
+            GroupField::Record(f) => self.members.first().and_then(|r| r.get(f)),
+        }
+    }
+}

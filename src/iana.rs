@@ -1,0 +1,92 @@
+//! IANA IPFIX information elements queryable by name beyond the canonical
+//! table (SPEC §1.1: "every IANA IPFIX information element that an exporter
+//! sends SHOULD be queryable by its IANA name").
+//!
+//! Elements already covered by a canonical field (addresses, ports, counters,
+//! times, …) are not listed here: the canonical field answers for them.
+
+use crate::record::FieldType;
+
+/// One information element: id, IANA name and value type.
+#[derive(Clone, Copy, Debug)]
+pub struct Element {
+    pub id: u16,
+    pub name: &'static str,
+    pub ty: FieldType,
+}
+
+const fn ie(id: u16, name: &'static str, ty: FieldType) -> Element {
+    Element { id, name, ty }
+}
+
+use FieldType::{Ip, Text, Uint};
+
+/// The elements flowy knows by name (IANA registry "IPFIX Information Elements").
+pub const ELEMENTS: &[Element] = &[
+    ie(3, "deltaFlowCount", Uint),
+    ie(29, "sourceIPv6PrefixLength", Uint),
+    ie(30, "destinationIPv6PrefixLength", Uint),
+    ie(31, "flowLabelIPv6", Uint),
+    ie(32, "icmpTypeCodeIPv4", Uint),
+    ie(33, "igmpType", Uint),
+    ie(40, "exportedOctetTotalCount", Uint),
+    ie(41, "exportedMessageTotalCount", Uint),
+    ie(42, "exportedFlowRecordTotalCount", Uint),
+    ie(54, "fragmentIdentification", Uint),
+    ie(55, "postIpClassOfService", Uint),
+    ie(56, "sourceMacAddress", Text),
+    ie(57, "postDestinationMacAddress", Text),
+    ie(58, "vlanId", Uint),
+    ie(59, "postVlanId", Uint),
+    ie(60, "ipVersion", Uint),
+    ie(61, "flowDirection", Uint),
+    ie(70, "mplsTopLabelStackSection", Text),
+    ie(80, "destinationMacAddress", Text),
+    ie(81, "postSourceMacAddress", Text),
+    ie(82, "interfaceName", Text),
+    ie(83, "interfaceDescription", Text),
+    ie(85, "octetTotalCount", Uint),
+    ie(86, "packetTotalCount", Uint),
+    ie(88, "fragmentOffset", Uint),
+    ie(89, "forwardingStatus", Uint),
+    ie(95, "applicationId", Text),
+    ie(96, "applicationName", Text),
+    ie(130, "exporterIPv4Address", Ip),
+    ie(131, "exporterIPv6Address", Ip),
+    ie(136, "flowEndReason", Uint),
+    ie(139, "icmpTypeCodeIPv6", Uint),
+    ie(144, "exportingProcessId", Uint),
+    ie(148, "flowId", Uint),
+    ie(176, "icmpTypeIPv4", Uint),
+    ie(177, "icmpCodeIPv4", Uint),
+    ie(178, "icmpTypeIPv6", Uint),
+    ie(179, "icmpCodeIPv6", Uint),
+    ie(192, "ipTTL", Uint),
+    ie(193, "nextHeaderIPv6", Uint),
+    ie(195, "ipDiffServCodePoint", Uint),
+    ie(196, "ipPrecedence", Uint),
+    ie(205, "udpMessageLength", Uint),
+    ie(206, "isMulticast", Uint),
+    ie(210, "paddingOctets", Text),
+    ie(224, "ipTotalLength", Uint),
+    ie(225, "postNATSourceIPv4Address", Ip),
+    ie(226, "postNATDestinationIPv4Address", Ip),
+    ie(227, "postNAPTSourceTransportPort", Uint),
+    ie(228, "postNAPTDestinationTransportPort", Uint),
+    ie(230, "natEvent", Uint),
+    ie(233, "firewallEvent", Uint),
+    ie(234, "ingressVRFID", Uint),
+    ie(235, "egressVRFID", Uint),
+    ie(239, "biflowDirection", Uint),
+    ie(243, "dot1qVlanId", Uint),
+    ie(281, "postNATSourceIPv6Address", Ip),
+    ie(282, "postNATDestinationIPv6Address", Ip),
+];
+
+pub fn by_name(name: &str) -> Option<&'static Element> {
+    ELEMENTS.iter().find(|e| e.name == name)
+}
+
+pub fn by_id(id: u16) -> Option<&'static Element> {
+    ELEMENTS.iter().find(|e| e.id == id)
+}
