@@ -3,8 +3,13 @@
 //! Data flows one way: input → decode → record → branch (filter → grouper →
 //! groupfilter) → merger → ungrouper → output.
 
+pub mod cli;
+pub mod collect;
+pub mod daemon;
 pub mod engine;
 pub mod iana;
+pub mod input;
+pub mod output;
 pub mod query;
 pub mod record;
 pub mod value;

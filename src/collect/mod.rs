@@ -1,0 +1,1 @@
+//! Collector: UDP sockets, datagram → record decoding, templates.

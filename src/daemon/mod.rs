@@ -1,0 +1,1 @@
+//! The daemon: configuration, pipeline tasks, signals, metrics.

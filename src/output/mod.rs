@@ -1,0 +1,1 @@
+//! Match output: JSON Lines and text.
