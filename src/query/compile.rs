@@ -180,7 +180,7 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
     let groupers: HashMap<&str, CompiledGrouper> = defs
         .groupers
         .iter()
-        .filter_map(|(n, items)| Some((n.text.as_str(), compile_grouper(n, items, sink)?)))
+        .map(|(n, items)| (n.text.as_str(), compile_grouper(n, items, sink)))
         .collect();
 
     let mut gf_cache = HashMap::new();
@@ -199,7 +199,7 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
             )
         })
         .collect();
-    let merger = merger_name.and_then(|m| merger_plan(m, &specs, &branches, &defs, sink));
+    let merger = merger_name.and_then(|m| merger_plan(m, &branches, &groupers, &defs, sink));
     if sink.has_errors() {
         return None;
     }
@@ -280,6 +280,7 @@ fn branch_plan(
                 let res = GroupFields {
                     schema: &schema,
                     grouper: grouper_name,
+                    tainted: compiled.is_some_and(|c| !c.ok),
                 };
                 let rule = compile_lines(rules, &res, sink)?;
                 Some(Arc::new(GroupFilterPlan {
@@ -300,20 +301,23 @@ fn branch_plan(
 
 fn merger_plan(
     m: &Name,
-    specs: &[BranchSpec],
     branches: &[BranchPlan],
+    groupers: &HashMap<&str, CompiledGrouper>,
     defs: &Defs<'_>,
     sink: &mut Sink<'_>,
 ) -> Option<MergerPlan> {
     let (name, items) = defs.mergers.iter().find(|x| x.0.text == m.text)?;
-    let infos: Vec<BranchInfo<'_>> = specs
+    let infos: Vec<BranchInfo<'_>> = branches
         .iter()
-        .zip(branches)
-        .map(|(s, b)| BranchInfo {
+        .map(|b| BranchInfo {
             name: &b.name,
             schema: &b.schema,
             grouper: b.grouper.as_ref().map(|g| g.name.as_str()),
-            wired: s.stage(Kind::Merger).is_some_and(|x| x.text == m.text),
+            tainted: b
+                .grouper
+                .as_ref()
+                .and_then(|g| groupers.get(g.name.as_str()))
+                .is_some_and(|c| !c.ok),
         })
         .collect();
     compile_merger(name, items, &infos, sink)

@@ -17,8 +17,8 @@ pub struct BranchInfo<'a> {
     pub name: &'a str,
     pub schema: &'a GroupSchema,
     pub grouper: Option<&'a str>,
-    /// Whether the branch's wiring line ends at this merger.
-    pub wired: bool,
+    /// The branch's grouper had errors: do not report missing fields again.
+    pub tainted: bool,
 }
 
 const ALLEN_OPS: &[(&str, AllenOp)] = &[
@@ -204,13 +204,6 @@ fn module_branches(
         match branches.iter().position(|i| i.name == b.text) {
             Some(i) if out.contains(&i) => {
                 sink.error(b.span, format!("branch '{}' listed twice", b.text));
-            }
-            Some(i) if !branches[i].wired => {
-                sink.error_help(
-                    b.span,
-                    format!("branch '{}' is not wired to this merger", b.text),
-                    Some(format!("end its wiring line with '-> {}'", m.name.text)),
-                );
             }
             Some(i) => out.push(i),
             None => {
@@ -421,6 +414,7 @@ impl Ctx<'_, '_> {
         let info = &self.branches[branch];
         match info.schema.lookup(&f.text) {
             Some((field, ty)) => Some((MergeOperand::Field { branch, field }, Kind::of_field(ty))),
+            None if info.tainted => None,
             None => {
                 let by = info.grouper.map_or(String::new(), |g| {
                     format!(" (grouper '{g}' does not produce it)")

@@ -54,6 +54,8 @@ pub struct GroupFields<'a> {
     pub schema: &'a GroupSchema,
     /// The grouper that made the schema (for messages), if any.
     pub grouper: Option<&'a str>,
+    /// The grouper had errors: do not report missing fields again.
+    pub tainted: bool,
 }
 
 impl Resolve for GroupFields<'_> {
@@ -62,6 +64,9 @@ impl Resolve for GroupFields<'_> {
     fn name(&self, n: &Name, sink: &mut Sink<'_>) -> Option<(Self::F, FieldType)> {
         if let Some(found) = self.schema.lookup(&n.text) {
             return Some(found);
+        }
+        if self.tainted {
+            return None;
         }
         let names = self.schema.names.iter().map(|(s, ..)| s.as_str());
         let mut help = did_you_mean(&n.text, names);

@@ -18,6 +18,9 @@ use crate::record::{Field, FieldType, CANONICAL};
 pub struct CompiledGrouper {
     pub plan: Arc<GrouperPlan>,
     pub schema: Arc<GroupSchema>,
+    /// False when the grouper had errors: the plan and schema are a best
+    /// effort, and names missing from the schema must not be reported again.
+    pub ok: bool,
 }
 
 /// The implicit fields every group record has.
@@ -62,11 +65,7 @@ fn add_record_fields(names: &mut Vec<(String, GroupField, FieldType)>) {
     }
 }
 
-pub fn compile_grouper(
-    name: &Name,
-    items: &[GItem],
-    sink: &mut Sink<'_>,
-) -> Option<CompiledGrouper> {
+pub fn compile_grouper(name: &Name, items: &[GItem], sink: &mut Sink<'_>) -> CompiledGrouper {
     let before = sink.count();
     let modules = modules(items, sink);
     let keys = keys(&modules);
@@ -92,19 +91,18 @@ pub fn compile_grouper(
     if schema.singleton {
         add_record_fields(&mut schema.names);
     }
-    if sink.count() > before {
-        return None;
-    }
+    let ok = sink.count() == before;
     let plan = GrouperPlan {
         name: name.text.clone(),
         modules,
         keys,
         aggregates,
     };
-    Some(CompiledGrouper {
+    CompiledGrouper {
         plan: Arc::new(plan),
         schema: Arc::new(schema),
-    })
+        ok,
+    }
 }
 
 fn add_slot(schema: &mut GroupSchema, out_name: &str, names: &[&str], ty: FieldType) {
