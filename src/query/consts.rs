@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::query::ast::{Arg, Lit, Name};
+use crate::query::ast::{Arg, Lit};
 use crate::query::diag::Sink;
 use crate::query::suggest::did_you_mean;
 use crate::query::typeck::{Family, Kind};
@@ -153,6 +153,7 @@ fn set(elems: &[Arg], sink: &mut Sink<'_>) -> Folded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::ast::Name;
 
     #[test]
     fn protocol_names_fold_case_insensitively() {
