@@ -12,7 +12,7 @@
 //! difference modules are held and emitted in (deadline, formation) order
 //! when W passes their deadline, or in formation order at `finish`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::engine::config::EngineConfig;
@@ -55,7 +55,16 @@ struct Joiner {
     next_seq: u64,
     /// Tuples awaiting the difference decision, by (deadline, formation).
     held: BTreeMap<(i64, u64), Vec<Arc<Group>>>,
+    /// Formation numbers of the held tuples.
+    pending: BTreeSet<u64>,
     next_held: u64,
+    /// Per branch: true when only difference modules use it (the branch
+    /// supplies extensions, never export tuples).
+    extension_only: Vec<bool>,
+    /// seq → `next_held` when the group was stored: an extension group is
+    /// kept until every tuple formed before it arrived has been decided, so
+    /// a held tuple sees every extension that arrived before its deadline.
+    marks: HashMap<u64, u64>,
 }
 
 pub struct MergerEngine {
@@ -205,7 +214,13 @@ impl Joiner {
                 shared,
             });
         }
+        let extension_only = (0..n_branches)
+            .map(|b| stored[b] && !export_branches.contains(&b))
+            .collect();
         Joiner {
+            extension_only,
+            marks: HashMap::new(),
+            pending: BTreeSet::new(),
             export_branches,
             export_plans,
             diffs,
@@ -253,6 +268,7 @@ impl Joiner {
 
     fn hold(&mut self, deadline: i64, t: Vec<Arc<Group>>) {
         self.held.insert((deadline, self.next_held), t);
+        self.pending.insert(self.next_held);
         self.next_held += 1;
     }
 
@@ -262,6 +278,7 @@ impl Joiner {
             if !due(entry.key().0) {
                 break;
             }
+            self.pending.remove(&entry.key().1);
             out.push(entry.remove());
         }
         out
@@ -273,6 +290,9 @@ impl Joiner {
         let b = g.branch;
         let seq = self.next_seq;
         self.next_seq += 1;
+        if self.extension_only.get(b).copied().unwrap_or(false) {
+            self.marks.insert(seq, self.next_held);
+        }
         if let Some(s) = self.stores.get_mut(b) {
             s.insert(seq, g);
             self.order.insert(seq, b);
@@ -285,6 +305,7 @@ impl Joiner {
             if let Some(s) = self.stores.get_mut(b) {
                 s.remove(seq);
             }
+            self.marks.remove(&seq);
             dropped += 1;
         }
         dropped
@@ -292,13 +313,22 @@ impl Joiner {
 
     /// Drop stored groups whose `etime` satisfies `expired`.
     fn expire(&mut self, expired: impl Fn(i64) -> bool) {
+        let oldest_pending = self.pending.first().copied();
         for s in &mut self.stores {
             while let Some((etime, seq)) = s.earliest_end() {
                 if !expired(etime) {
                     break;
                 }
+                let needed = match (self.marks.get(&seq), oldest_pending) {
+                    (Some(mark), Some(p)) => p < *mark,
+                    _ => false,
+                };
+                if needed {
+                    break;
+                }
                 s.remove(seq);
                 self.order.remove(&seq);
+                self.marks.remove(&seq);
             }
         }
     }
