@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use std::sync::Arc;
 
-use crate::engine::allen::{self, candidate_range};
+use crate::engine::allen::{self, candidate_range, Endpoint};
 use crate::engine::filter::key_value;
 use crate::engine::index::{BranchStore, HashKey};
 use crate::engine::mergerule::{self, branches_of, conjuncts};
@@ -32,6 +32,9 @@ enum Access {
         other: usize,
         delta: u64,
     },
+    /// An `OR` of Allen relations: the union of their ranges, each
+    /// candidate visited once (in the first range that holds it).
+    Union(Vec<(AllenOp, usize, u64)>),
     Scan,
 }
 
@@ -184,6 +187,29 @@ impl JoinPlan {
                     }
                 }
             }
+            Access::Union(parts) => {
+                let mut ranges = Vec::with_capacity(parts.len());
+                for (op, other, delta) in parts {
+                    let Some(z) = binding.get(*other).copied().flatten() else {
+                        return true;
+                    };
+                    ranges.push(candidate_range(*op, (z.stime, z.etime), *delta, store.max_duration()));
+                }
+                for (i, (which, lo, hi)) in ranges.iter().enumerate() {
+                    for g in store.time_range(*which, *lo, *hi) {
+                        let earlier = ranges[..i].iter().any(|(w, l, h)| {
+                            let v = match w {
+                                Endpoint::Start => g.stime,
+                                Endpoint::End => g.etime,
+                            };
+                            *l <= v && v <= *h
+                        });
+                        if !earlier && !go(g, binding) {
+                            return false;
+                        }
+                    }
+                }
+            }
             Access::Scan => {
                 for g in store.all() {
                     if !go(g, binding) {
@@ -256,25 +282,67 @@ fn choose_access(
             return Access::Hash { index, probes };
         }
     }
+    // Prefer a relation that bounds the candidate's time on both sides; a
+    // plain before/after only bounds one side.
+    let mut fallback = None;
     for r in conj {
-        if let MergeRule::Allen(a) = r {
-            if a.x == y && a.y != y && bound.contains(&a.y) {
-                return Access::Time {
-                    op: a.op,
-                    other: a.y,
-                    delta: a.delta,
-                };
-            }
-            if a.y == y && a.x != y && bound.contains(&a.x) {
-                return Access::Time {
-                    op: allen::inverse(a.op),
-                    other: a.x,
-                    delta: a.delta,
-                };
+        let Some(access) = allen_access(r, y, bound) else {
+            continue;
+        };
+        if let Access::Time { op, delta, .. } = access {
+            if delta == 0 && matches!(op, AllenOp::Before | AllenOp::After) {
+                fallback.get_or_insert(access);
+                continue;
             }
         }
+        return access;
+    }
+    if let Some(u) = conj.iter().find_map(|r| union_access(r, y, bound)) {
+        return u;
+    }
+    if let Some(a) = fallback {
+        return a;
     }
     Access::Scan
+}
+
+/// An `OR` conjunct each of whose alternatives relates `y` to a bound
+/// branch by an Allen relation (itself or as a top-level part of an `AND`).
+fn union_access(r: &MergeRule, y: usize, bound: &[usize]) -> Option<Access> {
+    let MergeRule::Or(alts) = r else { return None };
+    let mut parts = Vec::with_capacity(alts.len());
+    for alt in alts {
+        let access = match alt {
+            MergeRule::And(rs) => rs.iter().find_map(|x| allen_access(x, y, bound)),
+            other => allen_access(other, y, bound),
+        }?;
+        let Access::Time { op, other, delta } = access else {
+            return None;
+        };
+        parts.push((op, other, delta));
+    }
+    (!parts.is_empty()).then_some(Access::Union(parts))
+}
+
+/// A top-level Allen conjunct between `y` and a bound branch, normalised so
+/// that `y` is the left operand.
+fn allen_access(r: &MergeRule, y: usize, bound: &[usize]) -> Option<Access> {
+    let MergeRule::Allen(a) = r else { return None };
+    if a.x == y && a.y != y && bound.contains(&a.y) {
+        return Some(Access::Time {
+            op: a.op,
+            other: a.y,
+            delta: a.delta,
+        });
+    }
+    if a.y == y && a.x != y && bound.contains(&a.x) {
+        return Some(Access::Time {
+            op: allen::inverse(a.op),
+            other: a.x,
+            delta: a.delta,
+        });
+    }
+    None
 }
 
 /// `Y.f = Z.g` (no delta) with Z bound: (Y's field, (Z, Z's field)).
