@@ -193,7 +193,12 @@ impl JoinPlan {
                     let Some(z) = binding.get(*other).copied().flatten() else {
                         return true;
                     };
-                    ranges.push(candidate_range(*op, (z.stime, z.etime), *delta, store.max_duration()));
+                    ranges.push(candidate_range(
+                        *op,
+                        (z.stime, z.etime),
+                        *delta,
+                        store.max_duration(),
+                    ));
                 }
                 for (i, (which, lo, hi)) in ranges.iter().enumerate() {
                     for g in store.time_range(*which, *lo, *hi) {
