@@ -122,6 +122,9 @@ impl JoinPlan {
         binding: &mut Vec<Option<&'a Arc<Group>>>,
         f: &mut Visitor<'a, '_>,
     ) -> bool {
+        if binding.len() < stores.len() {
+            binding.resize(stores.len(), None);
+        }
         if !self
             .initial_checks
             .iter()

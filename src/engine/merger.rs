@@ -260,7 +260,9 @@ impl Joiner {
             let mut binding: Vec<Option<&Arc<Group>>> = vec![None; self.stores.len()];
             for &b in &d.shared {
                 let pos = self.export_branches.iter().position(|x| *x == b);
-                binding[b] = pos.and_then(|p| t.get(p));
+                if let Some(slot) = binding.get_mut(b) {
+                    *slot = pos.and_then(|p| t.get(p));
+                }
             }
             d.plan.exists(&self.stores, &mut binding)
         })
