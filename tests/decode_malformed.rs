@@ -13,7 +13,12 @@ fn fresh() -> Decoder {
 #[test]
 fn truncated_headers() {
     let mut d = fresh();
-    for dg in [vec![0u8], vec![0, 5, 0, 1, 0, 0], vec![0, 9, 0, 1, 0, 0, 0, 0], vec![0, 10, 0, 16]] {
+    for dg in [
+        vec![0u8],
+        vec![0, 5, 0, 1, 0, 0],
+        vec![0, 9, 0, 1, 0, 0, 0, 0],
+        vec![0, 10, 0, 16],
+    ] {
         assert!(decode(&mut d, &dg, SRC).is_empty());
     }
     assert_eq!(d.stats().errors.truncated, 4);
@@ -115,7 +120,10 @@ fn pending_is_bounded() {
     let s = d.stats();
     // Everything held beyond the bound was dropped (and counted).
     assert_eq!(s.errors.no_template, 20, "{s:?}");
-    assert!(s.pending_held.saturating_sub(s.pending_dropped) <= 4, "{s:?}");
+    assert!(
+        s.pending_held.saturating_sub(s.pending_dropped) <= 4,
+        "{s:?}"
+    );
     assert!(s.pending_dropped >= 16, "{s:?}");
 }
 
@@ -127,7 +135,11 @@ fn exporters_are_bounded() {
     });
     let t = set(2, &template(256, &[(8, 4)]));
     for port in 0..50u16 {
-        decode(&mut d, &ipfix(1, 0, 0, &[t.clone()]), &format!("10.9.9.9:{}", 1000 + port));
+        decode(
+            &mut d,
+            &ipfix(1, 0, 0, &[t.clone()]),
+            &format!("10.9.9.9:{}", 1000 + port),
+        );
     }
     assert_eq!(d.stats().exporters, 8);
     assert_eq!(d.stats().exporters_evicted, 42);
@@ -169,7 +181,10 @@ fn random_bytes_never_panic() {
 #[test]
 fn mutated_valid_datagrams_never_panic() {
     let mut d = fresh();
-    let t = set(2, &template(256, &[(8, 4), (12, 4), (1, 8), (82, 0xffff), (152, 8)]));
+    let t = set(
+        2,
+        &template(256, &[(8, 4), (12, 4), (1, 8), (82, 0xffff), (152, 8)]),
+    );
     let mut body = vec![1, 2, 3, 4, 5, 6, 7, 8];
     body.extend(9u64.to_be_bytes());
     body.extend([3, b'a', b'b', b'c']);

@@ -30,7 +30,14 @@ async fn bind_receive_decode() -> std::io::Result<()> {
     // Connected sender: with SO_REUSEPORT the kernel keeps one flow on one socket.
     sender.connect(addr)?;
     for seq in 0..3u32 {
-        sender.send(&v5(5_000, 1_700_000_000, 0, seq * 2, 0, &[v5_flow(seq), v5_flow(seq + 10)]))?;
+        sender.send(&v5(
+            5_000,
+            1_700_000_000,
+            0,
+            seq * 2,
+            0,
+            &[v5_flow(seq), v5_flow(seq + 10)],
+        ))?;
     }
     let mut d = Decoder::new(cfg(TemplateScope::Address));
     let mut recs = Vec::new();
@@ -70,7 +77,11 @@ fn templates_survive_restart() -> std::io::Result<()> {
     decode(&mut first, &ipfix(1, 0, 7, &[t]), "192.0.2.50:4739");
     first.save_templates()?;
     let mut second = Decoder::new(cfg.clone());
-    let recs = decode(&mut second, &ipfix(1, 0, 7, &[data.clone()]), "192.0.2.50:4739");
+    let recs = decode(
+        &mut second,
+        &ipfix(1, 0, 7, &[data.clone()]),
+        "192.0.2.50:4739",
+    );
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].bytes, Some(256));
     // A corrupt store is ignored, never fatal.
