@@ -137,7 +137,7 @@ fn exporters_are_bounded() {
     for port in 0..50u16 {
         decode(
             &mut d,
-            &ipfix(1, 0, 0, &[t.clone()]),
+            &ipfix(1, 0, 0, std::slice::from_ref(&t)),
             &format!("10.9.9.9:{}", 1000 + port),
         );
     }

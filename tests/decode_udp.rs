@@ -79,7 +79,7 @@ fn templates_survive_restart() -> std::io::Result<()> {
     let mut second = Decoder::new(cfg.clone());
     let recs = decode(
         &mut second,
-        &ipfix(1, 0, 7, &[data.clone()]),
+        &ipfix(1, 0, 7, std::slice::from_ref(&data)),
         "192.0.2.50:4739",
     );
     assert_eq!(recs.len(), 1);

@@ -2,7 +2,6 @@
 //! collector's `Decoder`, the packet's source address as the exporter.
 //! Also the datagram source for `flowy replay`.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -139,7 +138,7 @@ fn read_pcapng(data: &[u8]) -> Result<Vec<Datagram>, Failure> {
     Ok(out)
 }
 
-fn push_udp(out: &mut Vec<Datagram>, link: DataLink, ts: Duration, frame: &Cow<'_, [u8]>) {
+fn push_udp(out: &mut Vec<Datagram>, link: DataLink, ts: Duration, frame: &[u8]) {
     if let Some((src, dst, payload)) = udp_in_frame(link, frame) {
         out.push(Datagram {
             ts,

@@ -65,7 +65,7 @@ pub fn v5(
 /// A set (v9 flowset or IPFIX set): id, length, body padded to 4 bytes.
 pub fn set(id: u16, body: &[u8]) -> Vec<u8> {
     let mut body = body.to_vec();
-    while body.len() % 4 != 0 {
+    while !body.len().is_multiple_of(4) {
         body.push(0);
     }
     let mut b = Vec::new();
