@@ -482,10 +482,37 @@ fn record_counts(stats: &mut DecodeStats, ctx: &Ctx, version: u16, n: usize, eve
     }
 }
 
+/// Multiply-rotate hasher for the field-id table: keys are small enum values
+/// looked up once per field of every record, where SipHash dominated.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_isize(&mut self, v: isize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type IdTable = HashMap<IANAIPFixField, u16, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Numeric element id of an IANA IPFIX field (enterprise fields have none
 /// flowy maps).
 fn ipfix_id(f: &IPFixField) -> Option<u16> {
-    static IDS: OnceLock<HashMap<IANAIPFixField, u16>> = OnceLock::new();
+    static IDS: OnceLock<IdTable> = OnceLock::new();
     match f {
         IPFixField::IANA(IANAIPFixField::Unknown(n)) => Some(*n),
         IPFixField::IANA(x) => IDS
