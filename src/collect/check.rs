@@ -3,7 +3,7 @@
 //! counts before anything is allocated for them.
 
 /// Templates with more fields than this are rejected (real ones have < 100).
-pub const MAX_TEMPLATE_FIELDS: usize = 512;
+pub const MAX_TEMPLATE_FIELDS: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {

@@ -26,8 +26,13 @@ use super::times::{self, HeaderClock};
 use super::{DecoderConfig, TemplateScope};
 use crate::record::Record;
 
-/// Templates cached per exporter stream (each of v9/IPFIX, data/options).
-const TEMPLATES_PER_EXPORTER: usize = 512;
+/// Templates cached per exporter stream and per parser cache (v9 data and
+/// options; IPFIX data, options and their v9-style variants). Real exporters
+/// use a handful; the bound keeps spoofed template floods small.
+const TEMPLATES_PER_EXPORTER: usize = 64;
+
+/// Bytes of held data per held data set, for the per-exporter byte budget.
+const HELD_SET_BYTES: usize = 1536;
 
 /// Where one exporter stream's templates and counters live.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,6 +53,7 @@ impl ScopeKey {
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
     misses: u64,
+    collisions: u64,
     pending_cached: u64,
     pending_replayed: u64,
     pending_dropped: u64,
@@ -184,6 +190,7 @@ impl Decoder {
                 dst_mask: Some(f.dst_mask),
                 ..Record::default()
             };
+            super::fields::normalise_v5_icmp(&mut r);
             super::fields::apply_sampling(&mut r, sampling, self.cfg.apply_sampling);
             out.push(r);
         }
@@ -303,7 +310,7 @@ fn new_exporter(
     if cfg.max_pending > 0 {
         let mut p = PendingFlowsConfig::new(cfg.max_pending.min(TEMPLATES_PER_EXPORTER));
         p.max_entries_per_template = cfg.max_pending;
-        p.max_total_bytes = cfg.max_pending.saturating_mul(2048).max(64 * 1024);
+        p.max_total_bytes = cfg.max_pending.saturating_mul(HELD_SET_BYTES).max(64 * 1024);
         b = b.with_pending_flows(p);
     }
     if let Some(store) = store {
@@ -375,6 +382,7 @@ fn sync_metrics(exp: &mut Exporter, version: u16, stats: &mut DecodeStats) -> Pe
     let m = info.metrics;
     let d = |now: u64, before: u64| now.saturating_sub(before);
     stats.template_misses += d(m.misses, exp.seen.misses);
+    stats.template_collisions += d(m.collisions, exp.seen.collisions);
     let delta = PendingDelta {
         held: d(m.pending_cached, exp.seen.pending_cached),
         replayed: d(m.pending_replayed, exp.seen.pending_replayed),
@@ -385,6 +393,7 @@ fn sync_metrics(exp: &mut Exporter, version: u16, stats: &mut DecodeStats) -> Pe
     stats.pending_dropped += d(dropped, exp.seen.pending_dropped);
     exp.seen = Seen {
         misses: m.misses,
+        collisions: m.collisions,
         pending_cached: m.pending_cached,
         pending_replayed: m.pending_replayed,
         pending_dropped: dropped,

@@ -36,9 +36,12 @@ pub struct DecoderConfig {
     pub template_scope: TemplateScope,
     /// Scale bytes/packets by the sampling interval.
     pub apply_sampling: bool,
-    /// Data sets held per exporter while their template is unknown.
+    /// Data sets held per exporter stream while their template is unknown
+    /// (at most ~1.5 KiB each); 0 disables holding.
     pub max_pending: usize,
-    /// Exporter streams with state (templates, sequence, options); LRU beyond.
+    /// Exporter streams with state (templates, sequence, options); the least
+    /// recently used is dropped beyond this. Worst-case memory is about
+    /// `max_exporters × (max_pending × 1.5 KiB + 256 templates × 256 fields)`.
     pub max_exporters: usize,
     /// File where templates persist across restarts.
     pub template_store: Option<PathBuf>,
@@ -49,8 +52,8 @@ impl Default for DecoderConfig {
         Self {
             template_scope: TemplateScope::Address,
             apply_sampling: false,
-            max_pending: 1024,
-            max_exporters: 10_000,
+            max_pending: 256,
+            max_exporters: 4096,
             template_store: None,
         }
     }
