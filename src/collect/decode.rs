@@ -121,16 +121,25 @@ impl Decoder {
         let _ = now_ms; // flow times come from the export headers
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
-        let frame = match check::check(datagram) {
-            Ok(f) => f,
-            Err(kind) => return self.count_malformed(kind),
-        };
-        self.stats.errors.too_many_fields += u64::from(frame.oversized_templates);
-        let msg = &datagram[..frame.len];
-        if frame.version == 5 {
-            self.decode_v5(msg, from, out);
-        } else {
-            self.decode_templated(msg, frame, from, out);
+        let mut rest = datagram;
+        // RFC 7011 allows several IPFIX messages back to back in one datagram.
+        while !rest.is_empty() {
+            let frame = match check::check(rest) {
+                Ok(f) => f,
+                Err(kind) => return self.count_malformed(kind),
+            };
+            self.stats.errors.too_many_fields += u64::from(frame.templates.oversized);
+            self.stats.errors.template += u64::from(frame.templates.invalid);
+            let (msg, tail) = rest.split_at(frame.len);
+            if frame.version == 5 {
+                self.decode_v5(msg, from, out);
+            } else {
+                self.decode_templated(msg, frame, from, out);
+            }
+            if frame.version != 10 {
+                break;
+            }
+            rest = tail;
         }
     }
 
@@ -230,7 +239,8 @@ impl Decoder {
         }
         let result = exp.parser.parse_bytes(msg);
         if let Some(err) = &result.error {
-            if frame.oversized_templates == 0 {
+            // Refused templates were counted already; their parse error is the same fault.
+            if !frame.templates.any() {
                 classify(&mut self.stats, err);
             }
         }
@@ -310,7 +320,10 @@ fn new_exporter(
     if cfg.max_pending > 0 {
         let mut p = PendingFlowsConfig::new(cfg.max_pending.min(TEMPLATES_PER_EXPORTER));
         p.max_entries_per_template = cfg.max_pending;
-        p.max_total_bytes = cfg.max_pending.saturating_mul(HELD_SET_BYTES).max(64 * 1024);
+        p.max_total_bytes = cfg
+            .max_pending
+            .saturating_mul(HELD_SET_BYTES)
+            .max(64 * 1024);
         b = b.with_pending_flows(p);
     }
     if let Some(store) = store {
