@@ -171,7 +171,8 @@ fn v9_data_before_template_is_held_then_decoded() {
     assert!(decode(&mut d, &early, "192.0.2.9:3000").is_empty());
     assert_eq!(d.stats().errors.no_template, 1);
     assert_eq!(d.stats().pending_held, 1);
-    let tpl = v9(100_000, 1_700_000_000, 1, 1, 1, &[tpl256()]);
+    // The template comes 5 s later; uptime and wall clock advanced together.
+    let tpl = v9(105_000, 1_700_000_005, 1, 1, 1, &[tpl256()]);
     let recs = decode(&mut d, &tpl, "192.0.2.9:3000");
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].bytes, Some(77));

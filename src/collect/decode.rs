@@ -1,6 +1,19 @@
 //! Datagram → records. One `netflow_parser` parser per template scope
 //! (exporter address or address+port, plus v9 source id / IPFIX observation
 //! domain), bounded by `max_exporters` with LRU eviction.
+//!
+//! Choices worth knowing:
+//! - Data that arrives before its template is held by the parser's pending-flow
+//!   cache (per exporter stream, `max_pending` sets) and decoded when the
+//!   template arrives, with the header of the message that brought the
+//!   template. For v9 uptime stamps that is exact up to the header's 1 s
+//!   granularity (wall clock and uptime advance together); IPFIX absolute times
+//!   are exact; only IPFIX `…DeltaMicroseconds` and records without any time
+//!   field are anchored to the later export time.
+//! - Options data is not a flow record: it only updates the exporter's
+//!   sampling interval and `systemInitTimeMilliseconds`.
+//! - Sequence numbers are tracked per exporter stream; a forward jump of more
+//!   than 2²⁰ or a step back is a restart (`sequence_resets`), not loss.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
