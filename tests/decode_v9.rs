@@ -233,3 +233,20 @@ fn v9_sequence_counts_packets() {
     let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     assert_eq!(d.stats().sequence_gaps.get(&ip), Some(&3));
 }
+
+#[test]
+fn v9_data_set_before_template_set_in_one_packet() {
+    let mut d = Decoder::new(cfg(TemplateScope::Address));
+    let dg = v9(
+        100_000,
+        1_700_000_000,
+        0,
+        1,
+        2,
+        &[data256(40_000, 99_000, 5), tpl256()],
+    );
+    let recs = decode(&mut d, &dg, "192.0.2.9:3000");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].bytes, Some(5));
+    assert_eq!(d.stats().pending_replayed, 1);
+}
