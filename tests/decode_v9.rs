@@ -250,3 +250,29 @@ fn v9_data_set_before_template_set_in_one_packet() {
     assert_eq!(recs[0].bytes, Some(5));
     assert_eq!(d.stats().pending_replayed, 1);
 }
+
+#[test]
+fn v9_absolute_millisecond_times_and_extras() {
+    let mut d = Decoder::new(cfg(TemplateScope::Address));
+    // flowStart/EndMilliseconds (152/153), vlanId (58), an unknown type 4000.
+    let t = set(
+        0,
+        &template(260, &[(8, 4), (152, 8), (153, 8), (58, 2), (4000, 3)]),
+    );
+    let mut b = vec![10, 0, 0, 9];
+    b.extend(1_699_999_000_123u64.to_be_bytes());
+    b.extend(1_699_999_001_456u64.to_be_bytes());
+    b.extend(be16(12));
+    b.extend([1, 2, 3]);
+    let recs = decode(
+        &mut d,
+        &v9(5, 1_700_000_000, 0, 0, 2, &[t, set(260, &b)]),
+        "192.0.2.9:1",
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        (recs[0].stime, recs[0].etime),
+        (1_699_999_000_123, 1_699_999_001_456)
+    );
+    assert_eq!(recs[0].extra, vec![(58, flowy::value::Value::Uint(12))]);
+}
