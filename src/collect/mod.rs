@@ -3,8 +3,10 @@
 
 mod check;
 pub mod decode;
+mod exporter;
 pub mod fields;
 mod lru;
+mod packets;
 pub mod replay;
 pub mod sequence;
 pub mod socket;
