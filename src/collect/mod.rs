@@ -3,8 +3,10 @@
 
 mod check;
 pub mod decode;
+mod exporter;
 pub mod fields;
 mod lru;
+mod packets;
 pub mod replay;
 pub mod sequence;
 pub mod socket;
@@ -29,6 +31,21 @@ pub enum TemplateScope {
     Address,
     /// … to its IP address and UDP source port.
     AddressPort,
+}
+
+impl std::str::FromStr for TemplateScope {
+    type Err = String;
+
+    /// The configuration spelling (SPEC §4.2): `address` or `address+port`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "address" => Ok(TemplateScope::Address),
+            "address+port" => Ok(TemplateScope::AddressPort),
+            other => Err(format!(
+                "template_scope must be \"address\" or \"address+port\", not {other:?}"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -56,5 +73,17 @@ impl Default for DecoderConfig {
             max_exporters: 4096,
             template_store: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TemplateScope;
+
+    #[test]
+    fn scope_from_config_text() {
+        assert_eq!("address".parse(), Ok(TemplateScope::Address));
+        assert_eq!("address+port".parse(), Ok(TemplateScope::AddressPort));
+        assert!("port".parse::<TemplateScope>().is_err());
     }
 }
