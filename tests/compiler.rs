@@ -242,6 +242,12 @@ const MALFORMED: &[(&str, &str, &str)] = &[
         "expected BRANCH.field, found 'srcip'",
     ),
     ("merger-not-allen-op", "4:7", "not an Allen relation"),
+    ("merger-unwired", "2:8", "merger 'M' is not wired"),
+    (
+        "groupfilter-unused-type-error",
+        "2:18",
+        "cannot compare an address with a number",
+    ),
     // wiring
     (
         "wiring-order",

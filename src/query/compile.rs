@@ -200,6 +200,7 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
         })
         .collect();
     let merger = merger_name.and_then(|m| merger_plan(m, &branches, &groupers, &defs, sink));
+    check_unused(&defs, &specs, merger_name, &singleton, sink);
     if sink.has_errors() {
         return None;
     }
@@ -252,6 +253,45 @@ fn check_merger_wiring<'a>(
         }
     }
     chosen
+}
+
+/// Stages no branch uses: an unwired merger is a mistake (its branches
+/// would never be joined); an unused group filter is still checked as far
+/// as it can be without a schema.
+fn check_unused(
+    defs: &Defs<'_>,
+    specs: &[BranchSpec],
+    merger: Option<&Name>,
+    singleton: &GroupSchema,
+    sink: &mut Sink<'_>,
+) {
+    for (n, _) in &defs.mergers {
+        if merger.is_none_or(|m| m.text != n.text) {
+            sink.error_help(
+                n.span,
+                format!(
+                    "merger '{}' is not wired: no branch line ends at it",
+                    n.text
+                ),
+                Some(format!("end the branch lines with '-> {}'", n.text)),
+            );
+        }
+    }
+    let used = |name: &str| {
+        specs
+            .iter()
+            .any(|s| s.stage(Kind::GroupFilter).is_some_and(|g| g.text == name))
+    };
+    for (n, rules) in &defs.groupfilters {
+        if !used(&n.text) {
+            let res = GroupFields {
+                schema: singleton,
+                grouper: None,
+                tainted: true,
+            };
+            let _ = compile_lines(rules, &res, sink);
+        }
+    }
 }
 
 type GfCache = HashMap<(String, String), Option<Arc<GroupFilterPlan>>>;
