@@ -660,3 +660,122 @@ fn truncated_queries_never_panic() {
         }
     }
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "filter",
+        "grouper",
+        "groupfilter",
+        "merger",
+        "ungrouper",
+        "splitter",
+        "module",
+        "aggregate",
+        "as",
+        "branches",
+        "branch",
+        "br",
+        "export",
+        "delta",
+        "rdelta",
+        "OR",
+        "AND",
+        "NOT",
+        "in",
+        "{",
+        "}",
+        "(",
+        ")",
+        ",",
+        ".",
+        "->",
+        "=",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "\"input\"",
+        "\"output\"",
+        "S",
+        "A",
+        "B",
+        "M",
+        "U",
+        "f",
+        "g",
+        "m1",
+        "srcip",
+        "dstport",
+        "bytes",
+        "count",
+        "sum(",
+        "protocol(\"TCP\")",
+        "80",
+        "1s",
+        "1 sec",
+        "10.0.0.0/8",
+        "2001:db8::1",
+        "::1",
+        "{80, 443}",
+        "oi",
+        "d",
+        "#c\n",
+        "\n",
+        "0x1f",
+        "1.5",
+        "$",
+        "\"",
+    ];
+
+    fn soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..60).prop_map(|v| v.join(" "))
+    }
+
+    proptest! {
+        #[test]
+        fn token_soup_never_panics(src in soup()) {
+            match compile_source("q", "q", &src) {
+                Ok(plan) => prop_assert!(!plan.branches.is_empty()),
+                Err(d) => {
+                    prop_assert!(!d.is_empty());
+                    for e in &d.errors {
+                        prop_assert!(e.line >= 1 && e.col >= 1);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(src in "\\PC{0,200}") {
+            if let Err(d) = compile_source("q", "q", &src) {
+                prop_assert!(d.to_string().starts_with("q:"));
+            }
+        }
+
+        #[test]
+        fn mutated_examples_never_panic(at in 0usize..2000, len in 0usize..12, junk in "[ -~]{0,4}") {
+            let src = std::fs::read_to_string(root().join("config/queries/http-download.flowy")).expect("example");
+            let at = at.min(src.len());
+            let end = (at + len).min(src.len());
+            let mutated = format!("{}{junk}{}", &src[..at], &src[end..]);
+            if let Err(d) = compile_source("q", "q", &mutated) {
+                prop_assert!(!d.is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn long_chains_compile_and_deep_nesting_is_refused() {
+    let chain = vec!["dstport = 80"; 20_000].join(" OR ");
+    let rule = filter_rule(&chain);
+    assert!(matches!(&rule, Rule::And(v) if matches!(&v[0], Rule::Or(o) if o.len() == 20_000)));
+    let deep = format!("{}dstport = 80{}", "(".repeat(300), ")".repeat(300));
+    let d = src_errors(&with_filter(&deep));
+    assert_eq!(d.len(), 1);
+    assert!(d.headers()[0].starts_with("q.flowy:2:256: error: the query nests too deeply"));
+}

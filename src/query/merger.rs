@@ -277,13 +277,10 @@ impl Ctx<'_, '_> {
                     delta: delta.map_or(0, |d| d.amount),
                 }))
             }
-            ast::Rule::Or(a, b) => {
-                let (a, b) = (self.rule(a, sink), self.rule(b, sink));
-                Some(join(a?, b?, true))
-            }
-            ast::Rule::And(a, b) => {
-                let (a, b) = (self.rule(a, sink), self.rule(b, sink));
-                Some(join(a?, b?, false))
+            ast::Rule::Or(v) | ast::Rule::And(v) => {
+                let parts: Vec<Option<MergeRule>> = v.iter().map(|r| self.rule(r, sink)).collect();
+                let parts: Option<Vec<MergeRule>> = parts.into_iter().collect();
+                Some(join(parts?, matches!(r, ast::Rule::Or(_))))
             }
             ast::Rule::Not(r, _) => Some(MergeRule::Not(Box::new(self.rule(r, sink)?))),
             ast::Rule::Error => None,
@@ -431,9 +428,9 @@ impl Ctx<'_, '_> {
     }
 }
 
-fn join(a: MergeRule, b: MergeRule, or: bool) -> MergeRule {
+fn join(parts: Vec<MergeRule>, or: bool) -> MergeRule {
     let mut v = Vec::new();
-    for r in [a, b] {
+    for r in parts {
         match (r, or) {
             (MergeRule::Or(inner), true) | (MergeRule::And(inner), false) => v.extend(inner),
             (r, _) => v.push(r),
