@@ -244,6 +244,12 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ("merger-not-allen-op", "4:7", "not an Allen relation"),
     ("merger-unwired", "2:8", "merger 'M' is not wired"),
     (
+        "merger-disjoint-difference",
+        "4:12",
+        "module 'm2' shares no branch with the exported module 'm1'",
+    ),
+    ("implicit-splitter-typo", "6:1", "unknown splitter 's'"),
+    (
         "groupfilter-unused-type-error",
         "2:18",
         "cannot compare an address with a number",

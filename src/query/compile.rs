@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::query::ast::{self, GItem, MItem, Name, Span, Stmt, Wire};
+use crate::query::ast::{self, GItem, MItem, Name, Span, Stmt, Wire, WireElem, WireHead};
 use crate::query::diag::{Diagnostics, Sink};
 use crate::query::merger::{compile_merger, BranchInfo};
 use crate::query::parse::parse;
@@ -148,9 +148,23 @@ fn stage_names<'a>(d: &Defs<'a>) -> StageNames<'a> {
         d.ungroupers.iter().map(|x| x.text.as_str()).collect(),
     );
     StageNames {
-        splitter: d.splitter,
+        splitter: d.splitter.or_else(|| implicit_splitter(&d.wires)),
         by_kind,
     }
+}
+
+/// Without a `splitter` statement, the first name used as the splitter
+/// declares it, so that a misspelt splitter on a later line is still caught.
+fn implicit_splitter<'a>(wires: &[&'a Wire]) -> Option<&'a Name> {
+    wires
+        .iter()
+        .find_map(|w| match (&w.head, w.rest.as_slice()) {
+            (WireHead::Branch { splitter, .. }, _) => Some(splitter),
+            (WireHead::Elem(WireElem::Quoted(q, _)), [WireElem::Stage(s)]) if q == "input" => {
+                Some(s)
+            }
+            _ => None,
+        })
 }
 
 fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) -> Option<Plan> {

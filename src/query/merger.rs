@@ -62,6 +62,9 @@ pub fn compile_merger(
         }
     }
     let export = export_index(name, &raw, &exports, sink);
+    if let Some(e) = export {
+        check_difference_modules(&raw, e, branches, sink);
+    }
     if sink.count() > before {
         return None;
     }
@@ -191,6 +194,38 @@ fn export_index(
         );
     }
     idx
+}
+
+/// A difference module removes a tuple of the exported module only through
+/// a shared branch (SPEC §2.5); one without any can never apply.
+fn check_difference_modules(
+    raw: &[RawModule<'_>],
+    export: usize,
+    branches: &[BranchInfo<'_>],
+    sink: &mut Sink<'_>,
+) {
+    let names = |m: &RawModule<'_>| -> Vec<String> {
+        m.branches
+            .unwrap_or(&[])
+            .iter()
+            .filter(|b| branches.iter().any(|i| i.name == b.text))
+            .map(|b| b.text.clone())
+            .collect()
+    };
+    let exported = names(&raw[export]);
+    for (i, m) in raw.iter().enumerate() {
+        let own = names(m);
+        if i != export && !own.is_empty() && !own.iter().any(|b| exported.contains(b)) {
+            sink.error_help(
+                m.name.span,
+                format!(
+                    "module '{}' shares no branch with the exported module '{}'",
+                    m.name.text, raw[export].name.text
+                ),
+                Some("a difference module can only remove tuples through a shared branch".into()),
+            );
+        }
+    }
 }
 
 /// Branch indexes of a module, in declared order.
