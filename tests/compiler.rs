@@ -43,7 +43,20 @@ fn src_errors(src: &str) -> Diagnostics {
 #[test]
 fn http_download_plan_shape() {
     let plan = example("http-download.flowy");
-    println!("{}", explain(&plan));
+    let text = explain(&plan);
+    for line in [
+        "query http-download",
+        "branch A (#0)",
+        "  filter www_req: (dstport = 80 AND prot = 6)",
+        "    module g1: srcip = srcip, dstip = dstip, etime < stime rdelta 1000ms",
+        "    keys: srcip, dstip",
+        "  groupfilter ggf: bytes > 0",
+        "  module m1 (exported): branches B, A",
+        "    (B oi (overlapped by) A OR B d (during) A OR B f (finishes) A)",
+        "  export m1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "explain lacks {line:?}:\n{text}");
+    }
     assert_eq!(plan.name, "http-download");
     let names: Vec<&str> = plan.branches.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
@@ -373,6 +386,15 @@ fn seed_pkt_sum_typo_suggests_the_aggregate() {
     assert_eq!(d.len(), 1, "{d}");
     assert!(d.headers()[0].ends_with("seed-pkt-sum.flowy:54:16: error: unknown field 'pckt-sum' of branch 'LOGIN1' (grouper 'g-login' does not produce it)"));
     assert_eq!(d.errors[0].help.as_deref(), Some("did you mean 'pkt-sum'?"));
+}
+
+#[test]
+fn missing_brace_is_pointed_out() {
+    let d = errors_of(&malformed("syntax-missing-brace"));
+    assert_eq!(
+        d.errors[0].help.as_deref(),
+        Some("a new statement starts here: is a '}' missing before it?")
+    );
 }
 
 #[test]

@@ -121,10 +121,24 @@ fn report(e: &ParseError<usize, Tok, LexError>, eof: usize, sink: &mut Sink<'_>)
             token: (l, t, r),
             expected,
         } => {
+            let statement = matches!(
+                t,
+                Tok::Splitter
+                    | Tok::Filter
+                    | Tok::Grouper
+                    | Tok::GroupFilter
+                    | Tok::Merger
+                    | Tok::Ungrouper
+            );
+            let help = if statement && expected.iter().any(|e| e == "\"}\"") {
+                Some("a new statement starts here: is a '}' missing before it?".to_string())
+            } else {
+                expected_help(expected)
+            };
             sink.error_help(
                 Span::new(*l, *r),
                 format!("unexpected {}", describe(t)),
-                expected_help(expected),
+                help,
             );
         }
         ParseError::ExtraToken { token: (l, t, r) } => {
