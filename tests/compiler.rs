@@ -55,7 +55,10 @@ fn http_download_plan_shape() {
         "    (B oi (overlapped by) A OR B d (during) A OR B f (finishes) A)",
         "  export m1",
     ] {
-        assert!(text.lines().any(|l| l == line), "explain lacks {line:?}:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "explain lacks {line:?}:\n{text}"
+        );
     }
     assert_eq!(plan.name, "http-download");
     let names: Vec<&str> = plan.branches.iter().map(|b| b.name.as_str()).collect();
@@ -256,6 +259,11 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ),
     ("merger-not-allen-op", "4:7", "not an Allen relation"),
     ("merger-unwired", "2:8", "merger 'M' is not wired"),
+    (
+        "allen-before-delta-zero",
+        "4:11",
+        "'delta 0' on '<' or '>' can never hold",
+    ),
     (
         "merger-disjoint-difference",
         "4:12",

@@ -305,12 +305,7 @@ impl Ctx<'_, '_> {
                     );
                 }
                 let (xi, yi) = (self.branch(x, sink), self.branch(y, sink));
-                Some(MergeRule::Allen(AllenRule {
-                    x: xi?,
-                    op: found?,
-                    y: yi?,
-                    delta: delta.map_or(0, |d| d.amount),
-                }))
+                allen(xi?, found?, yi?, delta.as_ref(), sink)
             }
             ast::Rule::Or(v) | ast::Rule::And(v) => {
                 let parts: Vec<Option<MergeRule>> = v.iter().map(|r| self.rule(r, sink)).collect();
@@ -390,12 +385,7 @@ impl Ctx<'_, '_> {
             sink.error_help(c.op_span, "not an Allen relation", Some(ALLEN_HELP.into()));
         }
         let (xi, yi) = (self.branch(x, sink), self.branch(y, sink));
-        Some(MergeRule::Allen(AllenRule {
-            x: xi?,
-            op: op?,
-            y: yi?,
-            delta: c.delta.map_or(0, |d| d.amount),
-        }))
+        allen(xi?, op?, yi?, c.delta.as_ref(), sink)
     }
 
     fn operand(&self, arg: &Arg, sink: &mut Sink<'_>) -> Option<(MergeOperand, Kind)> {
@@ -461,6 +451,34 @@ impl Ctx<'_, '_> {
             }
         }
     }
+}
+
+/// An Allen rule. The plan encodes "no delta" as 0, which for `<`/`>`
+/// means an unbounded gap; an explicit `delta 0` there would mean "never"
+/// (SPEC §2.5), so it is refused rather than silently inverted.
+fn allen(
+    x: usize,
+    op: AllenOp,
+    y: usize,
+    delta: Option<&ast::DeltaAst>,
+    sink: &mut Sink<'_>,
+) -> Option<MergeRule> {
+    if let Some(d) = delta.filter(|d| d.amount == 0) {
+        if matches!(op, AllenOp::Before | AllenOp::After) {
+            sink.error_help(
+                d.span,
+                "'delta 0' on '<' or '>' can never hold (the gap must be positive)",
+                Some("drop the delta for an unbounded gap".into()),
+            );
+            return None;
+        }
+    }
+    Some(MergeRule::Allen(AllenRule {
+        x,
+        op,
+        y,
+        delta: delta.map_or(0, |d| d.amount),
+    }))
 }
 
 fn join(parts: Vec<MergeRule>, or: bool) -> MergeRule {
