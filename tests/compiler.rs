@@ -812,3 +812,41 @@ fn long_chains_compile_and_deep_nesting_is_refused() {
     assert_eq!(d.len(), 1);
     assert!(d.headers()[0].starts_with("q.flowy:2:256: error: the query nests too deeply"));
 }
+
+#[test]
+fn every_allen_operator_name() {
+    let ops = [
+        ("m", AllenOp::Meets),
+        ("mi", AllenOp::MetBy),
+        ("o", AllenOp::Overlaps),
+        ("oi", AllenOp::OverlappedBy),
+        ("s", AllenOp::Starts),
+        ("si", AllenOp::StartedBy),
+        ("d", AllenOp::During),
+        ("di", AllenOp::Contains),
+        ("f", AllenOp::Finishes),
+        ("fi", AllenOp::FinishedBy),
+        ("eq", AllenOp::Equals),
+        ("=", AllenOp::Equals),
+        ("<", AllenOp::Before),
+        (">", AllenOp::After),
+    ];
+    for (name, op) in ops {
+        // Branch and field names that look like Allen operators stay names.
+        let src = format!(
+            "filter d {{ dstport = 80 }}\nmerger m {{ branches o, s\n o {name} s delta 2s\n}}\nungrouper U {{}}\nS branch o -> d -> m\nS branch s -> d -> m\n"
+        );
+        let plan = compile_source("q", "q", &src).unwrap_or_else(|d| panic!("{name}: {d}"));
+        let m = plan.merger.expect("merger");
+        assert_eq!(
+            m.modules[0].rules,
+            vec![MergeRule::Allen(AllenRule {
+                x: 0,
+                op,
+                y: 1,
+                delta: 2000
+            })],
+            "{name}"
+        );
+    }
+}
