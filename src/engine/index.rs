@@ -1,8 +1,8 @@
-//! A merger branch's stored groups and their indexes: by sequence number
-//! (arrival order), by `stime`, by `etime`, and hash indexes on the field
+//! A merger branch's stored groups and their indexes: by sequence number,
+//! by `stime`, by `etime`, and hash indexes on the field
 //! lists the join plans probe.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ impl HashIndex {
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: BTreeMap<u64, Arc<Group>>,
+    groups: HashMap<u64, Arc<Group>>,
     by_stime: BTreeSet<(i64, u64)>,
     by_etime: BTreeSet<(i64, u64)>,
     hashes: Vec<HashIndex>,
@@ -107,8 +107,13 @@ impl BranchStore {
         self.groups.get(&seq)
     }
 
+    /// Every stored group, by (`stime`, arrival).
     pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.groups.values()
+        self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.groups.contains_key(&seq)
     }
 
     pub fn hash_lookup(
