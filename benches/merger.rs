@@ -1,7 +1,8 @@
 //! The merger alone (push_group + finish) on synthetic groups: a
 //! two-branch module joined on an equality key plus an Allen relation
-//! (`A.k = B.k`, `A < B delta 200ms`), and an Allen-only join (`B d A`)
-//! that goes through the time index. Growth from 10k to 1M groups should
+//! (`A.k = B.k`, `A < B delta 200ms`), an Allen-only join (`B d A`)
+//! that goes through the time index, and `B d A` on a key with only two
+//! values (hash buckets narrowed by time). Growth from 10k to 1M groups should
 //! stay near linear.
 
 use std::hint::black_box;
@@ -60,6 +61,29 @@ fn keyed_plan() -> Arc<Plan> {
     ])
 }
 
+/// Few keys, many groups each: the equality alone would leave large
+/// buckets; the Allen relation narrows each probe to a time range.
+fn hot_key_plan() -> Arc<Plan> {
+    let k = |branch| MergeOperand::Field {
+        branch,
+        field: GroupField::Slot(1),
+    };
+    plan(vec![
+        MergeRule::Field(FieldRule {
+            lhs: k(0),
+            op: CmpOp::Eq,
+            rhs: k(1),
+            delta: None,
+        }),
+        MergeRule::Allen(AllenRule {
+            x: 1,
+            op: AllenOp::During,
+            y: 0,
+            delta: 0,
+        }),
+    ])
+}
+
 fn during_plan() -> Arc<Plan> {
     plan(vec![MergeRule::Allen(AllenRule {
         x: 1,
@@ -83,7 +107,10 @@ fn groups(n: usize) -> Vec<Arc<Group>> {
                 stime,
                 etime: stime + dur,
                 members: Vec::new(),
-                values: vec![Some(Value::Uint((i / 8) as u64))],
+                values: vec![
+                    Some(Value::Uint((i / 8) as u64)),
+                    Some(Value::Uint((i % 4 / 2) as u64)),
+                ],
             })
         })
         .collect()
@@ -105,7 +132,12 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    for (name, p) in [("key+before", keyed_plan()), ("during", during_plan())] {
+    let plans = [
+        ("key+before", keyed_plan()),
+        ("during", during_plan()),
+        ("hotkey+during", hot_key_plan()),
+    ];
+    for (name, p) in plans {
         for n in [10_000usize, 100_000, 1_000_000] {
             let gs = groups(n);
             group.throughput(Throughput::Elements(n as u64));

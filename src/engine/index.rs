@@ -32,11 +32,21 @@ struct Bucket {
 }
 
 fn sorted_insert(d: &mut VecDeque<(i64, u64)>, x: (i64, u64)) {
+    // In-order arrival is the common case: no search.
+    if d.back().is_none_or(|b| *b <= x) {
+        d.push_back(x);
+        return;
+    }
     let i = d.partition_point(|y| *y < x);
     d.insert(i, x);
 }
 
 fn sorted_remove(d: &mut VecDeque<(i64, u64)>, x: (i64, u64)) {
+    // Expiry removes the oldest first.
+    if d.front() == Some(&x) {
+        d.pop_front();
+        return;
+    }
     if let Ok(i) = d.binary_search(&x) {
         d.remove(i);
     }
