@@ -634,3 +634,33 @@ fn reorder_limit_releases_the_oldest_early() {
     // The oldest (stime 10) went first; the rest in stime order.
     assert_eq!(order, vec![1, 2, 0]);
 }
+
+#[test]
+fn explicit_advance_releases_like_event_time() {
+    let plan = one_module(vec![grule_d(
+        Field::Stime,
+        CmpOp::Lt,
+        Field::Stime,
+        100,
+        Reference::First,
+    )]);
+    let mut e = Engine::new(plan, streaming(1_000_000));
+    let mut out = Vec::new();
+    for r in [rec(0, 0, 0), rec(1, 50, 50), rec(2, 500, 500)] {
+        e.push(Arc::new(r), &mut out);
+    }
+    assert!(out.is_empty(), "lateness holds everything back");
+    assert_eq!(e.watermark(), Some(500 - 1_000_000));
+    // An idle advance to 400: records 0 and 1 released, their group can take
+    // nothing starting at or after 100, so it closes.
+    e.advance(400, &mut out);
+    assert_eq!(match_ids(&out), vec![vec![vec![0, 1]]]);
+    assert_eq!(e.watermark(), Some(400));
+    // W never moves back; a record behind it is late.
+    e.advance(10, &mut out);
+    assert_eq!(e.watermark(), Some(400));
+    e.push(Arc::new(rec(3, 300, 300)), &mut out);
+    assert_eq!(e.branch(0).map(|b| b.stats().late), Some(1));
+    e.finish(&mut out);
+    assert_eq!(out.len(), 3);
+}
