@@ -524,3 +524,33 @@ fn streaming_with_windows_equals_batch_with_the_same_window() {
     e.finish(&mut out);
     assert_eq!(canonical(&out), canonical(&batch));
 }
+
+#[test]
+fn held_tuple_limit_decides_the_earliest_early() {
+    let plan = merged(plain_branches(3), diff_modules(), 0);
+    let cfg = EngineConfig {
+        max_stored_groups: 3,
+        ..EngineConfig::batch(None)
+    };
+    let mut m = MergerEngine::new(&plan, &cfg);
+    let mut out = Vec::new();
+    m.push_group(group(0, 0, 0, 100, vec![u(1)]), &mut out);
+    m.push_group(group(0, 1, 0, 100, vec![u(1)]), &mut out);
+    m.push_group(group(1, 0, 0, 1, vec![u(1)]), &mut out);
+    assert!(out.is_empty());
+    m.push_group(group(1, 1, 0, 1, vec![u(1)]), &mut out);
+    // Four tuples formed, only three may wait: the first was decided at once.
+    assert_eq!(tuple_ids(&out), vec![vec![(0, 0), (1, 0)]]);
+    assert_eq!(m.stats().held_tuples, 3);
+    m.finish(&mut out);
+    assert_eq!(out.len(), 4);
+}
+
+#[test]
+fn engines_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<flowy::engine::BranchEngine>();
+    assert_send::<MergerEngine>();
+    assert_send::<Engine>();
+    assert_send::<Match>();
+}

@@ -117,9 +117,29 @@ impl MergerEngine {
             let deadline = self.horizon.map_or(i64::MAX, |h| latest.saturating_add(h));
             j.hold(deadline, t);
         }
+        self.limit_held(out);
         if let Some(j) = &mut self.joiner {
             let dropped = j.store(g, self.max_stored);
             self.stats.closed_early += dropped;
+        }
+    }
+
+    /// Held tuples count against `max_stored_groups` too: beyond it the
+    /// earliest-deadline tuples are decided now (counted as closed early).
+    fn limit_held(&mut self, out: &mut Vec<Match>) {
+        let max = self.max_stored;
+        let Some(j) = &mut self.joiner else { return };
+        let mut due = Vec::new();
+        while j.held.len() > max {
+            let Some(entry) = j.held.first_entry() else {
+                break;
+            };
+            j.pending.remove(&entry.key().1);
+            due.push(entry.remove());
+        }
+        self.stats.closed_early += due.len() as u64;
+        for t in due {
+            self.decide(t, out);
         }
     }
 
