@@ -554,3 +554,21 @@ fn engines_can_move_between_threads() {
     assert_send::<Engine>();
     assert_send::<Match>();
 }
+
+#[test]
+fn single_group_records_are_sorted_by_stime_then_rec_id() {
+    // A late record joins after later ones: the ungrouper still sorts.
+    let plan = single(branch("A", None, None, None));
+    let mut m = MergerEngine::new(&plan, &EngineConfig::batch(None));
+    let g = Arc::new(Group {
+        branch: 0,
+        id: 0,
+        stime: 5,
+        etime: 21,
+        members: vec![member(4, 10), member(2, 20), member(3, 5), member(1, 10)],
+        values: vec![],
+    });
+    let out = run(&mut m, vec![g]);
+    let ids: Vec<u64> = out[0].records.iter().map(|(_, r)| r.rec_id).collect();
+    assert_eq!(ids, vec![3, 1, 4, 2]);
+}
