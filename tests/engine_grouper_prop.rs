@@ -5,7 +5,9 @@
 mod engine_support;
 
 use engine_support::*;
-use flowy::engine::run_batch;
+use std::sync::Arc;
+
+use flowy::engine::{run_batch, Engine, EngineConfig};
 use flowy::query::plan::*;
 use flowy::record::{Field, Record};
 use proptest::prelude::*;
@@ -173,5 +175,63 @@ proptest! {
             .collect();
         got.sort();
         prop_assert_eq!(got, expected);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Streaming with lateness covering the disorder gives the batch groups.
+    #[test]
+    fn streaming_grouper_equals_batch(
+        modules in prop::collection::vec(module_rules(), 1..3),
+        raw in prop::collection::vec((record(), 0i64..10), 0..30),
+        window in prop::option::of(20i64..60),
+        lateness in 10i64..40,
+    ) {
+        let modules: Vec<ModulePlan> = modules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rules)| module(&format!("m{i}"), rules))
+            .collect();
+        let plan = single(branch("A", None, Some(grouper(modules, vec![], vec![])), None));
+        // Arrival order: stime order disturbed by less than the lateness.
+        let mut recs: Vec<(i64, Record)> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, ((stime, dur, port, bytes), jitter))| {
+                let r = Record {
+                    srcport: *port,
+                    bytes: Some(*bytes),
+                    ..rec(i as u64, *stime, stime + dur)
+                };
+                (stime + jitter, r)
+            })
+            .collect();
+        recs.sort_by_key(|(arrival, r)| (*arrival, r.rec_id));
+        let recs: Vec<Record> = recs.into_iter().map(|(_, r)| r).collect();
+        let groups = |ms: &[flowy::engine::Match]| {
+            let mut v: Vec<Vec<u64>> = ms
+                .iter()
+                .map(|m| m.groups[0].members.iter().map(|r| r.rec_id).collect())
+                .collect();
+            v.sort();
+            v
+        };
+        let batch = run_batch(plan.clone(), recs.clone(), window);
+        let cfg = EngineConfig {
+            lateness: Some(lateness),
+            window,
+            horizon: None,
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(plan, cfg);
+        let mut out = Vec::new();
+        for r in recs {
+            e.push(Arc::new(r), &mut out);
+        }
+        e.finish(&mut out);
+        prop_assert_eq!(e.branch(0).map(|b| b.stats().late), Some(0));
+        prop_assert_eq!(groups(&out), groups(&batch));
     }
 }
