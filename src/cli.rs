@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions and the handlers of the
 //! four commands (SPEC §4.1). `main.rs` only parses and calls [`run`].
 
+mod batch;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,9 +108,8 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(_) | Command::Query(_) => {
-            anyhow::bail!("not built in this branch yet (waiting for the compiler and engine)")
-        }
+        Command::Check(args) => Ok(batch::check(&args)),
+        Command::Query(args) => batch::query(&args),
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(&args),
     }
