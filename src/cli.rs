@@ -119,10 +119,21 @@ fn serve(_args: ServeArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("`flowy serve` is not built in this branch (the daemon module lands at merge)")
 }
 
-fn replay(_args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!(
-        "`flowy replay` is not built in this branch (the collector module lands at merge)"
-    )
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    if let Some(speed) = args.speed {
+        anyhow::ensure!(
+            speed.is_finite() && speed > 0.0,
+            "--speed must be a positive number, got {speed}"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sent = runtime.block_on(crate::collect::replay::replay(
+        &args.pcap, args.to, args.speed,
+    ))?;
+    eprintln!("sent {sent} datagrams to {}", args.to);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A duration: a number with an optional unit `ms`, `s`/`sec`, `m`/`min`,

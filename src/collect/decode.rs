@@ -1,0 +1,295 @@
+//! Datagram → records. One `netflow_parser` parser per template scope
+//! (exporter address or address+port, plus v9 source id / IPFIX observation
+//! domain), bounded by `max_exporters` with LRU eviction.
+//!
+//! Choices worth knowing:
+//! - Data that arrives before its template is held by the parser's pending-flow
+//!   cache (per exporter stream, `max_pending` sets) and decoded when the
+//!   template arrives, with the header of the message that brought the
+//!   template. For v9 uptime stamps that is exact up to the header's 1 s
+//!   granularity (wall clock and uptime advance together); IPFIX absolute times
+//!   are exact; only IPFIX `…DeltaMicroseconds` and records without any time
+//!   field are anchored to the later export time.
+//! - Options data is not a flow record: it only updates the exporter's
+//!   sampling interval and `systemInitTimeMilliseconds`.
+//! - Sequence numbers are tracked per exporter stream; a forward jump of more
+//!   than 2²⁰ or a step back is a restart (`sequence_resets`), not loss.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use netflow_parser::static_versions::v5::V5;
+use netflow_parser::{NetflowError, NetflowPacket, NetflowParser};
+
+use super::check::{self, Frame, Malformed};
+use super::exporter::{new_exporter, sync_metrics, Exporter, ScopeKey};
+use super::lru::Lru;
+use super::packets::{ipfix_packet, v9_packet, Ctx};
+use super::sequence::{SeqEvent, SequenceTracker};
+use super::stats::{bump, DecodeStats, OVERFLOW_IP};
+use super::templates::FileTemplateStore;
+use super::times;
+use super::{DecoderConfig, TemplateScope};
+use crate::record::Record;
+
+pub struct Decoder {
+    cfg: DecoderConfig,
+    v5: NetflowParser,
+    v5_seq: Lru<(SocketAddr, u8, u8), SequenceTracker>,
+    exporters: Lru<ScopeKey, Exporter>,
+    store: Option<Arc<FileTemplateStore>>,
+    stats: DecodeStats,
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    pub fn new(cfg: DecoderConfig) -> Self {
+        let store = cfg.template_store.as_deref().map(load_store);
+        let v5 = NetflowParser::builder()
+            .with_allowed_versions(&[5])
+            .build()
+            .unwrap_or_default();
+        Self {
+            v5,
+            v5_seq: Lru::new(cfg.max_exporters),
+            exporters: Lru::new(cfg.max_exporters),
+            store,
+            stats: DecodeStats::default(),
+            buf: Vec::with_capacity(64),
+            cfg,
+        }
+    }
+
+    pub fn stats(&self) -> &DecodeStats {
+        &self.stats
+    }
+
+    /// Write the template store file (no-op when none is configured).
+    pub fn save_templates(&self) -> std::io::Result<()> {
+        match (&self.store, &self.cfg.template_store) {
+            (Some(store), Some(path)) => store.save(path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decode one datagram from `from`; append records (rec_id left 0,
+    /// exporter = from.ip()). Malformed input is counted by kind, never fatal.
+    pub fn decode(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) {
+        let _ = now_ms; // flow times come from the export headers
+        self.stats.datagrams += 1;
+        self.stats.bytes += datagram.len() as u64;
+        let mut rest = datagram;
+        // RFC 7011 allows several IPFIX messages back to back in one datagram.
+        while !rest.is_empty() {
+            let frame = match check::check(rest) {
+                Ok(f) => f,
+                Err(kind) => return self.count_malformed(kind),
+            };
+            self.stats.errors.too_many_fields += u64::from(frame.templates.oversized);
+            self.stats.errors.template += u64::from(frame.templates.invalid);
+            let (msg, tail) = rest.split_at(frame.len);
+            if frame.version == 5 {
+                self.decode_v5(msg, from, out);
+            } else {
+                self.decode_templated(msg, frame, from, out);
+            }
+            if frame.version != 10 {
+                break;
+            }
+            rest = tail;
+        }
+    }
+
+    fn count_malformed(&mut self, kind: Malformed) {
+        let e = &mut self.stats.errors;
+        match kind {
+            Malformed::Truncated => e.truncated += 1,
+            Malformed::BadVersion => e.bad_version += 1,
+            Malformed::BadLength => e.bad_length += 1,
+        }
+    }
+
+    fn decode_v5(&mut self, msg: &[u8], from: SocketAddr, out: &mut Vec<Record>) {
+        let result = self.v5.parse_bytes(msg);
+        if let Some(err) = &result.error {
+            classify(&mut self.stats, err);
+        }
+        for p in result.packets {
+            if let NetflowPacket::V5(v5) = p {
+                self.v5_records(&v5, from, out);
+            }
+        }
+    }
+
+    fn v5_records(&mut self, v5: &V5, from: SocketAddr, out: &mut Vec<Record>) {
+        let h = &v5.header;
+        let key = (from, h.engine_type, h.engine_id);
+        let (seq, evicted) = self
+            .v5_seq
+            .get_or_insert_with(&key, SequenceTracker::default);
+        let event = seq.observe(h.flow_sequence, Some(u32::from(h.count)));
+        self.stats.exporters_evicted += u64::from(evicted.is_some());
+        self.count_seq(from.ip(), event);
+        let export_ms = times::v5_export_ms(h.unix_secs, h.unix_nsecs);
+        let interval = u32::from(h.sampling_interval & 0x3fff);
+        let sampling = (interval > 0).then_some(interval);
+        for f in &v5.flowsets {
+            let mut r = Record {
+                exporter: Some(from.ip()),
+                srcip: Some(IpAddr::V4(f.src_addr)),
+                dstip: Some(IpAddr::V4(f.dst_addr)),
+                nexthop: Some(IpAddr::V4(f.next_hop)),
+                srcport: Some(f.src_port),
+                dstport: Some(f.dst_port),
+                prot: Some(f.protocol_number),
+                tcp_flags: Some(u16::from(f.tcp_flags)),
+                tos: Some(f.tos),
+                bytes: Some(u64::from(f.d_octets)),
+                packets: Some(u64::from(f.d_pkts)),
+                stime: times::uptime_to_ms(export_ms, h.sys_up_time, f.first),
+                etime: times::uptime_to_ms(export_ms, h.sys_up_time, f.last),
+                input: Some(u32::from(f.input)),
+                output: Some(u32::from(f.output)),
+                src_as: Some(u32::from(f.src_as)),
+                dst_as: Some(u32::from(f.dst_as)),
+                src_mask: Some(f.src_mask),
+                dst_mask: Some(f.dst_mask),
+                ..Record::default()
+            };
+            super::fields::normalise_v5_icmp(&mut r);
+            super::fields::apply_sampling(&mut r, sampling, self.cfg.apply_sampling);
+            out.push(r);
+        }
+        self.count_records(from.ip(), 5, v5.flowsets.len());
+    }
+
+    fn scope_key(&self, from: SocketAddr, frame: Frame) -> ScopeKey {
+        let addr = match self.cfg.template_scope {
+            TemplateScope::Address => SocketAddr::new(from.ip(), 0),
+            TemplateScope::AddressPort => from,
+        };
+        ScopeKey {
+            addr,
+            version: frame.version,
+            domain: frame.domain,
+        }
+    }
+
+    fn decode_templated(
+        &mut self,
+        msg: &[u8],
+        frame: Frame,
+        from: SocketAddr,
+        out: &mut Vec<Record>,
+    ) {
+        let key = self.scope_key(from, frame);
+        let (cfg, store) = (&self.cfg, self.store.as_ref());
+        let (exp, evicted) = self
+            .exporters
+            .get_or_insert_with(&key, || new_exporter(cfg, store, &key));
+        if let Some((_, gone)) = evicted {
+            self.stats.exporters_evicted += 1;
+            self.stats.template_cache_size = self
+                .stats
+                .template_cache_size
+                .saturating_sub(gone.cache_size);
+        }
+        let result = exp.parser.parse_bytes(msg);
+        if let Some(err) = &result.error {
+            // Refused templates were counted already; their parse error is the same fault.
+            if !frame.templates.any() {
+                classify(&mut self.stats, err);
+            }
+        }
+        let delta = sync_metrics(exp, frame.version, &mut self.stats);
+        // Held data sets leave the parser's output; they count as "no template".
+        self.stats.errors.no_template += delta.held;
+        let ctx = Ctx {
+            from,
+            cap: self.cfg.max_exporters,
+            apply_sampling: self.cfg.apply_sampling,
+            delta,
+        };
+        for p in &result.packets {
+            match p {
+                NetflowPacket::V9(v9) => {
+                    v9_packet(v9, exp, &ctx, &mut self.stats, &mut self.buf, out)
+                }
+                NetflowPacket::IPFix(ix) => {
+                    ipfix_packet(ix, exp, &ctx, &mut self.stats, &mut self.buf, out)
+                }
+                _ => self.stats.errors.other += 1,
+            }
+        }
+        self.stats.exporters = self.exporters.len() as u64;
+        if let Some(store) = &self.store {
+            self.stats.template_store_errors =
+                store.refused.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn count_seq(&mut self, ip: IpAddr, event: SeqEvent) {
+        match event {
+            SeqEvent::InOrder => {}
+            SeqEvent::Gap(n) => {
+                let cap = self.cfg.max_exporters;
+                bump(&mut self.stats.sequence_gaps, ip, n, cap, OVERFLOW_IP);
+            }
+            SeqEvent::Reset => self.stats.sequence_resets += 1,
+        }
+    }
+
+    fn count_records(&mut self, ip: IpAddr, version: u16, n: usize) {
+        if n > 0 {
+            let cap = self.cfg.max_exporters;
+            bump(
+                &mut self.stats.records,
+                (ip, version),
+                n as u64,
+                cap,
+                (OVERFLOW_IP, version),
+            );
+        }
+    }
+}
+
+fn load_store(path: &Path) -> Arc<FileTemplateStore> {
+    match FileTemplateStore::load(path) {
+        Ok(s) => {
+            tracing::info!(path = %path.display(), templates = s.len(), "template store loaded");
+            Arc::new(s)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "template store unreadable; starting without it");
+            Arc::new(FileTemplateStore::default())
+        }
+    }
+}
+
+fn classify(stats: &mut DecodeStats, err: &NetflowError) {
+    let e = &mut stats.errors;
+    match err {
+        NetflowError::Incomplete { .. } => e.truncated += 1,
+        NetflowError::UnsupportedVersion { .. } | NetflowError::FilteredVersion { .. } => {
+            e.bad_version += 1
+        }
+        NetflowError::ParseError { context, kind, .. } => {
+            let text = format!("{context} {kind}").to_ascii_lowercase();
+            if text.contains("template") {
+                e.template += 1;
+            } else if text.contains("length") {
+                e.bad_length += 1;
+            } else {
+                e.other += 1;
+            }
+        }
+        _ => e.other += 1,
+    }
+}
