@@ -49,6 +49,16 @@ fn http_download_on_trace_2012() {
     assert!(n > 0, "the 2012 trace holds HTTP downloads");
 }
 
+/// The IPFIX file of the 2009 trace (another exporter format, another
+/// reader) gives the same matches as its flow-tools file.
+#[test]
+fn http_download_same_on_ipfix_and_flow_tools() {
+    let ftz = match_sigs(&run("trace-2009.ftz", &["--no-records"]));
+    let ipfix = match_sigs(&run("trace-2009.ipfix", &["--no-records"]));
+    assert!(!ftz.is_empty());
+    assert_eq!(ftz, ipfix);
+}
+
 /// The ungrouper: each match's records are exactly its groups' members,
 /// once each, ordered by (stime, rec_id), labelled with the first branch
 /// (in the module's order B, A) whose group holds them.
