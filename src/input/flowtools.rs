@@ -162,16 +162,7 @@ fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<
             let produced = (z.total_out() - out_before) as usize;
             filled += produced;
             out_total += produced as u64;
-            let whole = filled - filled % V5_RECORD_LEN;
-            let base = records.len() as u64;
-            records.extend(
-                buf[..whole]
-                    .chunks_exact(V5_RECORD_LEN)
-                    .enumerate()
-                    .map(|(i, raw)| decode_v5(raw, order, base + i as u64)),
-            );
-            buf.copy_within(whole..filled, 0);
-            filled -= whole;
+            filled = drain_records(&mut buf, filled, order, &mut records);
             if status == Status::StreamEnd {
                 pos += z.total_in() as usize;
                 break;
@@ -195,6 +186,21 @@ fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<
         ));
     }
     Ok(records)
+}
+
+/// Decode the whole records in `buf[..filled]`, move the partial tail to
+/// the front; returns the tail's length.
+fn drain_records(buf: &mut [u8], filled: usize, order: ByteOrder, out: &mut Vec<Record>) -> usize {
+    let whole = filled - filled % V5_RECORD_LEN;
+    let base = out.len() as u64;
+    out.extend(
+        buf[..whole]
+            .chunks_exact(V5_RECORD_LEN)
+            .enumerate()
+            .map(|(i, raw)| decode_v5(raw, order, base + i as u64)),
+    );
+    buf.copy_within(whole..filled, 0);
+    filled - whole
 }
 
 /// Decode a plain array of 64-byte v5 records.
