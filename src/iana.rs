@@ -87,7 +87,6 @@ pub const ELEMENTS: &[Element] = &[
     ie(205, "udpMessageLength", Uint),
     ie(206, "isMulticast", Uint),
     ie(209, "tcpOptions", Uint),
-    ie(210, "paddingOctets", Text),
     ie(224, "ipTotalLength", Uint),
     ie(225, "postNATSourceIPv4Address", Ip),
     ie(226, "postNATDestinationIPv4Address", Ip),

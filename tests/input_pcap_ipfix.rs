@@ -14,7 +14,16 @@ use pcap_file::DataLink;
 use flowy::input::{ipfix, pcap, InputError};
 use flowy::record::Record;
 
-const TRACE_DIR: &str = "/work/shared/data/nfql-traces";
+/// The shared nfql traces: CI checks the repository out with `shared/`
+/// beside it; a developer worktree may sit deeper, so the nearest ancestor wins.
+fn trace_dir() -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/data/nfql-traces"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| root.join("../shared/data/nfql-traces"))
+}
 
 /// The fields compared between the two decodings of the trace.
 type Key = (
@@ -70,9 +79,9 @@ fn key(r: &Record) -> Key {
 
 #[test]
 fn ipfix_trace_2009_matches_flowtools() -> Result<(), InputError> {
-    let recs = ipfix::read(&Path::new(TRACE_DIR).join("trace-2009.ipfix"))?;
+    let recs = ipfix::read(&trace_dir().join("trace-2009.ipfix"))?;
     assert_eq!(recs.len(), 556);
-    let ft = flowtools_v5(&Path::new(TRACE_DIR).join("trace-2009.ftz"));
+    let ft = flowtools_v5(&trace_dir().join("trace-2009.ftz"));
     assert_eq!(ft.len(), 556);
     let mut a: Vec<_> = recs.iter().map(key).collect();
     let mut b = ft;
@@ -186,7 +195,7 @@ fn eth_capture(path: &Path) {
 #[test]
 fn pcap_ethernet_vlan_ipv4() -> Result<(), InputError> {
     let dir = tempfile::tempdir().map_err(|e| InputError::Open {
-        path: TRACE_DIR.into(),
+        path: trace_dir(),
         source: e,
     })?;
     let path = dir.path().join("v5.pcap");
@@ -210,7 +219,7 @@ fn pcap_ethernet_vlan_ipv4() -> Result<(), InputError> {
 #[test]
 fn pcapng_linux_cooked_and_raw_ipv6() -> Result<(), InputError> {
     let dir = tempfile::tempdir().map_err(|e| InputError::Open {
-        path: TRACE_DIR.into(),
+        path: trace_dir(),
         source: e,
     })?;
     let path = dir.path().join("mixed.pcapng");
@@ -275,7 +284,7 @@ fn malformed_capture_names_file_and_offset() -> std::io::Result<()> {
 fn malformed_ipfix_file_names_offset() -> std::io::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bad.ipfix");
-    let good = std::fs::read(Path::new(TRACE_DIR).join("trace-2009.ipfix"))?;
+    let good = std::fs::read(trace_dir().join("trace-2009.ipfix"))?;
     let first_len = usize::from(u16::from_be_bytes([good[2], good[3]]));
     // One good message, then a header with the wrong version.
     let mut img = good[..first_len].to_vec();

@@ -153,9 +153,9 @@ impl RecordBuilder {
             ie::TCP_FLAGS => r.tcp_flags = narrow(raw),
             ie::SRC_PORT => r.srcport = narrow(raw),
             ie::DST_PORT => r.dstport = narrow(raw),
-            ie::SRC_V4 | ie::SRC_V6 => r.srcip = ip(raw).or(r.srcip),
-            ie::DST_V4 | ie::DST_V6 => r.dstip = ip(raw).or(r.dstip),
-            ie::NEXTHOP_V4 | ie::NEXTHOP_V6 => r.nexthop = ip(raw).or(r.nexthop),
+            ie::SRC_V4 | ie::SRC_V6 => r.srcip = prefer_specified(ip(raw), r.srcip),
+            ie::DST_V4 | ie::DST_V6 => r.dstip = prefer_specified(ip(raw), r.dstip),
+            ie::NEXTHOP_V4 | ie::NEXTHOP_V6 => r.nexthop = prefer_specified(ip(raw), r.nexthop),
             ie::SRC_MASK => r.src_mask = narrow(raw),
             ie::DST_MASK => r.dst_mask = narrow(raw),
             ie::INPUT => r.input = narrow(raw),
@@ -356,5 +356,15 @@ mod tests {
             r.extra[1],
             (56, Value::Text(Arc::from("00:01:02:03:04:05")))
         );
+    }
+}
+
+/// Templates often carry both the IPv4 and the IPv6 element of an address,
+/// the unused one zero-filled: an unspecified address (`0.0.0.0`, `::`)
+/// must not replace one already decoded from the other family.
+fn prefer_specified(new: Option<IpAddr>, old: Option<IpAddr>) -> Option<IpAddr> {
+    match (new, old) {
+        (Some(n), Some(o)) if n.is_unspecified() => Some(o),
+        (n, o) => n.or(o),
     }
 }
