@@ -60,7 +60,7 @@ fn keyed_plan() -> Arc<Plan> {
             x: 0,
             op: AllenOp::Before,
             y: 1,
-            delta: 200,
+            delta: Some(200),
         }),
     ])
 }
@@ -83,7 +83,7 @@ fn hot_key_plan() -> Arc<Plan> {
             x: 1,
             op: AllenOp::During,
             y: 0,
-            delta: 0,
+            delta: None,
         }),
     ])
 }
@@ -93,7 +93,7 @@ fn during_plan() -> Arc<Plan> {
         x: 1,
         op: AllenOp::During,
         y: 0,
-        delta: 0,
+        delta: None,
     })])
 }
 

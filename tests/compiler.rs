@@ -260,11 +260,6 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ("merger-not-allen-op", "4:7", "not an Allen relation"),
     ("merger-unwired", "2:8", "merger 'M' is not wired"),
     (
-        "allen-before-delta-zero",
-        "4:11",
-        "'delta 0' on '<' or '>' can never hold",
-    ),
-    (
         "merger-disjoint-difference",
         "4:12",
         "module 'm2' shares no branch with the exported module 'm1'",
@@ -650,7 +645,7 @@ M -> U -> "output"
             x: 0,
             op: AllenOp::Before,
             y: 1,
-            delta: 5000
+            delta: Some(5000)
         })
     );
     assert!(
@@ -668,6 +663,34 @@ M -> U -> "output"
     assert!(text.contains("module found (exported): branches A, B"));
     assert!(text.contains("module veto (difference): branches A, C"));
     assert!(text.contains("A < (before) B delta 5000ms"));
+}
+
+/// `delta 0` on before/after is kept (it can never hold, SPEC §2.5) and is
+/// distinct from no delta at all.
+#[test]
+fn before_after_delta_zero_compiles_and_differs_from_no_delta() {
+    for (text, op) in [("<", AllenOp::Before), (">", AllenOp::After)] {
+        for (clause, delta) in [(" delta 0", Some(0)), ("", None)] {
+            let src = format!(
+                "filter f {{ dstport = 80 }}\nmerger M {{ branches A, B\n A {text} B{clause}\n}}\nungrouper U {{}}\nS branch A -> f -> M\nS branch B -> f -> M\nM -> U -> \"output\"\n"
+            );
+            let plan =
+                compile_source("q", "q", &src).unwrap_or_else(|d| panic!("{text}{clause}: {d}"));
+            let m = plan.merger.as_ref().expect("merger");
+            assert_eq!(
+                m.modules[0].rules,
+                vec![MergeRule::Allen(AllenRule {
+                    x: 0,
+                    op,
+                    y: 1,
+                    delta,
+                })],
+                "A {text} B{clause}"
+            );
+            let shown = explain(&plan);
+            assert_eq!(shown.contains(" delta 0ms"), delta.is_some(), "{shown}");
+        }
+    }
 }
 
 #[test]
@@ -844,7 +867,7 @@ fn every_allen_operator_name() {
                 x: 0,
                 op,
                 y: 1,
-                delta: 2000
+                delta: Some(2000)
             })],
             "{name}"
         );

@@ -7,12 +7,14 @@ use proptest::prelude::*;
 
 const X: (i64, i64) = (10, 20);
 
+/// No delta clause.
 fn t(op: AllenOp, y: (i64, i64)) -> bool {
-    holds(op, X, y, 0)
+    holds(op, X, y, None)
 }
 
+/// `delta d`.
 fn td(op: AllenOp, y: (i64, i64), d: u64) -> bool {
-    holds(op, X, y, d)
+    holds(op, X, y, Some(d))
 }
 
 #[test]
@@ -32,6 +34,131 @@ fn after() {
     assert!(td(After, (0, 7), 3));
     assert!(!td(After, (0, 6), 3));
     assert!(!td(After, (0, 10), 3));
+}
+
+#[test]
+fn before_with_delta_zero_never_holds() {
+    for (gap, y) in [(0, (20, 30)), (1, (21, 30)), (100, (120, 130))] {
+        assert!(!td(Before, y, 0), "gap {gap}");
+    }
+    assert!(t(Before, (120, 130)), "no delta: gap 100 holds");
+    assert!(t(Before, (21, 30)), "no delta: gap 1 holds");
+}
+
+#[test]
+fn before_delta_bounds_the_gap() {
+    assert!(td(Before, (25, 30), 5), "gap 5");
+    assert!(!td(Before, (26, 30), 5), "gap 6");
+    assert!(td(Before, (21, 30), 5), "gap 1");
+    assert!(!td(Before, (20, 30), 5), "gap 0 is not before");
+}
+
+#[test]
+fn after_with_delta_zero_never_holds() {
+    for (gap, y) in [(0, (0, 10)), (1, (0, 9)), (100, (-100, -90))] {
+        assert!(!td(After, y, 0), "gap {gap}");
+    }
+    assert!(t(After, (-100, -90)), "no delta: gap 100 holds");
+    assert!(t(After, (0, 9)), "no delta: gap 1 holds");
+}
+
+#[test]
+fn after_delta_bounds_the_gap() {
+    assert!(td(After, (0, 5), 5), "gap 5");
+    assert!(!td(After, (0, 4), 5), "gap 6");
+    assert!(td(After, (0, 9), 5), "gap 1");
+    assert!(!td(After, (0, 10), 5), "gap 0 is not after");
+}
+
+/// Before/after with `Some(0)` get an empty index range, so nothing is
+/// even a candidate; without a delta the range is open on one side.
+#[test]
+fn before_after_ranges_with_and_without_delta() {
+    let z = (100, 200);
+    let (_, lo, hi) = candidate_range(Before, z, Some(0), 15);
+    assert!(lo > hi, "before delta 0: empty ({lo}, {hi})");
+    let (_, lo, hi) = candidate_range(After, z, Some(0), 15);
+    assert!(lo > hi, "after delta 0: empty ({lo}, {hi})");
+    assert_eq!(
+        candidate_range(Before, z, None, 15),
+        (Endpoint::End, i64::MIN, 99)
+    );
+    assert_eq!(
+        candidate_range(After, z, None, 15),
+        (Endpoint::Start, 201, i64::MAX)
+    );
+    assert_eq!(
+        candidate_range(Before, z, Some(5), 15),
+        (Endpoint::End, 95, 99)
+    );
+    assert_eq!(
+        candidate_range(After, z, Some(5), 15),
+        (Endpoint::Start, 201, 205)
+    );
+}
+
+#[test]
+fn extreme_times_and_deltas_do_not_overflow() {
+    let far = (i64::MIN, i64::MAX);
+    for op in ALL {
+        for d in [None, Some(0), Some(1), Some(u64::MAX)] {
+            assert_eq!(
+                holds(op, far, (0, 0), d),
+                holds(inverse(op), (0, 0), far, d)
+            );
+            let (_, lo, hi) = candidate_range(op, far, d, i64::MAX);
+            if holds(op, (0, 0), far, d) {
+                assert!(lo <= 0 && 0 <= hi, "{op:?} {d:?}");
+            }
+        }
+    }
+    assert!(holds(
+        Before,
+        (i64::MIN, i64::MIN),
+        (i64::MAX, i64::MAX),
+        None
+    ));
+    assert!(holds(
+        Before,
+        (i64::MIN, i64::MIN),
+        (i64::MAX, i64::MAX),
+        Some(u64::MAX)
+    ));
+    assert!(!holds(
+        Before,
+        (i64::MIN, i64::MIN),
+        (i64::MAX, i64::MAX),
+        Some(0)
+    ));
+}
+
+/// For every relation but before/after, no delta means D = 0.
+#[test]
+fn no_delta_is_delta_zero_except_for_before_and_after() {
+    for op in ALL {
+        if matches!(op, Before | After) {
+            continue;
+        }
+        for y in [
+            (20, 30),
+            (21, 30),
+            (19, 30),
+            (10, 20),
+            (5, 20),
+            (0, 10),
+            (12, 18),
+        ] {
+            assert_eq!(t(op, y), td(op, y, 0), "{op:?} {y:?}");
+            assert_eq!(
+                candidate_range(op, y, None, 15),
+                candidate_range(op, y, Some(0), 15),
+                "{op:?} {y:?}"
+            );
+        }
+    }
+    // meets in particular: adjacent holds, a gap of 1 does not, either way.
+    assert!(t(Meets, (20, 30)) && td(Meets, (20, 30), 0));
+    assert!(!t(Meets, (21, 30)) && !td(Meets, (21, 30), 0));
 }
 
 #[test]
@@ -159,34 +286,35 @@ fn point_intervals_are_evaluated_literally() {
     let holding: Vec<AllenOp> = all
         .iter()
         .copied()
-        .filter(|op| holds(*op, p, p, 0))
+        .filter(|op| holds(*op, p, p, None))
         .collect();
     assert_eq!(holding, vec![Meets, MetBy, Equals]);
     // A point at the start of an interval: starts and meets.
     let holding: Vec<AllenOp> = all
         .iter()
         .copied()
-        .filter(|op| holds(*op, p, (5, 10), 0))
+        .filter(|op| holds(*op, p, (5, 10), None))
         .collect();
     assert_eq!(holding, vec![Meets, Starts]);
     // A point at the end of an interval: finishes and met by.
     let holding: Vec<AllenOp> = all
         .iter()
         .copied()
-        .filter(|op| holds(*op, (10, 10), (5, 10), 0))
+        .filter(|op| holds(*op, (10, 10), (5, 10), None))
         .collect();
     assert_eq!(holding, vec![MetBy, Finishes]);
     // A point strictly inside: during only.
     let holding: Vec<AllenOp> = all
         .iter()
         .copied()
-        .filter(|op| holds(*op, (7, 7), (5, 10), 0))
+        .filter(|op| holds(*op, (7, 7), (5, 10), None))
         .collect();
     assert_eq!(holding, vec![During]);
     // Points one apart: before / after.
-    assert!(holds(Before, (5, 5), (6, 6), 0));
-    assert!(holds(After, (6, 6), (5, 5), 0));
-    assert!(holds(Before, (5, 5), (6, 6), 1));
+    assert!(holds(Before, (5, 5), (6, 6), None));
+    assert!(holds(After, (6, 6), (5, 5), None));
+    assert!(holds(Before, (5, 5), (6, 6), Some(1)));
+    assert!(!holds(Before, (5, 5), (6, 6), Some(0)));
 }
 
 const ALL: [AllenOp; 13] = [
@@ -209,23 +337,27 @@ fn interval() -> impl Strategy<Value = (i64, i64)> {
     (0i64..40, 0i64..15).prop_map(|(s, d)| (s, s + d))
 }
 
+fn delta() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![Just(None), Just(Some(0)), (1u64..6).prop_map(Some)]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn inverse_swaps_operands_exactly(x in interval(), y in interval(), op in 0usize..13, d in 0u64..6) {
+    fn inverse_swaps_operands_exactly(x in interval(), y in interval(), op in 0usize..13, d in delta()) {
         let op = ALL[op];
         prop_assert_eq!(holds(op, x, y, d), holds(inverse(op), y, x, d));
         prop_assert_eq!(inverse(inverse(op)), op);
     }
 
     #[test]
-    fn candidate_range_contains_every_match(y in interval(), z in interval(), op in 0usize..13, d in 0u64..6) {
+    fn candidate_range_contains_every_match(y in interval(), z in interval(), op in 0usize..13, d in delta()) {
         let op = ALL[op];
         if holds(op, y, z, d) {
             let (which, lo, hi) = candidate_range(op, z, d, 15);
             let v = match which { Endpoint::Start => y.0, Endpoint::End => y.1 };
-            prop_assert!(lo <= v && v <= hi, "{:?} y={:?} z={:?} d={} range={:?}", op, y, z, d, (which, lo, hi));
+            prop_assert!(lo <= v && v <= hi, "{:?} y={:?} z={:?} d={:?} range={:?}", op, y, z, d, (which, lo, hi));
         }
     }
 }

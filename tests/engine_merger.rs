@@ -53,7 +53,7 @@ fn equality_and_allen_join() {
     // A.k = B.k and A < B.
     let rules = vec![
         frule(bf(0, K), CmpOp::Eq, bf(1, K), None),
-        allen(0, AllenOp::Before, 1, 0),
+        allen(0, AllenOp::Before, 1, None),
     ];
     let mut m = merger_only(vec![mmodule("m", vec![0, 1], rules)], 0, 2, None);
     let groups = vec![
@@ -79,6 +79,41 @@ fn equality_and_allen_join() {
     assert!(out
         .iter()
         .all(|t| t.groups[0].branch == 0 && t.groups[1].branch == 1));
+}
+
+#[test]
+fn before_after_with_delta_zero_never_join_while_no_delta_is_unbounded() {
+    // Gaps of 1, 5 and 100 ms between A and the Bs (and the Bs and A for `>`).
+    let groups = || {
+        vec![
+            group(0, 0, 0, 10, vec![]),
+            group(1, 0, 11, 20, vec![]),
+            group(1, 1, 15, 20, vec![]),
+            group(1, 2, 110, 120, vec![]),
+            group(0, 1, 130, 140, vec![]),
+        ]
+    };
+    let ids = |op, delta| {
+        let rules = vec![allen(0, op, 1, delta)];
+        let mut m = merger_only(vec![mmodule("m", vec![0, 1], rules)], 0, 2, None);
+        tuple_ids(&run(&mut m, groups()))
+    };
+    let all_before = vec![
+        vec![(0, 0), (1, 0)],
+        vec![(0, 0), (1, 1)],
+        vec![(0, 0), (1, 2)],
+    ];
+    assert_eq!(ids(AllenOp::Before, None), all_before);
+    assert_eq!(ids(AllenOp::Before, Some(5)), all_before[..2].to_vec());
+    assert!(ids(AllenOp::Before, Some(0)).is_empty());
+    let all_after = vec![
+        vec![(0, 1), (1, 0)],
+        vec![(0, 1), (1, 1)],
+        vec![(0, 1), (1, 2)],
+    ];
+    assert_eq!(ids(AllenOp::After, None), all_after);
+    assert_eq!(ids(AllenOp::After, Some(10)), vec![vec![(0, 1), (1, 2)]]);
+    assert!(ids(AllenOp::After, Some(0)).is_empty());
 }
 
 #[test]
@@ -146,11 +181,11 @@ fn or_and_not_rules_and_three_branches() {
     // B oi A OR B d A;  NOT A.k = C.k;  A < C.
     let rules = vec![
         MergeRule::Or(vec![
-            allen(1, AllenOp::OverlappedBy, 0, 0),
-            allen(1, AllenOp::During, 0, 0),
+            allen(1, AllenOp::OverlappedBy, 0, None),
+            allen(1, AllenOp::During, 0, None),
         ]),
         MergeRule::Not(Box::new(frule(bf(0, K), CmpOp::Eq, bf(2, K), None))),
-        allen(0, AllenOp::Before, 2, 0),
+        allen(0, AllenOp::Before, 2, None),
     ];
     let mut m = merger_only(vec![mmodule("m", vec![0, 1, 2], rules)], 0, 3, None);
     let groups = vec![
@@ -180,7 +215,7 @@ fn diff_modules() -> Vec<MergeModule> {
             vec![0, 2],
             vec![
                 frule(bf(0, K), CmpOp::Eq, bf(2, K), None),
-                allen(2, AllenOp::During, 0, 0),
+                allen(2, AllenOp::During, 0, None),
             ],
         ),
     ]
@@ -399,9 +434,9 @@ fn two_branch_plan() -> Arc<Plan> {
             frule(bf(0, s0), CmpOp::Eq, bf(1, s1), None),
             frule(bf(0, s1), CmpOp::Eq, bf(1, s0), None),
             MergeRule::Or(vec![
-                allen(1, AllenOp::OverlappedBy, 0, 0),
-                allen(1, AllenOp::During, 0, 0),
-                allen(0, AllenOp::Before, 1, 2000),
+                allen(1, AllenOp::OverlappedBy, 0, None),
+                allen(1, AllenOp::During, 0, None),
+                allen(0, AllenOp::Before, 1, Some(2000)),
             ]),
         ],
     );
@@ -422,7 +457,7 @@ fn two_branch_plan() -> Arc<Plan> {
                 MergeOperand::Lit(Value::Uint(53)),
                 None,
             ),
-            allen(2, AllenOp::During, 0, 0),
+            allen(2, AllenOp::During, 0, None),
         ],
     );
     merged(vec![a, b, c], vec![m1, m2], 0)

@@ -32,12 +32,19 @@ const ALL: [AllenOp; 13] = [
 
 // ---------------------------------------------------------------- reference
 
-fn ref_allen(op: AllenOp, x: &Group, y: &Group, d: u64) -> bool {
-    let (xs, xe, ys, ye, d) = (x.stime, x.etime, y.stime, y.etime, d as i64);
+/// SPEC §2.5: D is the delta, 0 when absent; `<`/`>` bound their gap by D
+/// only when a delta is given.
+fn ref_allen(op: AllenOp, x: &Group, y: &Group, delta: Option<u64>) -> bool {
+    let (xs, xe, ys, ye) = (x.stime, x.etime, y.stime, y.etime);
+    let d = delta.unwrap_or(0) as i64;
     let close = |a: i64, b: i64| (a - b).abs() <= d;
+    let gap_bounded = |gap: i64| match delta {
+        None => true,
+        Some(d) => gap <= d as i64,
+    };
     match op {
-        AllenOp::Before => xe < ys && (d == 0 || ys - xe <= d),
-        AllenOp::After => ye < xs && (d == 0 || xs - ye <= d),
+        AllenOp::Before => xe < ys && gap_bounded(ys - xe),
+        AllenOp::After => ye < xs && gap_bounded(xs - ye),
         AllenOp::Meets => close(ys, xe),
         AllenOp::MetBy => close(xs, ye),
         AllenOp::Overlaps => xs < ys && ys < xe && xe < ye,
@@ -181,20 +188,31 @@ struct RawRule {
     b: usize,
     op: usize,
     delta: u64,
+    /// Allen delta: absent, zero (before/after never hold) or positive.
+    adelta: Option<u64>,
     wrap: u8,
 }
 
 fn raw_rule() -> impl Strategy<Value = RawRule> {
-    (0u8..9, 0usize..3, 0usize..3, 0usize..13, 0u64..4, 0u8..8).prop_map(
-        |(kind, a, b, op, delta, wrap)| RawRule {
+    let adelta = prop_oneof![Just(None), Just(Some(0)), (1u64..25).prop_map(Some)];
+    (
+        0u8..9,
+        0usize..3,
+        0usize..3,
+        0usize..13,
+        0u64..4,
+        adelta,
+        0u8..8,
+    )
+        .prop_map(|(kind, a, b, op, delta, adelta, wrap)| RawRule {
             kind,
             a,
             b,
             op,
             delta,
+            adelta,
             wrap,
-        },
-    )
+        })
 }
 
 fn make_rule(r: &RawRule, branches: &[usize]) -> MergeRule {
@@ -206,7 +224,7 @@ fn make_rule(r: &RawRule, branches: &[usize]) -> MergeRule {
     }
     let s = GroupField::Slot;
     let atom = match r.kind {
-        0..=2 => allen(x, ALL[r.op], y, r.delta),
+        0..=2 => allen(x, ALL[r.op], y, r.adelta),
         3 => frule(bf(x, s(0)), CmpOp::Eq, bf(y, s(0)), None),
         4 => frule(
             bf(x, s(2)),
@@ -226,12 +244,12 @@ fn make_rule(r: &RawRule, branches: &[usize]) -> MergeRule {
     };
     match r.wrap {
         0 => MergeRule::Not(Box::new(atom)),
-        1 => MergeRule::Or(vec![atom, allen(x, AllenOp::Equals, y, 1)]),
-        2 => MergeRule::And(vec![atom, allen(y, ALL[(r.op + 5) % 13], x, 0)]),
+        1 => MergeRule::Or(vec![atom, allen(x, AllenOp::Equals, y, Some(1))]),
+        2 => MergeRule::And(vec![atom, allen(y, ALL[(r.op + 5) % 13], x, None)]),
         3 => MergeRule::Or(vec![
             atom,
-            allen(x, ALL[(r.op + 3) % 13], y, r.delta),
-            allen(y, ALL[(r.op + 7) % 13], x, 0),
+            allen(x, ALL[(r.op + 3) % 13], y, r.adelta),
+            allen(y, ALL[(r.op + 7) % 13], x, None),
         ]),
         _ => atom,
     }

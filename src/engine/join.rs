@@ -19,7 +19,7 @@ pub type Visitor<'a, 'f> = dyn FnMut(&[Option<&'a Arc<Group>>]) -> bool + 'f;
 
 /// `candidate op other (delta)` with `other` bound: one Allen relation,
 /// normalised so that the candidate is its left operand.
-type TimePart = (AllenOp, usize, u64);
+type TimePart = (AllenOp, usize, Option<u64>);
 
 /// How a step finds candidate groups for its branch.
 #[derive(Clone, Debug, Default)]
@@ -291,7 +291,7 @@ fn time_parts(y: usize, bound: &[usize], conj: &[MergeRule]) -> Vec<TimePart> {
             continue;
         };
         let (op, _, delta) = part;
-        if delta == 0 && matches!(op, AllenOp::Before | AllenOp::After) {
+        if delta.is_none() && matches!(op, AllenOp::Before | AllenOp::After) {
             one_sided.get_or_insert(part);
             continue;
         }

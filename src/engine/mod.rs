@@ -16,8 +16,10 @@
 //!   `union` of nothing is the empty set; `plain` is the first member's
 //!   value even when absent.
 //! - `x in v` with a single value `v` (not a set or prefix) means `x = v`.
-//! - The plan stores an absent Allen delta as 0, so `X < Y` / `X > Y` with
-//!   delta 0 put no bound on the gap (a literal `delta 0` would never hold).
+//! - An Allen delta is `None` when the rule has none: `X < Y` / `X > Y` then
+//!   put no bound on the gap, while an explicit `delta 0` bounds it to 0 and
+//!   so never holds (SPEC §2.5, evaluated literally); the join finds no
+//!   candidates for it. Every other relation reads no delta as D = 0.
 //! - Windows: a group closes once W reaches its window's end (every record
 //!   of the window has been released by then).
 //! - Limits: when `max_open_groups` is hit the oldest open group is closed

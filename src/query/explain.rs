@@ -257,11 +257,7 @@ fn merge_rule(plan: &Plan, r: &MergeRule) -> String {
     let bname = |i: usize| plan.branches.get(i).map_or("?", |b| b.name.as_str());
     match r {
         MergeRule::Allen(a) => {
-            let d = if a.delta > 0 {
-                format!(" delta {}ms", a.delta)
-            } else {
-                String::new()
-            };
+            let d = a.delta.map_or(String::new(), |d| format!(" delta {d}ms"));
             format!("{} {} {}{d}", bname(a.x), allen(a.op), bname(a.y))
         }
         MergeRule::Field(f) => {

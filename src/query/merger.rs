@@ -305,7 +305,7 @@ impl Ctx<'_, '_> {
                     );
                 }
                 let (xi, yi) = (self.branch(x, sink), self.branch(y, sink));
-                allen(xi?, found?, yi?, delta.as_ref(), sink)
+                Some(allen(xi?, found?, yi?, delta.as_ref()))
             }
             ast::Rule::Or(v) | ast::Rule::And(v) => {
                 let parts: Vec<Option<MergeRule>> = v.iter().map(|r| self.rule(r, sink)).collect();
@@ -385,7 +385,7 @@ impl Ctx<'_, '_> {
             sink.error_help(c.op_span, "not an Allen relation", Some(ALLEN_HELP.into()));
         }
         let (xi, yi) = (self.branch(x, sink), self.branch(y, sink));
-        allen(xi?, op?, yi?, c.delta.as_ref(), sink)
+        Some(allen(xi?, op?, yi?, c.delta.as_ref()))
     }
 
     fn operand(&self, arg: &Arg, sink: &mut Sink<'_>) -> Option<(MergeOperand, Kind)> {
@@ -453,32 +453,15 @@ impl Ctx<'_, '_> {
     }
 }
 
-/// An Allen rule. The plan encodes "no delta" as 0, which for `<`/`>`
-/// means an unbounded gap; an explicit `delta 0` there would mean "never"
-/// (SPEC §2.5), so it is refused rather than silently inverted.
-fn allen(
-    x: usize,
-    op: AllenOp,
-    y: usize,
-    delta: Option<&ast::DeltaAst>,
-    sink: &mut Sink<'_>,
-) -> Option<MergeRule> {
-    if let Some(d) = delta.filter(|d| d.amount == 0) {
-        if matches!(op, AllenOp::Before | AllenOp::After) {
-            sink.error_help(
-                d.span,
-                "'delta 0' on '<' or '>' can never hold (the gap must be positive)",
-                Some("drop the delta for an unbounded gap".into()),
-            );
-            return None;
-        }
-    }
-    Some(MergeRule::Allen(AllenRule {
+/// An Allen rule. An explicit `delta 0` is kept as `Some(0)`: on `<`/`>`
+/// it makes the relation unsatisfiable, which is what SPEC §2.5 says.
+fn allen(x: usize, op: AllenOp, y: usize, delta: Option<&ast::DeltaAst>) -> MergeRule {
+    MergeRule::Allen(AllenRule {
         x,
         op,
         y,
-        delta: delta.map_or(0, |d| d.amount),
-    }))
+        delta: delta.map(|d| d.amount),
+    })
 }
 
 fn join(parts: Vec<MergeRule>, or: bool) -> MergeRule {

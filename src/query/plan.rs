@@ -243,8 +243,11 @@ pub struct AllenRule {
     pub op: AllenOp,
     /// Branch index of Y.
     pub y: usize,
-    /// D in ms (0 when absent).
-    pub delta: u64,
+    /// D in ms; `None` when the rule has no `delta` clause. The two differ
+    /// only for `<`/`>`: `None` leaves the gap unbounded, while `Some(0)`
+    /// bounds it to 0, so the relation never holds (SPEC §2.5). Every other
+    /// relation reads `None` as D = 0.
+    pub delta: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -211,7 +211,7 @@ pub fn mmodule(name: &str, branches: Vec<usize>, rules: Vec<MergeRule>) -> Merge
     }
 }
 
-pub fn allen(x: usize, op: AllenOp, y: usize, delta: u64) -> MergeRule {
+pub fn allen(x: usize, op: AllenOp, y: usize, delta: Option<u64>) -> MergeRule {
     MergeRule::Allen(AllenRule { x, op, y, delta })
 }
 
