@@ -2,9 +2,27 @@
 //! stream of records. Event time only: the watermark is the engine's sole
 //! notion of time, so the batch command and the daemon share this code.
 
+pub mod aggregate;
+pub mod allen;
+pub mod branch;
+pub mod clock;
+pub mod config;
+pub mod filter;
 pub mod group;
+pub mod grouper;
+pub mod index;
+pub mod join;
+pub mod merger;
+pub mod mergerule;
+pub mod pipeline;
+pub mod ungroup;
 
+pub use branch::{BranchEngine, BranchStats};
+pub use clock::Watermark;
+pub use config::{EngineConfig, LatePolicy};
 pub use group::Group;
+pub use merger::{MergerEngine, MergerStats};
+pub use pipeline::{run_batch, Engine};
 
 use std::sync::Arc;
 

@@ -1,1 +1,429 @@
-//! (being written)
+//! flow-tools files (stream version 3, NetFlow v5 records), as described in
+//! `shared/formats/flow-tools.md`: a small TLV header, then fixed-size
+//! records, zlib-compressed when the header says so.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::InputError;
+use crate::record::Record;
+
+/// First two bytes of every flow-tools file.
+pub const MAGIC: [u8; 2] = [0xCF, 0x10];
+
+const TLV_EX_VER: u16 = 0x02;
+const TLV_HEADER_FLAGS: u16 = 0x08;
+const FLAG_COMPRESS: u32 = 0x02;
+/// Size of a NetFlow v5 record in a flow-tools stream.
+const V5_RECORD_LEN: usize = 64;
+
+/// Read a whole flow-tools file into records (`rec_id` = index in the file).
+pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
+    let data = std::fs::read(path).map_err(|source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &data)
+}
+
+/// Decode a flow-tools file already in memory; `path` only labels errors.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    let err = |offset: usize, reason: String| InputError::Malformed {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    let header = Header::parse(data).map_err(|(o, r)| err(o, r))?;
+    let body = &data[header.len..];
+    if header.flags & FLAG_COMPRESS != 0 {
+        let stream = inflate_all(body).map_err(|(o, r)| err(header.len + o, r))?;
+        decode_records(&stream, header.little_endian)
+            .map_err(|(o, r)| err(o, format!("{r} (offset in the decompressed record stream)")))
+    } else {
+        decode_records(body, header.little_endian).map_err(|(o, r)| err(header.len + o, r))
+    }
+}
+
+/// An error position (relative to the slice being decoded) and its reason.
+type Fail = (usize, String);
+
+/// What the reader needs from the stream-version-3 header.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    little_endian: bool,
+    /// Total header length: records (or the zlib stream) start here.
+    len: usize,
+    flags: u32,
+}
+
+impl Header {
+    fn parse(data: &[u8]) -> Result<Header, Fail> {
+        if data.len() < 8 {
+            return Err((
+                data.len(),
+                format!(
+                    "file too short for a flow-tools header ({} bytes)",
+                    data.len()
+                ),
+            ));
+        }
+        if data[..2] != MAGIC {
+            return Err((0, "not a flow-tools file (magic is not CF 10)".into()));
+        }
+        let little_endian = match data[2] {
+            1 => true,
+            2 => false,
+            b => return Err((2, format!("unknown byte order {b} (expected 1 or 2)"))),
+        };
+        match data[3] {
+            3 => {}
+            1 => {
+                return Err((
+                    3,
+                    "flow-tools stream version 1 is not supported (only version 3)".into(),
+                ))
+            }
+            v => return Err((3, format!("unknown flow-tools stream version {v}"))),
+        }
+        let order = ByteOrder(little_endian);
+        let len = order.u32(data, 4) as usize;
+        if len < 8 || len > data.len() {
+            return Err((
+                4,
+                format!(
+                    "header length {len} out of range (file has {} bytes)",
+                    data.len()
+                ),
+            ));
+        }
+        let (ex_ver, flags) = parse_tlvs(&data[..len], order)?;
+        match ex_ver {
+            Some(5) => Ok(Header {
+                little_endian,
+                len,
+                flags: flags.unwrap_or(0),
+            }),
+            Some(v) => Err((
+                8,
+                format!("export version {v} is not supported (only NetFlow v5)"),
+            )),
+            None => Err((8, "header has no export version (EX_VER) TLV".into())),
+        }
+    }
+}
+
+/// Walk the TLV list; returns (EX_VER, HEADER_FLAGS) when present.
+fn parse_tlvs(header: &[u8], order: ByteOrder) -> Result<(Option<u16>, Option<u32>), Fail> {
+    let (mut ex_ver, mut flags) = (None, None);
+    let mut pos = 8;
+    while pos + 4 <= header.len() {
+        let ty = order.u16(header, pos);
+        let len = usize::from(order.u16(header, pos + 2));
+        let value = header
+            .get(pos + 4..pos + 4 + len)
+            .ok_or_else(|| (pos, format!("header TLV type {ty} runs past the header")))?;
+        match (ty, len) {
+            (TLV_EX_VER, 2) => ex_ver = Some(order.u16(value, 0)),
+            (TLV_HEADER_FLAGS, 4) => flags = Some(order.u32(value, 0)),
+            (TLV_EX_VER | TLV_HEADER_FLAGS, _) => {
+                return Err((pos, format!("header TLV type {ty} has bad length {len}")))
+            }
+            _ => {}
+        }
+        pos += 4 + len;
+    }
+    Ok((ex_ver, flags))
+}
+
+/// Inflate one or more concatenated zlib streams.
+fn inflate_all(mut input: &[u8]) -> Result<Vec<u8>, Fail> {
+    // flow-tools' v5 streams compress about 5:1; start near that to avoid regrowth.
+    let mut out = Vec::with_capacity(input.len().saturating_mul(5) + 4096);
+    let mut consumed_before = 0usize;
+    while !input.is_empty() {
+        let used = inflate_one(input, &mut out).map_err(|(o, r)| (consumed_before + o, r))?;
+        consumed_before += used;
+        input = &input[used..];
+    }
+    Ok(out)
+}
+
+/// Inflate a single zlib stream from the start of `input` into `out`;
+/// returns the number of input bytes it used.
+fn inflate_one(input: &[u8], out: &mut Vec<u8>) -> Result<usize, Fail> {
+    let mut z = Decompress::new(true);
+    loop {
+        if out.capacity() - out.len() < 64 * 1024 {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
+        let (in_before, out_before) = (z.total_in(), z.total_out());
+        let pos = in_before as usize;
+        let status = z
+            .decompress_vec(&input[pos..], out, FlushDecompress::None)
+            .map_err(|e| (z.total_in() as usize, format!("corrupt zlib stream: {e}")))?;
+        if status == Status::StreamEnd {
+            return Ok(z.total_in() as usize);
+        }
+        // With ample output space, no progress means the input ran out.
+        if z.total_in() == in_before && z.total_out() == out_before {
+            return Err((
+                input.len(),
+                "zlib stream truncated (file ends inside it)".into(),
+            ));
+        }
+    }
+}
+
+/// Decode a plain array of 64-byte v5 records.
+fn decode_records(stream: &[u8], little_endian: bool) -> Result<Vec<Record>, Fail> {
+    let rest = stream.len() % V5_RECORD_LEN;
+    if rest != 0 {
+        let offset = stream.len() - rest;
+        return Err((
+            offset,
+            format!("truncated record: {rest} of {V5_RECORD_LEN} bytes"),
+        ));
+    }
+    let order = ByteOrder(little_endian);
+    Ok(stream
+        .chunks_exact(V5_RECORD_LEN)
+        .enumerate()
+        .map(|(i, raw)| decode_v5(raw, order, i as u64))
+        .collect())
+}
+
+fn decode_v5(raw: &[u8], o: ByteOrder, rec_id: u64) -> Record {
+    let unix_secs = i64::from(o.u32(raw, 0));
+    let unix_nsecs = i64::from(o.u32(raw, 4));
+    let sys_uptime = i64::from(o.u32(raw, 8));
+    // Exactly flow-tools' ftltime(): no uptime wraparound correction.
+    let boot_ms = unix_secs * 1000 + unix_nsecs / 1_000_000 - sys_uptime;
+    let ip = |off: usize| Some(IpAddr::V4(Ipv4Addr::from(o.u32(raw, off))));
+    Record {
+        rec_id,
+        exporter: ip(12),
+        srcip: ip(16),
+        dstip: ip(20),
+        nexthop: ip(24),
+        input: Some(u32::from(o.u16(raw, 28))),
+        output: Some(u32::from(o.u16(raw, 30))),
+        packets: Some(u64::from(o.u32(raw, 32))),
+        bytes: Some(u64::from(o.u32(raw, 36))),
+        stime: boot_ms + i64::from(o.u32(raw, 40)),
+        etime: boot_ms + i64::from(o.u32(raw, 44)),
+        srcport: Some(o.u16(raw, 48)),
+        dstport: Some(o.u16(raw, 50)),
+        prot: Some(raw[52]),
+        tos: Some(raw[53]),
+        tcp_flags: Some(u16::from(raw[54])),
+        src_mask: Some(raw[58]),
+        dst_mask: Some(raw[59]),
+        src_as: Some(u32::from(o.u16(raw, 60))),
+        dst_as: Some(u32::from(o.u16(raw, 62))),
+        ..Record::default()
+    }
+}
+
+/// The file's byte order (true = little endian). Callers guarantee the
+/// bounds: every read is inside a slice whose length was checked.
+#[derive(Clone, Copy)]
+struct ByteOrder(bool);
+
+impl ByteOrder {
+    #[inline]
+    fn u16(self, b: &[u8], at: usize) -> u16 {
+        let v = [b[at], b[at + 1]];
+        if self.0 {
+            u16::from_le_bytes(v)
+        } else {
+            u16::from_be_bytes(v)
+        }
+    }
+
+    #[inline]
+    fn u32(self, b: &[u8], at: usize) -> u32 {
+        let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if self.0 {
+            u32::from_le_bytes(v)
+        } else {
+            u32::from_be_bytes(v)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::ZlibEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn header(little: bool, ex_ver: u16, flags: u32) -> Vec<u8> {
+        let o = |v: u32| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let o16 = |v: u16| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let mut h = vec![0xCF, 0x10, if little { 1 } else { 2 }, 3];
+        h.extend_from_slice(&o(24));
+        h.extend_from_slice(&o16(TLV_EX_VER));
+        h.extend_from_slice(&o16(2));
+        h.extend_from_slice(&o16(ex_ver));
+        h.extend_from_slice(&o16(TLV_HEADER_FLAGS));
+        h.extend_from_slice(&o16(4));
+        h.extend_from_slice(&o(flags));
+        h.extend_from_slice(&[0, 0]);
+        h
+    }
+
+    /// A v5 record with the times of the doc's first trace-2009 record.
+    fn record(little: bool, src: [u8; 4], dport: u16) -> Vec<u8> {
+        let o = |v: u32| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let o16 = |v: u16| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let mut r = Vec::new();
+        for v in [1_260_226_804, 6_027_000, 1_048_581_001, 0x7f00_0001] {
+            r.extend_from_slice(&o(v));
+        }
+        r.extend_from_slice(&o(u32::from_be_bytes(src)));
+        r.extend_from_slice(&o(0xe000_0016));
+        r.extend_from_slice(&o(0));
+        r.extend_from_slice(&o16(3));
+        r.extend_from_slice(&o16(4));
+        for v in [1, 56, 1_048_511_830, 1_048_511_840] {
+            r.extend_from_slice(&o(v));
+        }
+        r.extend_from_slice(&o16(1234));
+        r.extend_from_slice(&o16(dport));
+        r.extend_from_slice(&[6, 0, 0x1b, 0, 0, 0, 24, 16]);
+        r.extend_from_slice(&o16(65000));
+        r.extend_from_slice(&o16(65001));
+        assert_eq!(r.len(), V5_RECORD_LEN);
+        r
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn decodes_both_byte_orders_uncompressed() {
+        for little in [true, false] {
+            let mut f = header(little, 5, 1);
+            f.extend(record(little, [10, 0, 0, 1], 80));
+            f.extend(record(little, [10, 0, 0, 2], 443));
+            let recs = parse(Path::new("x.ft"), &f).unwrap();
+            assert_eq!(recs.len(), 2);
+            let r = &recs[0];
+            assert_eq!(r.rec_id, 0);
+            assert_eq!(recs[1].rec_id, 1);
+            assert_eq!(r.srcip, Some("10.0.0.1".parse().unwrap()));
+            assert_eq!(r.dstip, Some("224.0.0.22".parse().unwrap()));
+            assert_eq!(r.exporter, Some("127.0.0.1".parse().unwrap()));
+            assert_eq!(r.stime, 1_260_226_734_835);
+            assert_eq!(r.etime, 1_260_226_734_845);
+            assert_eq!((r.input, r.output), (Some(3), Some(4)));
+            assert_eq!((r.packets, r.bytes), (Some(1), Some(56)));
+            assert_eq!(
+                (r.srcport, r.dstport, r.prot),
+                (Some(1234), Some(80), Some(6))
+            );
+            assert_eq!(
+                (r.tcp_flags, r.src_mask, r.dst_mask),
+                (Some(0x1b), Some(24), Some(16))
+            );
+            assert_eq!((r.src_as, r.dst_as), (Some(65000), Some(65001)));
+            assert_eq!(recs[1].dstport, Some(443));
+        }
+    }
+
+    #[test]
+    fn decodes_concatenated_zlib_streams() {
+        let mut f = header(true, 5, 0x0A);
+        f.extend(zlib(&record(true, [10, 0, 0, 1], 80)));
+        f.extend(zlib(&record(true, [10, 0, 0, 2], 81)));
+        let recs = parse(Path::new("x.ftz"), &f).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].dstport, Some(81));
+    }
+
+    #[test]
+    fn refuses_other_export_versions() {
+        let mut f = header(true, 7, 0);
+        f.extend(record(true, [10, 0, 0, 1], 80));
+        let e = parse(Path::new("x.ft"), &f).unwrap_err().to_string();
+        assert!(e.contains("export version 7"), "{e}");
+        assert!(e.contains("x.ft"), "{e}");
+    }
+
+    #[test]
+    fn partial_record_names_its_offset() {
+        let mut f = header(true, 5, 0);
+        f.extend(record(true, [10, 0, 0, 1], 80));
+        f.extend_from_slice(&[0; 10]);
+        let e = parse(Path::new("x.ft"), &f).unwrap_err().to_string();
+        assert!(e.contains("at offset 88"), "{e}");
+        assert!(e.contains("truncated record"), "{e}");
+    }
+
+    #[test]
+    fn truncated_zlib_stream_is_an_error() {
+        let mut f = header(true, 5, 2);
+        let z = zlib(
+            &[
+                record(true, [10, 0, 0, 1], 80),
+                record(true, [1, 2, 3, 4], 9),
+            ]
+            .concat(),
+        );
+        f.extend_from_slice(&z[..z.len() - 6]);
+        let e = parse(Path::new("x.ftz"), &f).unwrap_err().to_string();
+        assert!(e.contains("zlib"), "{e}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &[][..],
+            &[0xCF, 0x10, 1, 3][..],
+            &[0xCF, 0x10, 1, 3, 0xff, 0xff, 0, 0][..],
+            &[0xCF, 0x10, 9, 3, 8, 0, 0, 0][..],
+            &[0xCF, 0x10, 1, 1, 8, 0, 0, 0][..],
+            &[0xCF, 0x10, 1, 3, 12, 0, 0, 0, 2, 0, 9, 0][..],
+            &[0xCF, 0x10, 1, 3, 8, 0, 0, 0][..],
+        ] {
+            assert!(parse(Path::new("g"), bad).is_err(), "{bad:?}");
+        }
+        let mut f = header(true, 5, 2);
+        f.extend_from_slice(b"not zlib at all");
+        let e = parse(Path::new("g"), &f).unwrap_err().to_string();
+        assert!(
+            e.contains("corrupt zlib stream") && e.contains("at offset 2"),
+            "{e}"
+        );
+    }
+}

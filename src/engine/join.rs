@@ -1,0 +1,310 @@
+//! Join plans for the merger: starting from some bound branches, bind the
+//! remaining branches of a module one at a time through an index, checking
+//! each rule as soon as all its branches are bound. No nested loops over
+//! whole stores unless the module gives nothing to index on.
+
+use std::collections::VecDeque;
+
+use std::sync::Arc;
+
+use crate::engine::allen::{self, candidate_range};
+use crate::engine::filter::key_value;
+use crate::engine::index::{BranchStore, HashKey};
+use crate::engine::mergerule::{self, branches_of, conjuncts};
+use crate::engine::Group;
+use crate::query::plan::{AllenOp, CmpOp, GroupField, MergeModule, MergeOperand, MergeRule};
+
+/// Called with each complete binding; returns false to stop the search.
+pub type Visitor<'a, 'f> = dyn FnMut(&[Option<&'a Arc<Group>>]) -> bool + 'f;
+
+/// How a step finds candidate groups for its branch.
+#[derive(Clone, Debug)]
+enum Access {
+    /// Hash index `index` of the branch's store, probed with the values of
+    /// already-bound (branch, field)s.
+    Hash {
+        index: usize,
+        probes: Vec<(usize, GroupField)>,
+    },
+    /// `candidate op other (delta)` with `other` bound: a time range.
+    Time {
+        op: AllenOp,
+        other: usize,
+        delta: u64,
+    },
+    Scan,
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    branch: usize,
+    access: Access,
+    /// Conjuncts whose branches are all bound once this step binds.
+    checks: Vec<usize>,
+}
+
+/// A precomputed join order for one module and one set of initially bound
+/// branches.
+#[derive(Clone, Debug)]
+pub struct JoinPlan {
+    conj: Vec<MergeRule>,
+    initial_checks: Vec<usize>,
+    steps: Vec<Step>,
+}
+
+impl JoinPlan {
+    /// Plan the completion of `module` given `initial` bound branches,
+    /// registering the hash indexes it needs in `stores` (by branch).
+    pub fn new(module: &MergeModule, initial: &[usize], stores: &mut [BranchStore]) -> Self {
+        let conj = conjuncts(&module.rules);
+        let conj_branches: Vec<Vec<usize>> = conj
+            .iter()
+            .map(|r| {
+                let mut v = Vec::new();
+                branches_of(r, &mut v);
+                v
+            })
+            .collect();
+        let order = bfs_order(&module.branches, initial, &conj_branches);
+        let mut bound: Vec<usize> = initial.to_vec();
+        let mut steps = Vec::with_capacity(order.len());
+        for &y in &order {
+            let access = choose_access(y, &bound, &conj, stores);
+            steps.push(Step {
+                branch: y,
+                access,
+                checks: Vec::new(),
+            });
+            bound.push(y);
+        }
+        let mut initial_checks = Vec::new();
+        for (i, bs) in conj_branches.iter().enumerate() {
+            // The stage at which every branch of the conjunct is bound; a
+            // branch outside the module is never bound, so such a rule is
+            // checked last (and reads as absent).
+            let stage = bs
+                .iter()
+                .map(|b| {
+                    if initial.contains(b) {
+                        0
+                    } else {
+                        order
+                            .iter()
+                            .position(|x| x == b)
+                            .map_or(order.len(), |p| p + 1)
+                    }
+                })
+                .max()
+                .unwrap_or(0);
+            match stage.checked_sub(1) {
+                None => initial_checks.push(i),
+                Some(s) => match steps.get_mut(s) {
+                    Some(step) => step.checks.push(i),
+                    None => initial_checks.push(i),
+                },
+            }
+        }
+        JoinPlan {
+            conj,
+            initial_checks,
+            steps,
+        }
+    }
+
+    /// Enumerate every completion of `binding` (initial branches bound) over
+    /// the stores; `f` returns false to stop. Returns false when stopped.
+    pub fn search<'a>(
+        &self,
+        stores: &'a [BranchStore],
+        binding: &mut Vec<Option<&'a Arc<Group>>>,
+        f: &mut Visitor<'a, '_>,
+    ) -> bool {
+        if !self
+            .initial_checks
+            .iter()
+            .all(|&i| mergerule::eval(&self.conj[i], binding))
+        {
+            return true;
+        }
+        self.visit(0, stores, binding, f)
+    }
+
+    /// Is there at least one completion?
+    pub fn exists<'a>(
+        &self,
+        stores: &'a [BranchStore],
+        binding: &mut Vec<Option<&'a Arc<Group>>>,
+    ) -> bool {
+        !self.search(stores, binding, &mut |_| false)
+    }
+
+    fn visit<'a>(
+        &self,
+        k: usize,
+        stores: &'a [BranchStore],
+        binding: &mut Vec<Option<&'a Arc<Group>>>,
+        f: &mut Visitor<'a, '_>,
+    ) -> bool {
+        let Some(step) = self.steps.get(k) else {
+            return f(binding);
+        };
+        let Some(store) = stores.get(step.branch) else {
+            return true;
+        };
+        let mut go = |g: &'a Arc<Group>, binding: &mut Vec<Option<&'a Arc<Group>>>| -> bool {
+            binding[step.branch] = Some(g);
+            let keep = !step
+                .checks
+                .iter()
+                .all(|&i| mergerule::eval(&self.conj[i], binding))
+                || self.visit(k + 1, stores, binding, f);
+            binding[step.branch] = None;
+            keep
+        };
+        match &step.access {
+            Access::Hash { index, probes } => {
+                let Some(key) = probe_key(probes, binding) else {
+                    return true;
+                };
+                for g in store.hash_lookup(*index, &key) {
+                    if !go(g, binding) {
+                        return false;
+                    }
+                }
+            }
+            Access::Time { op, other, delta } => {
+                let Some(z) = binding.get(*other).copied().flatten() else {
+                    return true;
+                };
+                let (which, lo, hi) =
+                    candidate_range(*op, (z.stime, z.etime), *delta, store.max_duration());
+                for g in store.time_range(which, lo, hi) {
+                    if !go(g, binding) {
+                        return false;
+                    }
+                }
+            }
+            Access::Scan => {
+                for g in store.all() {
+                    if !go(g, binding) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+fn probe_key(probes: &[(usize, GroupField)], binding: &[Option<&Arc<Group>>]) -> Option<HashKey> {
+    probes
+        .iter()
+        .map(|(b, f)| binding.get(*b).copied().flatten()?.get(*f).map(key_value))
+        .collect()
+}
+
+/// Unbound branches of the module in breadth-first order over the graph
+/// whose edges are rules mentioning two branches; disconnected branches
+/// come last, in declared order.
+fn bfs_order(branches: &[usize], initial: &[usize], conj_branches: &[Vec<usize>]) -> Vec<usize> {
+    let mut remaining: Vec<usize> = branches
+        .iter()
+        .copied()
+        .filter(|b| !initial.contains(b))
+        .collect();
+    let mut queue: VecDeque<usize> = initial.iter().copied().collect();
+    let mut order = Vec::new();
+    while !remaining.is_empty() {
+        let Some(b) = queue.pop_front() else {
+            let next = remaining.remove(0);
+            order.push(next);
+            queue.push_back(next);
+            continue;
+        };
+        let (adjacent, rest): (Vec<usize>, Vec<usize>) = remaining.iter().partition(|r| {
+            conj_branches
+                .iter()
+                .any(|bs| bs.contains(&b) && bs.contains(r))
+        });
+        remaining = rest;
+        for a in adjacent {
+            order.push(a);
+            queue.push_back(a);
+        }
+    }
+    order
+}
+
+/// Pick the access path for binding `y` next, given `bound` branches.
+fn choose_access(
+    y: usize,
+    bound: &[usize],
+    conj: &[MergeRule],
+    stores: &mut [BranchStore],
+) -> Access {
+    let mut fields = Vec::new();
+    let mut probes = Vec::new();
+    for r in conj {
+        if let Some((fy, other)) = equality_key(r, y, bound) {
+            fields.push(fy);
+            probes.push(other);
+        }
+    }
+    if !fields.is_empty() {
+        if let Some(store) = stores.get_mut(y) {
+            let index = store.hash_index(&fields);
+            return Access::Hash { index, probes };
+        }
+    }
+    for r in conj {
+        if let MergeRule::Allen(a) = r {
+            if a.x == y && a.y != y && bound.contains(&a.y) {
+                return Access::Time {
+                    op: a.op,
+                    other: a.y,
+                    delta: a.delta,
+                };
+            }
+            if a.y == y && a.x != y && bound.contains(&a.x) {
+                return Access::Time {
+                    op: allen::inverse(a.op),
+                    other: a.x,
+                    delta: a.delta,
+                };
+            }
+        }
+    }
+    Access::Scan
+}
+
+/// `Y.f = Z.g` (no delta) with Z bound: (Y's field, (Z, Z's field)).
+fn equality_key(
+    r: &MergeRule,
+    y: usize,
+    bound: &[usize],
+) -> Option<(GroupField, (usize, GroupField))> {
+    let MergeRule::Field(f) = r else { return None };
+    if f.op != CmpOp::Eq || f.delta.is_some() {
+        return None;
+    }
+    let (
+        MergeOperand::Field {
+            branch: b1,
+            field: f1,
+        },
+        MergeOperand::Field {
+            branch: b2,
+            field: f2,
+        },
+    ) = (&f.lhs, &f.rhs)
+    else {
+        return None;
+    };
+    if *b1 == y && *b2 != y && bound.contains(b2) {
+        Some((*f1, (*b2, *f2)))
+    } else if *b2 == y && *b1 != y && bound.contains(b1) {
+        Some((*f2, (*b1, *f1)))
+    } else {
+        None
+    }
+}

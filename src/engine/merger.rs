@@ -1,0 +1,335 @@
+//! The merger and ungrouper (SPEC §2.5, §3.2): joins closed groups of the
+//! branches into tuples of the export module, removes tuples another module
+//! extends (set difference), and turns tuples into matches.
+//!
+//! Each arriving group probes the stores of the other branches and is
+//! stored afterwards, so every tuple is found exactly once: when its last
+//! group arrives.
+//!
+//! Emission order (deterministic for a given group arrival order): tuples
+//! of an export module without difference modules are emitted at once, in
+//! the order the join enumerates them. Tuples that must be checked against
+//! difference modules are held and emitted in (deadline, formation) order
+//! when W passes their deadline, or in formation order at `finish`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::engine::config::EngineConfig;
+use crate::engine::index::BranchStore;
+use crate::engine::join::JoinPlan;
+use crate::engine::ungroup::ungroup;
+use crate::engine::{Group, Match};
+use crate::query::plan::{MergerPlan, Plan};
+
+/// Counters of the merger (SPEC §4.4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergerStats {
+    pub stored_groups: u64,
+    pub matches: u64,
+    /// Stored groups dropped early because `max_stored_groups` was hit.
+    pub closed_early: u64,
+    /// Tuples currently held for the set-difference decision.
+    pub held_tuples: u64,
+    /// Tuples removed because a difference module extended them.
+    pub extended: u64,
+}
+
+/// A module whose tuples are subtracted from the export module's.
+struct DiffModule {
+    /// Branches it shares with the export module.
+    shared: Vec<usize>,
+    plan: JoinPlan,
+}
+
+struct Joiner {
+    /// Export module branches, in declared order.
+    export_branches: Vec<usize>,
+    /// Per plan branch: how to complete an export tuple from a group there.
+    export_plans: Vec<Option<JoinPlan>>,
+    diffs: Vec<DiffModule>,
+    stores: Vec<BranchStore>,
+    stored: Vec<bool>,
+    /// Arrival order of stored groups: seq → branch (for the global limit).
+    order: BTreeMap<u64, usize>,
+    next_seq: u64,
+    /// Tuples awaiting the difference decision, by (deadline, formation).
+    held: BTreeMap<(i64, u64), Vec<Arc<Group>>>,
+    /// Formation numbers of the held tuples.
+    pending: BTreeSet<u64>,
+    next_held: u64,
+    /// Per branch: true when only difference modules use it (the branch
+    /// supplies extensions, never export tuples).
+    extension_only: Vec<bool>,
+    /// seq → `next_held` when the group was stored: an extension group is
+    /// kept until every tuple formed before it arrived has been decided, so
+    /// a held tuple sees every extension that arrived before its deadline.
+    marks: HashMap<u64, u64>,
+}
+
+pub struct MergerEngine {
+    joiner: Option<Joiner>,
+    horizon: Option<i64>,
+    max_stored: usize,
+    stats: MergerStats,
+}
+
+impl MergerEngine {
+    pub fn new(plan: &Arc<Plan>, cfg: &EngineConfig) -> Self {
+        MergerEngine {
+            joiner: plan
+                .merger
+                .as_ref()
+                .map(|m| Joiner::new(m, plan.branches.len())),
+            horizon: cfg.horizon,
+            max_stored: cfg.max_stored_groups.max(1),
+            stats: MergerStats::default(),
+        }
+    }
+
+    /// A closed, groupfilter-passed group; append completed matches.
+    pub fn push_group(&mut self, g: Arc<Group>, out: &mut Vec<Match>) {
+        let Some(j) = &mut self.joiner else {
+            self.emit(vec![g], out);
+            return;
+        };
+        let b = g.branch;
+        if !j.stored.get(b).copied().unwrap_or(false) {
+            return;
+        }
+        let tuples = j.complete(&g);
+        let has_diffs = !j.diffs.is_empty();
+        for t in tuples {
+            if !has_diffs {
+                self.emit(t, out);
+                continue;
+            }
+            let Some(j) = &mut self.joiner else { return };
+            // Extensions already stored rule the tuple out now; later ones
+            // are looked for at the deadline.
+            if j.extended(&t) {
+                self.stats.extended += 1;
+                continue;
+            }
+            let latest = t.iter().map(|g| g.etime).max().unwrap_or(i64::MIN);
+            let deadline = self.horizon.map_or(i64::MAX, |h| latest.saturating_add(h));
+            j.hold(deadline, t);
+        }
+        if let Some(j) = &mut self.joiner {
+            let dropped = j.store(g, self.max_stored);
+            self.stats.closed_early += dropped;
+        }
+    }
+
+    /// W advanced: emit held tuples whose deadline passed and that nothing
+    /// extends, then drop stored groups older than the horizon.
+    pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {
+        let Some(h) = self.horizon else { return };
+        let Some(j) = &mut self.joiner else { return };
+        let due = j.take_held(|deadline| deadline < w);
+        for t in due {
+            self.decide(t, out);
+        }
+        if let Some(j) = &mut self.joiner {
+            j.expire(|etime| etime.saturating_add(h) < w);
+        }
+    }
+
+    /// End of input: decide every held tuple.
+    pub fn finish(&mut self, out: &mut Vec<Match>) {
+        let Some(j) = &mut self.joiner else { return };
+        let due = j.take_held(|_| true);
+        for t in due {
+            self.decide(t, out);
+        }
+    }
+
+    fn decide(&mut self, t: Vec<Arc<Group>>, out: &mut Vec<Match>) {
+        let extended = self.joiner.as_ref().is_some_and(|j| j.extended(&t));
+        if extended {
+            self.stats.extended += 1;
+        } else {
+            self.emit(t, out);
+        }
+    }
+
+    fn emit(&mut self, groups: Vec<Arc<Group>>, out: &mut Vec<Match>) {
+        self.stats.matches += 1;
+        let records = ungroup(&groups);
+        out.push(Match { groups, records });
+    }
+
+    pub fn stats(&self) -> MergerStats {
+        let (stored, held) = self.joiner.as_ref().map_or((0, 0), |j| {
+            (
+                j.stores.iter().map(|s| s.len() as u64).sum(),
+                j.held.len() as u64,
+            )
+        });
+        MergerStats {
+            stored_groups: stored,
+            held_tuples: held,
+            ..self.stats
+        }
+    }
+}
+
+impl Joiner {
+    fn new(m: &MergerPlan, n_branches: usize) -> Self {
+        let mut stores: Vec<BranchStore> =
+            (0..n_branches).map(|_| BranchStore::default()).collect();
+        let mut stored = vec![false; n_branches];
+        let export = m.modules.get(m.export);
+        let export_branches = export.map_or_else(Vec::new, |e| e.branches.clone());
+        let mut export_plans: Vec<Option<JoinPlan>> = (0..n_branches).map(|_| None).collect();
+        if let Some(e) = export {
+            for &b in &e.branches {
+                if let Some(slot) = export_plans.get_mut(b) {
+                    *slot = Some(JoinPlan::new(e, &[b], &mut stores));
+                    stored[b] = true;
+                }
+            }
+        }
+        let mut diffs = Vec::new();
+        for (i, m2) in m.modules.iter().enumerate() {
+            if i == m.export {
+                continue;
+            }
+            let shared: Vec<usize> = m2
+                .branches
+                .iter()
+                .copied()
+                .filter(|b| export_branches.contains(b))
+                .collect();
+            if shared.is_empty() {
+                continue;
+            }
+            for &b in &m2.branches {
+                if let Some(s) = stored.get_mut(b) {
+                    *s = true;
+                }
+            }
+            diffs.push(DiffModule {
+                plan: JoinPlan::new(m2, &shared, &mut stores),
+                shared,
+            });
+        }
+        let extension_only = (0..n_branches)
+            .map(|b| stored[b] && !export_branches.contains(&b))
+            .collect();
+        Joiner {
+            extension_only,
+            marks: HashMap::new(),
+            pending: BTreeSet::new(),
+            export_branches,
+            export_plans,
+            diffs,
+            stores,
+            stored,
+            order: BTreeMap::new(),
+            next_seq: 0,
+            held: BTreeMap::new(),
+            next_held: 0,
+        }
+    }
+
+    /// Every export tuple `g` completes with stored groups, in the export
+    /// module's branch order.
+    fn complete(&self, g: &Arc<Group>) -> Vec<Vec<Arc<Group>>> {
+        let Some(Some(plan)) = self.export_plans.get(g.branch) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut binding: Vec<Option<&Arc<Group>>> = vec![None; self.stores.len()];
+        binding[g.branch] = Some(g);
+        plan.search(&self.stores, &mut binding, &mut |b| {
+            let t: Option<Vec<Arc<Group>>> = self
+                .export_branches
+                .iter()
+                .map(|x| b.get(*x).copied().flatten().cloned())
+                .collect();
+            found.extend(t);
+            true
+        });
+        found
+    }
+
+    /// Does some difference module extend this export tuple?
+    fn extended(&self, t: &[Arc<Group>]) -> bool {
+        self.diffs.iter().any(|d| {
+            let mut binding: Vec<Option<&Arc<Group>>> = vec![None; self.stores.len()];
+            for &b in &d.shared {
+                let pos = self.export_branches.iter().position(|x| *x == b);
+                binding[b] = pos.and_then(|p| t.get(p));
+            }
+            d.plan.exists(&self.stores, &mut binding)
+        })
+    }
+
+    fn hold(&mut self, deadline: i64, t: Vec<Arc<Group>>) {
+        self.held.insert((deadline, self.next_held), t);
+        self.pending.insert(self.next_held);
+        self.next_held += 1;
+    }
+
+    fn take_held(&mut self, due: impl Fn(i64) -> bool) -> Vec<Vec<Arc<Group>>> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.held.first_entry() {
+            if !due(entry.key().0) {
+                break;
+            }
+            self.pending.remove(&entry.key().1);
+            out.push(entry.remove());
+        }
+        out
+    }
+
+    /// Store `g`; drop the oldest stored groups beyond `max`. Returns how
+    /// many were dropped early.
+    fn store(&mut self, g: Arc<Group>, max: usize) -> u64 {
+        let b = g.branch;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.extension_only.get(b).copied().unwrap_or(false) {
+            self.marks.insert(seq, self.next_held);
+        }
+        if let Some(s) = self.stores.get_mut(b) {
+            s.insert(seq, g);
+            self.order.insert(seq, b);
+        }
+        let mut dropped = 0;
+        while self.order.len() > max {
+            let Some((seq, b)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(s) = self.stores.get_mut(b) {
+                s.remove(seq);
+            }
+            self.marks.remove(&seq);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Drop stored groups whose `etime` satisfies `expired`.
+    fn expire(&mut self, expired: impl Fn(i64) -> bool) {
+        let oldest_pending = self.pending.first().copied();
+        for s in &mut self.stores {
+            while let Some((etime, seq)) = s.earliest_end() {
+                if !expired(etime) {
+                    break;
+                }
+                let needed = match (self.marks.get(&seq), oldest_pending) {
+                    (Some(mark), Some(p)) => p < *mark,
+                    _ => false,
+                };
+                if needed {
+                    break;
+                }
+                s.remove(seq);
+                self.order.remove(&seq);
+                self.marks.remove(&seq);
+            }
+        }
+    }
+}

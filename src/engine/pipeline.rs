@@ -1,0 +1,93 @@
+//! Single-threaded composition of branches and merger, used by the batch
+//! command and tests. Matches come out in emission order: groups are fed to
+//! the merger branch by branch (plan order) each time W advances, and at
+//! `finish`; the merger's own order is documented in `merger.rs`. Nothing
+//! depends on threads or timing, so a batch run is deterministic.
+
+use std::sync::Arc;
+
+use crate::engine::branch::BranchEngine;
+use crate::engine::clock::Watermark;
+use crate::engine::config::EngineConfig;
+use crate::engine::merger::MergerEngine;
+use crate::engine::{Group, Match};
+use crate::query::plan::Plan;
+use crate::record::Record;
+
+pub struct Engine {
+    plan: Arc<Plan>,
+    branches: Vec<BranchEngine>,
+    merger: MergerEngine,
+    watermark: Watermark,
+    groups: Vec<Arc<Group>>,
+}
+
+impl Engine {
+    pub fn new(plan: Arc<Plan>, cfg: EngineConfig) -> Self {
+        let branches = (0..plan.branches.len())
+            .map(|i| BranchEngine::new(&plan, i, &cfg))
+            .collect();
+        Engine {
+            merger: MergerEngine::new(&plan, &cfg),
+            branches,
+            // Event time only: no wall clock, so no idle advance.
+            watermark: Watermark::new(cfg.lateness, i64::MAX),
+            groups: Vec::new(),
+            plan,
+        }
+    }
+
+    pub fn push(&mut self, rec: Arc<Record>, out: &mut Vec<Match>) {
+        let before = self.watermark.current();
+        for b in &mut self.branches {
+            b.push(&rec, before);
+        }
+        self.watermark.observe(rec.stime, 0);
+        let Some(w) = self.watermark.current() else {
+            return;
+        };
+        if before.is_some_and(|b| b >= w) {
+            return;
+        }
+        for b in &mut self.branches {
+            b.advance(w, &mut self.groups);
+        }
+        for g in self.groups.drain(..) {
+            self.merger.push_group(g, out);
+        }
+        self.merger.advance(w, out);
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Match>) {
+        for b in &mut self.branches {
+            b.finish(&mut self.groups);
+        }
+        for g in self.groups.drain(..) {
+            self.merger.push_group(g, out);
+        }
+        self.merger.finish(out);
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub fn branch(&self, i: usize) -> Option<&BranchEngine> {
+        self.branches.get(i)
+    }
+
+    pub fn merger(&self) -> &MergerEngine {
+        &self.merger
+    }
+}
+
+/// Run `plan` once over `records` (batch semantics, SPEC §3.1).
+pub fn run_batch(plan: Arc<Plan>, records: Vec<Record>, window: Option<i64>) -> Vec<Match> {
+    let mut engine = Engine::new(plan, EngineConfig::batch(window));
+    let mut out = Vec::new();
+    for r in records {
+        engine.push(Arc::new(r), &mut out);
+    }
+    engine.finish(&mut out);
+    out
+}

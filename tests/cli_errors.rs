@@ -1,0 +1,151 @@
+//! Bad input and bad queries through the real binary: clear errors, the
+//! documented exit codes, never a panic.
+
+mod support;
+
+use std::io::Write;
+
+use support::{flowy, repo, stderr, trace};
+
+fn assert_clean_failure(o: &std::process::Output, code: i32) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn truncated_flow_tools_file_names_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("cut.ftz");
+    let good = std::fs::read(trace("trace-2009.ftz")).unwrap();
+    std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
+    let q = repo("tests/data/tcp-port80.flowy");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
+    let err = assert_clean_failure(&o, 1);
+    assert!(err.contains("cut.ftz") && err.contains("offset"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn garbage_after_flow_tools_magic_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("garbage.ft");
+    let mut f = std::fs::File::create(&bad).unwrap();
+    f.write_all(&[0xCF, 0x10, 1, 3, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3])
+        .unwrap();
+    let q = repo("tests/data/tcp-port80.flowy");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
+    let err = assert_clean_failure(&o, 1);
+    assert!(
+        err.contains("garbage.ft") && err.contains("at offset 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_content_asks_for_a_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("mystery.bin");
+    std::fs::write(&bad, b"\x01\x02\x03 not a flow file").unwrap();
+    let q = repo("tests/data/tcp-port80.flowy");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
+    let err = assert_clean_failure(&o, 1);
+    assert!(
+        err.contains("mystery.bin") && err.contains("--input-format"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_json_line_names_file_and_line() {
+    let q = repo("tests/data/tcp-port80.flowy");
+    let data = repo("tests/data/bad-line.jsonl");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        data.to_str().unwrap(),
+    ]);
+    let err = assert_clean_failure(&o, 1);
+    assert!(
+        err.contains("bad-line.jsonl") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_input_file_is_an_error() {
+    let q = repo("tests/data/tcp-port80.flowy");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        "/nonexistent/flows.ftz",
+    ]);
+    let err = assert_clean_failure(&o, 1);
+    assert!(err.contains("/nonexistent/flows.ftz"), "{err}");
+}
+
+#[test]
+fn broken_query_exits_2_with_location() {
+    let q = repo("tests/data/broken.flowy");
+    let o = flowy(&["check", q.to_str().unwrap()]);
+    let err = assert_clean_failure(&o, 2);
+    assert!(err.contains("broken.flowy:5:"), "{err}");
+    assert!(err.contains("scrip"), "{err}");
+
+    // The query command refuses it before reading any input.
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        "/nonexistent/flows.ftz",
+    ]);
+    let err = assert_clean_failure(&o, 2);
+    assert!(err.contains("broken.flowy:5:"), "{err}");
+}
+
+#[test]
+fn jsonl_input_runs_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("flows.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            "{\"srcip\":\"10.0.0.1\",\"dstip\":\"10.0.0.2\",\"proto\":6,\"dstport\":80,",
+            "\"stime\":\"2026-11-23T08:59:41.003Z\",\"etime\":1795424382118,\"bytes\":612}\n",
+            "{\"srcip\":\"10.0.0.1\",\"dstip\":\"10.0.0.2\",\"proto\":17,\"dstport\":80,\"stime\":5}\n",
+        ),
+    )
+    .unwrap();
+    let q = repo("tests/data/tcp-port80.flowy");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        data.to_str().unwrap(),
+    ]);
+    let lines = support::json_lines(&o);
+    assert_eq!(lines.len(), 1);
+    let r = &lines[0]["records"][0];
+    assert_eq!(r["rec_id"], 0);
+    assert_eq!(r["stime"], "2026-11-23T08:59:41.003Z");
+    assert_eq!(r["etime"], "2026-11-23T08:59:42.118Z");
+    assert_eq!(r["bytes"], 612);
+}
