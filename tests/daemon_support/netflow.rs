@@ -117,6 +117,9 @@ pub fn v9_template_set(template_id: u16, fields: &[(u16, u16)]) -> Vec<u8> {
 
 /// A v9 data flowset for template 256 (`V9_FIELDS`).
 pub fn v9_data_set(export_ms: i64, flows: &[Flow]) -> Vec<u8> {
+    // The v9 header carries whole seconds only: offsets must be relative
+    // to the time the collector will reconstruct.
+    let export_ms = export_ms - export_ms.rem_euclid(1000);
     let mut body = Vec::new();
     for f in flows {
         body.extend_from_slice(&f.src.octets());
