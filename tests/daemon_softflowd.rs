@@ -186,11 +186,14 @@ fn expected_flows(pk: &[Packet]) -> Vec<Expected> {
     out
 }
 
+/// Datagrams with their arrival time (ms).
+type Captured = Arc<Mutex<Vec<(i64, Vec<u8>)>>>;
+
 /// Forwards every datagram from softflowd to the daemon, keeping a copy.
 struct Relay {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(i64, Vec<u8>)>>>,
+    seen: Captured,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -201,7 +204,7 @@ impl Relay {
             .expect("timeout");
         let addr = sock.local_addr().expect("relay address");
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen: Captured = Arc::new(Mutex::new(Vec::new()));
         let (s, v) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_535];
