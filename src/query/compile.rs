@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::query::ast::{self, GItem, MItem, Name, Span, Stmt, Wire};
+use crate::query::ast::{self, GItem, MItem, Name, Span, Stmt, Wire, WireElem, WireHead};
 use crate::query::diag::{Diagnostics, Sink};
 use crate::query::merger::{compile_merger, BranchInfo};
 use crate::query::parse::parse;
@@ -148,9 +148,23 @@ fn stage_names<'a>(d: &Defs<'a>) -> StageNames<'a> {
         d.ungroupers.iter().map(|x| x.text.as_str()).collect(),
     );
     StageNames {
-        splitter: d.splitter,
+        splitter: d.splitter.or_else(|| implicit_splitter(&d.wires)),
         by_kind,
     }
+}
+
+/// Without a `splitter` statement, the first name used as the splitter
+/// declares it, so that a misspelt splitter on a later line is still caught.
+fn implicit_splitter<'a>(wires: &[&'a Wire]) -> Option<&'a Name> {
+    wires
+        .iter()
+        .find_map(|w| match (&w.head, w.rest.as_slice()) {
+            (WireHead::Branch { splitter, .. }, _) => Some(splitter),
+            (WireHead::Elem(WireElem::Quoted(q, _)), [WireElem::Stage(s)]) if q == "input" => {
+                Some(s)
+            }
+            _ => None,
+        })
 }
 
 fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) -> Option<Plan> {
@@ -180,7 +194,7 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
     let groupers: HashMap<&str, CompiledGrouper> = defs
         .groupers
         .iter()
-        .filter_map(|(n, items)| Some((n.text.as_str(), compile_grouper(n, items, sink)?)))
+        .map(|(n, items)| (n.text.as_str(), compile_grouper(n, items, sink)))
         .collect();
 
     let mut gf_cache = HashMap::new();
@@ -199,7 +213,8 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
             )
         })
         .collect();
-    let merger = merger_name.and_then(|m| merger_plan(m, &specs, &branches, &defs, sink));
+    let merger = merger_name.and_then(|m| merger_plan(m, &branches, &groupers, &defs, sink));
+    check_unused(&defs, &specs, merger_name, &singleton, sink);
     if sink.has_errors() {
         return None;
     }
@@ -254,6 +269,45 @@ fn check_merger_wiring<'a>(
     chosen
 }
 
+/// Stages no branch uses: an unwired merger is a mistake (its branches
+/// would never be joined); an unused group filter is still checked as far
+/// as it can be without a schema.
+fn check_unused(
+    defs: &Defs<'_>,
+    specs: &[BranchSpec],
+    merger: Option<&Name>,
+    singleton: &GroupSchema,
+    sink: &mut Sink<'_>,
+) {
+    for (n, _) in &defs.mergers {
+        if merger.is_none_or(|m| m.text != n.text) {
+            sink.error_help(
+                n.span,
+                format!(
+                    "merger '{}' is not wired: no branch line ends at it",
+                    n.text
+                ),
+                Some(format!("end the branch lines with '-> {}'", n.text)),
+            );
+        }
+    }
+    let used = |name: &str| {
+        specs
+            .iter()
+            .any(|s| s.stage(Kind::GroupFilter).is_some_and(|g| g.text == name))
+    };
+    for (n, rules) in &defs.groupfilters {
+        if !used(&n.text) {
+            let res = GroupFields {
+                schema: singleton,
+                grouper: None,
+                tainted: true,
+            };
+            let _ = compile_lines(rules, &res, sink);
+        }
+    }
+}
+
 type GfCache = HashMap<(String, String), Option<Arc<GroupFilterPlan>>>;
 
 fn branch_plan(
@@ -280,6 +334,7 @@ fn branch_plan(
                 let res = GroupFields {
                     schema: &schema,
                     grouper: grouper_name,
+                    tainted: compiled.is_some_and(|c| !c.ok),
                 };
                 let rule = compile_lines(rules, &res, sink)?;
                 Some(Arc::new(GroupFilterPlan {
@@ -300,20 +355,23 @@ fn branch_plan(
 
 fn merger_plan(
     m: &Name,
-    specs: &[BranchSpec],
     branches: &[BranchPlan],
+    groupers: &HashMap<&str, CompiledGrouper>,
     defs: &Defs<'_>,
     sink: &mut Sink<'_>,
 ) -> Option<MergerPlan> {
     let (name, items) = defs.mergers.iter().find(|x| x.0.text == m.text)?;
-    let infos: Vec<BranchInfo<'_>> = specs
+    let infos: Vec<BranchInfo<'_>> = branches
         .iter()
-        .zip(branches)
-        .map(|(s, b)| BranchInfo {
+        .map(|b| BranchInfo {
             name: &b.name,
             schema: &b.schema,
             grouper: b.grouper.as_ref().map(|g| g.name.as_str()),
-            wired: s.stage(Kind::Merger).is_some_and(|x| x.text == m.text),
+            tainted: b
+                .grouper
+                .as_ref()
+                .and_then(|g| groupers.get(g.name.as_str()))
+                .is_some_and(|c| !c.ok),
         })
         .collect();
     compile_merger(name, items, &infos, sink)

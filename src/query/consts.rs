@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::query::ast::{Arg, Lit, Name};
+use crate::query::ast::{Arg, Lit};
 use crate::query::diag::Sink;
 use crate::query::suggest::did_you_mean;
 use crate::query::typeck::{Family, Kind};
@@ -66,8 +66,8 @@ pub enum Folded {
 pub fn fold(arg: &Arg, sink: &mut Sink<'_>) -> Folded {
     match arg {
         Arg::Lit(lit, _) => lit_const(lit),
-        Arg::Call(f, args, span) if f.text == "protocol" => protocol(f, args, *span, sink),
-        Arg::Set(elems, span) => set(elems, *span, sink),
+        Arg::Call(f, args, span) if f.text == "protocol" => protocol(args, *span, sink),
+        Arg::Set(elems, _) => set(elems, sink),
         _ => Folded::NotConst,
     }
 }
@@ -84,7 +84,7 @@ fn lit_const(lit: &Lit) -> Folded {
     }
 }
 
-fn protocol(f: &Name, args: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) -> Folded {
+fn protocol(args: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) -> Folded {
     let [Arg::Lit(Lit::Str(name), nspan)] = args else {
         sink.error_help(
             span,
@@ -97,7 +97,6 @@ fn protocol(f: &Name, args: &[Arg], span: crate::query::ast::Span, sink: &mut Si
     match found {
         Some((_, n)) => Folded::Const(Const::Value(Value::Uint(*n)), Kind::Num),
         None => {
-            let _ = f;
             sink.error_help(
                 *nspan,
                 format!("unknown protocol name \"{name}\""),
@@ -108,7 +107,7 @@ fn protocol(f: &Name, args: &[Arg], span: crate::query::ast::Span, sink: &mut Si
     }
 }
 
-fn set(elems: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) -> Folded {
+fn set(elems: &[Arg], sink: &mut Sink<'_>) -> Folded {
     let mut values = BTreeSet::new();
     let mut kind: Option<Kind> = None;
     let mut failed = false;
@@ -144,7 +143,6 @@ fn set(elems: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) -> Fol
     if failed {
         return Folded::Failed;
     }
-    let _ = span;
     let kind = match kind {
         Some(k) => Kind::Set(Box::new(k)),
         None => Kind::EmptySet,
@@ -155,6 +153,7 @@ fn set(elems: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) -> Fol
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::ast::Name;
 
     #[test]
     fn protocol_names_fold_case_insensitively() {

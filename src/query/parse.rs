@@ -19,11 +19,34 @@ pub fn parse(source: &str, sink: &mut Sink<'_>) -> Parsed {
     for e in &lex_errors {
         sink.error(Span::new(e.start, e.end), e.message.clone());
     }
+    if let Some(at) = too_complex(&toks) {
+        sink.error_help(
+            Span::new(at.0, at.1),
+            format!(
+                "the query nests too deeply: more than {MAX_NESTING} levels of brackets and NOT"
+            ),
+            Some("split it into several queries".into()),
+        );
+        return Parsed {
+            stmts: Vec::new(),
+            complete: false,
+        };
+    }
     let eof = source.len();
+    let starts: Vec<usize> = toks.iter().map(|t| t.0).collect();
     let mut recovered = Vec::new();
     let result = FileParser::new().parse(&mut recovered, toks.into_iter().map(Ok));
+    let mut resumed_at: Option<usize> = None;
     for r in recovered {
-        report(&r.error, eof, sink);
+        let at = token_index(&starts, error_start(&r.error, eof));
+        // An error a token or two after the previous recovery point is
+        // usually the same mistake seen again: report it once.
+        let echo = resumed_at.is_some_and(|p| at <= p + 2);
+        if !echo {
+            report(&r.error, eof, sink);
+        }
+        let last_dropped = r.dropped_tokens.last().map(|t| token_index(&starts, t.0));
+        resumed_at = Some(last_dropped.unwrap_or(at).max(at));
     }
     match result {
         Ok(stmts) => {
@@ -40,6 +63,43 @@ pub fn parse(source: &str, sink: &mut Sink<'_>) -> Parsed {
     }
 }
 
+/// Rule trees are built and compiled recursively, one level per `NOT` and
+/// per bracket; bounding those bounds the recursion depth, so a hostile
+/// file cannot overflow the stack. (OR/AND chains are flat.)
+const MAX_NESTING: usize = 256;
+
+fn too_complex(toks: &[(usize, Tok, usize)]) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let mut nots = 0usize;
+    for (l, t, r) in toks {
+        match t {
+            Tok::LParen | Tok::LBrace => depth += 1,
+            Tok::RParen | Tok::RBrace => depth = depth.saturating_sub(1),
+            Tok::Not => nots += 1,
+            // A run of NOTs ends at the comparison it negates.
+            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In => nots = 0,
+            _ => {}
+        }
+        if depth + nots > MAX_NESTING {
+            return Some((*l, *r));
+        }
+    }
+    None
+}
+
+fn token_index(starts: &[usize], offset: usize) -> usize {
+    starts.partition_point(|s| *s < offset)
+}
+
+fn error_start(e: &ParseError<usize, Tok, LexError>, eof: usize) -> usize {
+    match e {
+        ParseError::InvalidToken { location } => *location,
+        ParseError::UnrecognizedEof { .. } => eof,
+        ParseError::UnrecognizedToken { token, .. } | ParseError::ExtraToken { token } => token.0,
+        ParseError::User { error } => error.start,
+    }
+}
+
 fn report(e: &ParseError<usize, Tok, LexError>, eof: usize, sink: &mut Sink<'_>) {
     match e {
         ParseError::InvalidToken { location } => {
@@ -52,14 +112,33 @@ fn report(e: &ParseError<usize, Tok, LexError>, eof: usize, sink: &mut Sink<'_>)
                 expected_help(expected),
             );
         }
+        // The lexer already reported the bad literal.
+        ParseError::UnrecognizedToken {
+            token: (_, Tok::Bad, _),
+            ..
+        } => {}
         ParseError::UnrecognizedToken {
             token: (l, t, r),
             expected,
         } => {
+            let statement = matches!(
+                t,
+                Tok::Splitter
+                    | Tok::Filter
+                    | Tok::Grouper
+                    | Tok::GroupFilter
+                    | Tok::Merger
+                    | Tok::Ungrouper
+            );
+            let help = if statement && expected.iter().any(|e| e == "\"}\"") {
+                Some("a new statement starts here: is a '}' missing before it?".to_string())
+            } else {
+                expected_help(expected)
+            };
             sink.error_help(
                 Span::new(*l, *r),
                 format!("unexpected {}", describe(t)),
-                expected_help(expected),
+                help,
             );
         }
         ParseError::ExtraToken { token: (l, t, r) } => {
@@ -71,9 +150,27 @@ fn report(e: &ParseError<usize, Tok, LexError>, eof: usize, sink: &mut Sink<'_>)
     }
 }
 
+/// Terminals that all mean "some literal value" to a user.
+const VALUE_TERMINALS: &[&str] = &[
+    "Num", "Float", "Dur", "Addr", "Prefix", "Str", "Bad", "Func",
+];
+
 fn expected_help(expected: &[String]) -> Option<String> {
-    let mut words: Vec<String> = expected.iter().map(|t| terminal_words(t)).collect();
-    words.dedup();
+    let values = expected
+        .iter()
+        .filter(|t| VALUE_TERMINALS.contains(&t.as_str()))
+        .count();
+    let mut words: Vec<String> = Vec::new();
+    for t in expected {
+        let word = if values > 2 && VALUE_TERMINALS.contains(&t.as_str()) {
+            "a value".to_string()
+        } else {
+            terminal_words(t)
+        };
+        if !words.contains(&word) {
+            words.push(word);
+        }
+    }
     match words.as_slice() {
         [] => None,
         [one] => Some(format!("expected {one}")),

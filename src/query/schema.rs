@@ -18,17 +18,30 @@ use crate::record::{Field, FieldType, CANONICAL};
 pub struct CompiledGrouper {
     pub plan: Arc<GrouperPlan>,
     pub schema: Arc<GroupSchema>,
+    /// False when the grouper had errors: the plan and schema are a best
+    /// effort, and names missing from the schema must not be reported again.
+    pub ok: bool,
 }
 
-/// The implicit fields every group record has.
+/// The implicit fields every group record has: the interval (under every
+/// name of `stime`, `etime` and `duration`, so `First`/`td` work too) and
+/// `count`.
 fn implicit_names() -> Vec<(String, GroupField, FieldType)> {
-    vec![
-        ("stime".into(), GroupField::Stime, FieldType::Time),
-        ("etime".into(), GroupField::Etime, FieldType::Time),
-        ("duration".into(), GroupField::Duration, FieldType::Duration),
-        ("td".into(), GroupField::Duration, FieldType::Duration),
-        ("count".into(), GroupField::Count, FieldType::Uint),
-    ]
+    let interval = [
+        (Field::Stime, GroupField::Stime),
+        (Field::Etime, GroupField::Etime),
+        (Field::Duration, GroupField::Duration),
+    ];
+    let mut names: Vec<(String, GroupField, FieldType)> = interval
+        .iter()
+        .flat_map(|(f, g)| {
+            names_of(*f)
+                .into_iter()
+                .map(move |n| (n.to_string(), *g, f.field_type()))
+        })
+        .collect();
+    names.push(("count".into(), GroupField::Count, FieldType::Uint));
+    names
 }
 
 /// Canonical name and aliases of a field.
@@ -62,11 +75,7 @@ fn add_record_fields(names: &mut Vec<(String, GroupField, FieldType)>) {
     }
 }
 
-pub fn compile_grouper(
-    name: &Name,
-    items: &[GItem],
-    sink: &mut Sink<'_>,
-) -> Option<CompiledGrouper> {
+pub fn compile_grouper(name: &Name, items: &[GItem], sink: &mut Sink<'_>) -> CompiledGrouper {
     let before = sink.count();
     let modules = modules(items, sink);
     let keys = keys(&modules);
@@ -92,19 +101,18 @@ pub fn compile_grouper(
     if schema.singleton {
         add_record_fields(&mut schema.names);
     }
-    if sink.count() > before {
-        return None;
-    }
+    let ok = sink.count() == before;
     let plan = GrouperPlan {
         name: name.text.clone(),
         modules,
         keys,
         aggregates,
     };
-    Some(CompiledGrouper {
+    CompiledGrouper {
         plan: Arc::new(plan),
         schema: Arc::new(schema),
-    })
+        ok,
+    }
 }
 
 fn add_slot(schema: &mut GroupSchema, out_name: &str, names: &[&str], ty: FieldType) {

@@ -1,6 +1,6 @@
 //! "Did you mean" suggestions: nearest names by optimal-string-alignment
-//! (Damerau–Levenshtein) distance, plus names that contain the typo
-//! (`port` → `dstport`, `srcport`).
+//! (Damerau–Levenshtein) distance, plus names that start or end with the
+//! typo (`port` → `dstport`, `srcport`).
 
 /// Edit distance counting insertions, deletions, substitutions and
 /// transpositions of adjacent characters as one edit each.
@@ -40,7 +40,9 @@ pub fn nearest<'a>(typo: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             continue;
         }
         let d = distance(typo, c).min(distance(&lower, &c.to_lowercase()));
-        let contains = lower.len() >= 3 && c.to_lowercase().contains(&lower);
+        let lc = c.to_lowercase();
+        // `port` → `dstport`: a name that is the typo plus a prefix or suffix.
+        let contains = lower.len() >= 3 && (lc.ends_with(&lower) || lc.starts_with(&lower));
         if d <= limit || contains {
             scored.push((d, order, c.to_string()));
         }
