@@ -228,6 +228,11 @@ fn make_rule(r: &RawRule, branches: &[usize]) -> MergeRule {
         0 => MergeRule::Not(Box::new(atom)),
         1 => MergeRule::Or(vec![atom, allen(x, AllenOp::Equals, y, 1)]),
         2 => MergeRule::And(vec![atom, allen(y, ALL[(r.op + 5) % 13], x, 0)]),
+        3 => MergeRule::Or(vec![
+            atom,
+            allen(x, ALL[(r.op + 3) % 13], y, r.delta),
+            allen(y, ALL[(r.op + 7) % 13], x, 0),
+        ]),
         _ => atom,
     }
 }
@@ -343,26 +348,63 @@ fn merger_plan(c: &Case) -> MergerPlan {
     }
 }
 
+/// Cases whose export module joins only through an `OR` of Allen relations
+/// (the time-range union path).
+fn or_case() -> impl Strategy<Value = Case> {
+    case().prop_map(|mut c| {
+        c.export_mask = (1 << c.n) - 1;
+        for r in &mut c.export_rules {
+            r.kind %= 3;
+            r.wrap = 3;
+        }
+        c
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
+    fn or_of_allen_relations_equals_nested_loop(c in or_case()) {
+        check(&c)?;
+    }
+
+    #[test]
     fn indexed_merger_equals_nested_loop(c in case()) {
-        let mp = merger_plan(&c);
+        check(&c)?;
+    }
+}
+
+fn check(c: &Case) -> Result<(), TestCaseError> {
+    {
+        let mp = merger_plan(c);
         let groups: Vec<Vec<Arc<Group>>> = c
             .groups
             .iter()
             .enumerate()
-            .map(|(b, gs)| gs.iter().enumerate().map(|(i, r)| build_group(b, i as u64, r)).collect())
+            .map(|(b, gs)| {
+                gs.iter()
+                    .enumerate()
+                    .map(|(i, r)| build_group(b, i as u64, r))
+                    .collect()
+            })
             .collect();
         let expected = reference(&mp, &groups);
 
-        let branches = (0..c.n).map(|i| branch(&format!("B{i}"), None, None, None)).collect();
-        let plan = Arc::new(Plan { name: "q".into(), branches, merger: Some(mp) });
+        let branches = (0..c.n)
+            .map(|i| branch(&format!("B{i}"), None, None, None))
+            .collect();
+        let plan = Arc::new(Plan {
+            name: "q".into(),
+            branches,
+            merger: Some(mp),
+        });
         let mut m = MergerEngine::new(&plan, &EngineConfig::batch(None));
         // Arrival order: a random interleaving of all groups.
         let mut all: Vec<Arc<Group>> = groups.iter().flatten().cloned().collect();
-        let mut keyed: Vec<(u32, usize)> = (0..all.len()).map(|i| (c.order_keys[i % 24] ^ (i as u32), i)).collect();
+        let mut keyed: Vec<(u32, usize)> = (0..all.len())
+            .map(|i| (c.order_keys[i % 24] ^ (i as u32), i))
+            .collect();
         keyed.sort();
         let ordered: Vec<Arc<Group>> = keyed.iter().map(|(_, i)| all[*i].clone()).collect();
         all.clear();
@@ -372,8 +414,10 @@ proptest! {
         }
         m.finish(&mut out);
         let got: Vec<Vec<(usize, u64)>> = {
-            let mut v: Vec<Vec<(usize, u64)>> =
-                out.iter().map(|t| t.groups.iter().map(|g| (g.branch, g.id)).collect()).collect();
+            let mut v: Vec<Vec<(usize, u64)>> = out
+                .iter()
+                .map(|t| t.groups.iter().map(|g| (g.branch, g.id)).collect())
+                .collect();
             v.sort();
             v
         };
@@ -382,4 +426,5 @@ proptest! {
         prop_assert_eq!(uniq.len(), got.len());
         prop_assert_eq!(got, expected);
     }
+    Ok(())
 }

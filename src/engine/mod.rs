@@ -1,6 +1,35 @@
 //! The engine: runs a compiled [`Plan`](crate::query::plan::Plan) over a
 //! stream of records. Event time only: the watermark is the engine's sole
 //! notion of time, so the batch command and the daemon share this code.
+//!
+//! Data flow per branch: [`BranchEngine`] (filter → reorder buffer →
+//! grouper → groupfilter), then [`MergerEngine`] (merger → ungrouper).
+//! [`Engine`] composes them single-threaded; [`run_batch`] runs it once.
+//!
+//! Choices where the specification leaves room (kept here so operators and
+//! the docs can refer to them):
+//! - A record joining a group counts for every module-qualified aggregate
+//!   whose module's rules it satisfies against that group; the founding
+//!   record counts for every module (every rule is relative to it).
+//! - Aggregates skip absent values: `sum`/`count` of nothing are 0, `avg`,
+//!   `min`, `max`, `first`, `last`, `bitOR`, `bitAND` of nothing are absent,
+//!   `union` of nothing is the empty set; `plain` is the first member's
+//!   value even when absent.
+//! - `x in v` with a single value `v` (not a set or prefix) means `x = v`.
+//! - The plan stores an absent Allen delta as 0, so `X < Y` / `X > Y` with
+//!   delta 0 put no bound on the gap (a literal `delta 0` would never hold).
+//! - Windows: a group closes once W reaches its window's end (every record
+//!   of the window has been released by then).
+//! - Limits: when `max_open_groups` is hit the oldest open group is closed
+//!   early; when `max_reorder` is hit the oldest buffered record is released
+//!   early; when `max_stored_groups` is hit the oldest stored group is
+//!   dropped. Each is counted in the stats.
+//! - With a finite horizon, a group of a branch that only difference modules
+//!   use is kept past `etime + horizon` until every held tuple formed before
+//!   it arrived has been decided, so no held tuple misses an extension that
+//!   arrived before its deadline.
+//! - Output order: see [`pipeline`] and [`merger`]; it depends only on the
+//!   input order, never on scheduling.
 
 pub mod aggregate;
 pub mod allen;
