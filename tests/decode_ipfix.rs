@@ -214,3 +214,13 @@ fn ipfix_options_sampling() {
         (Some(6000), Some(12), Some(4))
     );
 }
+
+#[test]
+fn ipfix_two_messages_in_one_datagram() {
+    let mut d = Decoder::new(cfg(TemplateScope::Address));
+    let mut dg = ipfix(EXPORT, 0, 1, &[tpl(256, &[]), set(256, &base())]);
+    dg.extend(ipfix(EXPORT, 1, 1, &[set(256, &base())]));
+    assert_eq!(decode(&mut d, &dg, SRC).len(), 2);
+    assert_eq!(d.stats().datagrams, 1);
+    assert_eq!(d.stats().errors.total(), 0);
+}

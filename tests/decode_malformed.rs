@@ -94,8 +94,10 @@ fn zero_length_fields_and_empty_templates() {
     let dg = ipfix(1, 0, 0, &[t, set(256, &[0; 64])]);
     decode(&mut d, &dg, SRC);
     let t9 = set(0, &template(256, &[(8, 0), (12, 0)]));
-    decode(&mut d, &v9(1, 1, 0, 0, 2, &[t9, set(256, &[0; 32])]), SRC);
-    assert_eq!(d.stats().datagrams, 2);
+    let n = decode(&mut d, &v9(1, 1, 0, 0, 2, &[t9, set(256, &[0; 32])]), SRC);
+    assert!(n.is_empty());
+    assert_eq!(d.stats().errors.template, 2, "{:?}", d.stats());
+    assert_eq!(d.stats().errors.total(), 2, "{:?}", d.stats());
 }
 
 #[test]

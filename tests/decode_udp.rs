@@ -90,3 +90,14 @@ fn templates_survive_restart() -> std::io::Result<()> {
     assert!(decode(&mut third, &ipfix(1, 0, 7, &[data]), "192.0.2.50:4739").is_empty());
     Ok(())
 }
+
+#[test]
+fn decoder_moves_between_threads() {
+    fn is_send<T: Send + 'static>(_: &T) -> bool {
+        true
+    }
+    let d = Decoder::new(DecoderConfig::default());
+    let handle = std::thread::spawn(move || d.stats().datagrams);
+    assert!(is_send(&handle));
+    assert_eq!(handle.join().ok(), Some(0));
+}

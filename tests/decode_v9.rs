@@ -171,7 +171,8 @@ fn v9_data_before_template_is_held_then_decoded() {
     assert!(decode(&mut d, &early, "192.0.2.9:3000").is_empty());
     assert_eq!(d.stats().errors.no_template, 1);
     assert_eq!(d.stats().pending_held, 1);
-    let tpl = v9(100_000, 1_700_000_000, 1, 1, 1, &[tpl256()]);
+    // The template comes 5 s later; uptime and wall clock advanced together.
+    let tpl = v9(105_000, 1_700_000_005, 1, 1, 1, &[tpl256()]);
     let recs = decode(&mut d, &tpl, "192.0.2.9:3000");
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].bytes, Some(77));
@@ -231,4 +232,47 @@ fn v9_sequence_counts_packets() {
     );
     let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     assert_eq!(d.stats().sequence_gaps.get(&ip), Some(&3));
+}
+
+#[test]
+fn v9_data_set_before_template_set_in_one_packet() {
+    let mut d = Decoder::new(cfg(TemplateScope::Address));
+    let dg = v9(
+        100_000,
+        1_700_000_000,
+        0,
+        1,
+        2,
+        &[data256(40_000, 99_000, 5), tpl256()],
+    );
+    let recs = decode(&mut d, &dg, "192.0.2.9:3000");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].bytes, Some(5));
+    assert_eq!(d.stats().pending_replayed, 1);
+}
+
+#[test]
+fn v9_absolute_millisecond_times_and_extras() {
+    let mut d = Decoder::new(cfg(TemplateScope::Address));
+    // flowStart/EndMilliseconds (152/153), vlanId (58), an unknown type 4000.
+    let t = set(
+        0,
+        &template(260, &[(8, 4), (152, 8), (153, 8), (58, 2), (4000, 3)]),
+    );
+    let mut b = vec![10, 0, 0, 9];
+    b.extend(1_699_999_000_123u64.to_be_bytes());
+    b.extend(1_699_999_001_456u64.to_be_bytes());
+    b.extend(be16(12));
+    b.extend([1, 2, 3]);
+    let recs = decode(
+        &mut d,
+        &v9(5, 1_700_000_000, 0, 0, 2, &[t, set(260, &b)]),
+        "192.0.2.9:1",
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        (recs[0].stime, recs[0].etime),
+        (1_699_999_000_123, 1_699_999_001_456)
+    );
+    assert_eq!(recs[0].extra, vec![(58, flowy::value::Value::Uint(12))]);
 }

@@ -316,5 +316,13 @@ async fn replay_sends_every_datagram() -> anyhow::Result<()> {
             .await
             .is_err()
     );
+    let garbage = dir.path().join("garbage.pcap");
+    std::fs::write(&garbage, b"not a capture at all")?;
+    let err = flowy::collect::replay(&garbage, to, None).await.err();
+    let msg = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        msg.contains("garbage.pcap") && msg.contains("offset 0"),
+        "{msg}"
+    );
     Ok(())
 }

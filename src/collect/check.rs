@@ -3,7 +3,7 @@
 //! counts before anything is allocated for them.
 
 /// Templates with more fields than this are rejected (real ones have < 100).
-pub const MAX_TEMPLATE_FIELDS: usize = 512;
+pub const MAX_TEMPLATE_FIELDS: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
@@ -20,8 +20,8 @@ pub struct Frame {
     pub domain: u32,
     /// Bytes that belong to the message (v5: header + records; IPFIX: its length).
     pub len: usize,
-    /// Templates announcing more than `MAX_TEMPLATE_FIELDS` fields.
-    pub oversized_templates: u32,
+    /// Templates the parser will refuse.
+    pub templates: TemplateIssues,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -59,18 +59,18 @@ fn check_v5(d: &[u8]) -> Result<Frame, Malformed> {
         version: 5,
         domain: 0,
         len,
-        oversized_templates: 0,
+        templates: TemplateIssues::default(),
     })
 }
 
 fn check_v9(d: &[u8]) -> Result<Frame, Malformed> {
     let domain = u32_at(d, 16).ok_or(Malformed::Truncated)?;
-    let oversized = walk_sets(d, 20, d.len(), 9)?;
+    let templates = walk_sets(d, 20, d.len(), 9)?;
     Ok(Frame {
         version: 9,
         domain,
         len: d.len(),
-        oversized_templates: oversized,
+        templates,
     })
 }
 
@@ -83,19 +83,43 @@ fn check_ipfix(d: &[u8]) -> Result<Frame, Malformed> {
     if len > d.len() {
         return Err(Malformed::Truncated);
     }
-    let oversized = walk_sets(d, 16, len, 10)?;
+    let templates = walk_sets(d, 16, len, 10)?;
     Ok(Frame {
         version: 10,
         domain,
         len,
-        oversized_templates: oversized,
+        templates,
     })
 }
 
-/// Walk the (flow)sets of a message; every set length must fit. Returns the
-/// number of oversized templates.
-fn walk_sets(d: &[u8], mut at: usize, end: usize, version: u16) -> Result<u32, Malformed> {
-    let mut oversized = 0;
+/// Templates that the parser will refuse, found while walking the sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TemplateIssues {
+    /// More than `MAX_TEMPLATE_FIELDS` fields.
+    pub oversized: u32,
+    /// No fields, zero record size, or a variable-length field in v9.
+    pub invalid: u32,
+}
+
+impl TemplateIssues {
+    fn add(&mut self, o: TemplateIssues) {
+        self.oversized += o.oversized;
+        self.invalid += o.invalid;
+    }
+
+    pub fn any(&self) -> bool {
+        self.oversized + self.invalid > 0
+    }
+}
+
+/// Walk the (flow)sets of a message; every set length must fit.
+fn walk_sets(
+    d: &[u8],
+    mut at: usize,
+    end: usize,
+    version: u16,
+) -> Result<TemplateIssues, Malformed> {
+    let mut issues = TemplateIssues::default();
     // Fewer than 4 trailing bytes are padding (v9 allows it).
     while at + 4 <= end {
         let id = u16_at(d, at).ok_or(Malformed::Truncated)?;
@@ -104,48 +128,65 @@ fn walk_sets(d: &[u8], mut at: usize, end: usize, version: u16) -> Result<u32, M
             return Err(Malformed::BadLength);
         }
         let body = &d[at + 4..at + len];
-        oversized += match (version, id) {
-            (9, 0) | (10, 2) => oversized_in_templates(body, version, false),
-            (9, 1) => oversized_v9_options(body),
-            (10, 3) => oversized_in_templates(body, version, true),
-            _ => 0,
-        };
+        issues.add(match (version, id) {
+            (9, 0) | (10, 2) => template_issues(body, version, false),
+            (9, 1) => v9_options_issues(body),
+            (10, 3) => template_issues(body, version, true),
+            _ => TemplateIssues::default(),
+        });
         at += len;
     }
-    Ok(oversized)
+    Ok(issues)
 }
 
-/// Count templates whose field count exceeds the limit. Walking stops at the
-/// first such template: its fields cannot be located without trusting it.
-fn oversized_in_templates(body: &[u8], version: u16, options: bool) -> u32 {
+/// Check every template record of a template set. Walking stops at an
+/// oversized template: its fields cannot be located without trusting it.
+fn template_issues(body: &[u8], version: u16, options: bool) -> TemplateIssues {
+    let mut issues = TemplateIssues::default();
     let mut at = 0;
-    while let (Some(_id), Some(count)) = (u16_at(body, at), u16_at(body, at + 2)) {
+    while let (Some(id), Some(count)) = (u16_at(body, at), u16_at(body, at + 2)) {
         let count = usize::from(count);
         if count > MAX_TEMPLATE_FIELDS {
-            return 1;
+            issues.oversized += 1;
+            return issues;
         }
         if count == 0 {
-            // IPFIX withdrawal: template id + zero count, nothing follows.
+            // IPFIX withdrawal (template id + zero count), or set padding.
+            issues.invalid += u32::from(version == 9 && id >= 256);
             at += 4;
             continue;
         }
         at += if options { 6 } else { 4 };
+        let (mut size, mut varlen) = (0usize, false);
         for _ in 0..count {
-            let Some(ty) = u16_at(body, at) else { return 0 };
+            let (Some(ty), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+                return issues;
+            };
             let enterprise = version == 10 && ty & 0x8000 != 0;
             at += if enterprise { 8 } else { 4 };
+            if len == u16::MAX {
+                varlen = true;
+            } else {
+                size += usize::from(len);
+            }
         }
+        let refused = (version == 9 && varlen) || (size == 0 && !varlen);
+        issues.invalid += u32::from(refused);
     }
-    0
+    issues
 }
 
-fn oversized_v9_options(body: &[u8]) -> u32 {
-    match (u16_at(body, 2), u16_at(body, 4)) {
-        (Some(scope), Some(opts)) => {
-            u32::from((usize::from(scope) + usize::from(opts)) / 4 > MAX_TEMPLATE_FIELDS)
+fn v9_options_issues(body: &[u8]) -> TemplateIssues {
+    let mut issues = TemplateIssues::default();
+    if let (Some(scope), Some(opts)) = (u16_at(body, 2), u16_at(body, 4)) {
+        let (scope, opts) = (usize::from(scope), usize::from(opts));
+        if (scope + opts) / 4 > MAX_TEMPLATE_FIELDS {
+            issues.oversized = 1;
+        } else if scope == 0 || scope % 4 != 0 || opts % 4 != 0 {
+            issues.invalid = 1;
         }
-        _ => 0,
     }
+    issues
 }
 
 #[cfg(test)]
@@ -162,6 +203,9 @@ mod tests {
         assert_eq!(check(&ipfix), Err(Malformed::BadLength));
         let mut tpl = vec![0, 10, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         tpl.extend_from_slice(&[0, 2, 0, 8, 1, 0, 0xff, 0xff]);
-        assert_eq!(check(&tpl).map(|f| f.oversized_templates), Ok(1));
+        assert_eq!(check(&tpl).map(|f| f.templates.oversized), Ok(1));
+        let mut zero = vec![0, 10, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        zero.extend_from_slice(&[0, 2, 0, 12, 1, 0, 0, 1, 0, 8, 0, 0]);
+        assert_eq!(check(&zero).map(|f| f.templates.invalid), Ok(1));
     }
 }

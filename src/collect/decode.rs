@@ -1,67 +1,37 @@
 //! Datagram → records. One `netflow_parser` parser per template scope
 //! (exporter address or address+port, plus v9 source id / IPFIX observation
 //! domain), bounded by `max_exporters` with LRU eviction.
+//!
+//! Choices worth knowing:
+//! - Data that arrives before its template is held by the parser's pending-flow
+//!   cache (per exporter stream, `max_pending` sets) and decoded when the
+//!   template arrives, with the header of the message that brought the
+//!   template. For v9 uptime stamps that is exact up to the header's 1 s
+//!   granularity (wall clock and uptime advance together); IPFIX absolute times
+//!   are exact; only IPFIX `…DeltaMicroseconds` and records without any time
+//!   field are anchored to the later export time.
+//! - Options data is not a flow record: it only updates the exporter's
+//!   sampling interval and `systemInitTimeMilliseconds`.
+//! - Sequence numbers are tracked per exporter stream; a forward jump of more
+//!   than 2²⁰ or a step back is a restart (`sequence_resets`), not loss.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use netflow_parser::static_versions::v5::V5;
-use netflow_parser::variable_versions::ipfix::lookup::{IANAIPFixField, IPFixField};
-use netflow_parser::variable_versions::ipfix::{FlowSetBody as IpfixBody, IPFix};
-use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
-use netflow_parser::{
-    FieldValue, NetflowError, NetflowPacket, NetflowParser, PendingFlowsConfig, TemplateStore,
-    V9Field,
-};
+use netflow_parser::{NetflowError, NetflowPacket, NetflowParser};
 
-use super::check::{self, Frame, Malformed, MAX_TEMPLATE_FIELDS};
-use super::fields::{ExporterOptions, RecordBuilder, RecordContext};
+use super::check::{self, Frame, Malformed};
+use super::exporter::{new_exporter, sync_metrics, Exporter, ScopeKey};
 use super::lru::Lru;
+use super::packets::{ipfix_packet, v9_packet, Ctx};
 use super::sequence::{SeqEvent, SequenceTracker};
 use super::stats::{bump, DecodeStats, OVERFLOW_IP};
 use super::templates::FileTemplateStore;
-use super::times::{self, HeaderClock};
+use super::times;
 use super::{DecoderConfig, TemplateScope};
 use crate::record::Record;
-
-/// Templates cached per exporter stream (each of v9/IPFIX, data/options).
-const TEMPLATES_PER_EXPORTER: usize = 512;
-
-/// Where one exporter stream's templates and counters live.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ScopeKey {
-    /// Port 0 under `TemplateScope::Address`.
-    addr: SocketAddr,
-    version: u16,
-    domain: u32,
-}
-
-impl ScopeKey {
-    fn store_scope(&self) -> String {
-        format!("{}/{}/{}", self.addr, self.version, self.domain)
-    }
-}
-
-/// Parser metric values already added to the global stats.
-#[derive(Clone, Copy, Debug, Default)]
-struct Seen {
-    misses: u64,
-    pending_cached: u64,
-    pending_replayed: u64,
-    pending_dropped: u64,
-}
-
-/// State of one exporter stream.
-struct Exporter {
-    parser: NetflowParser,
-    seq: SequenceTracker,
-    options: ExporterOptions,
-    /// Parser metrics already added to the global stats.
-    seen: Seen,
-    cache_size: u64,
-}
 
 pub struct Decoder {
     cfg: DecoderConfig,
@@ -115,16 +85,25 @@ impl Decoder {
         let _ = now_ms; // flow times come from the export headers
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
-        let frame = match check::check(datagram) {
-            Ok(f) => f,
-            Err(kind) => return self.count_malformed(kind),
-        };
-        self.stats.errors.too_many_fields += u64::from(frame.oversized_templates);
-        let msg = &datagram[..frame.len];
-        if frame.version == 5 {
-            self.decode_v5(msg, from, out);
-        } else {
-            self.decode_templated(msg, frame, from, out);
+        let mut rest = datagram;
+        // RFC 7011 allows several IPFIX messages back to back in one datagram.
+        while !rest.is_empty() {
+            let frame = match check::check(rest) {
+                Ok(f) => f,
+                Err(kind) => return self.count_malformed(kind),
+            };
+            self.stats.errors.too_many_fields += u64::from(frame.templates.oversized);
+            self.stats.errors.template += u64::from(frame.templates.invalid);
+            let (msg, tail) = rest.split_at(frame.len);
+            if frame.version == 5 {
+                self.decode_v5(msg, from, out);
+            } else {
+                self.decode_templated(msg, frame, from, out);
+            }
+            if frame.version != 10 {
+                break;
+            }
+            rest = tail;
         }
     }
 
@@ -184,6 +163,7 @@ impl Decoder {
                 dst_mask: Some(f.dst_mask),
                 ..Record::default()
             };
+            super::fields::normalise_v5_icmp(&mut r);
             super::fields::apply_sampling(&mut r, sampling, self.cfg.apply_sampling);
             out.push(r);
         }
@@ -223,7 +203,8 @@ impl Decoder {
         }
         let result = exp.parser.parse_bytes(msg);
         if let Some(err) = &result.error {
-            if frame.oversized_templates == 0 {
+            // Refused templates were counted already; their parse error is the same fault.
+            if !frame.templates.any() {
                 classify(&mut self.stats, err);
             }
         }
@@ -279,51 +260,6 @@ impl Decoder {
     }
 }
 
-/// A parser that cannot be built from the configuration falls back to the
-/// library defaults rather than refusing datagrams.
-fn new_exporter_fallback() -> Exporter {
-    Exporter {
-        parser: NetflowParser::default(),
-        seq: SequenceTracker::default(),
-        options: ExporterOptions::default(),
-        seen: Seen::default(),
-        cache_size: 0,
-    }
-}
-
-fn new_exporter(
-    cfg: &DecoderConfig,
-    store: Option<&Arc<FileTemplateStore>>,
-    key: &ScopeKey,
-) -> Exporter {
-    let mut b = NetflowParser::builder()
-        .with_allowed_versions(&[9, 10])
-        .with_cache_size(TEMPLATES_PER_EXPORTER)
-        .with_max_field_count(MAX_TEMPLATE_FIELDS);
-    if cfg.max_pending > 0 {
-        let mut p = PendingFlowsConfig::new(cfg.max_pending.min(TEMPLATES_PER_EXPORTER));
-        p.max_entries_per_template = cfg.max_pending;
-        p.max_total_bytes = cfg.max_pending.saturating_mul(2048).max(64 * 1024);
-        b = b.with_pending_flows(p);
-    }
-    if let Some(store) = store {
-        let dyn_store: Arc<dyn TemplateStore> = store.clone();
-        b = b
-            .with_template_store(dyn_store)
-            .with_template_store_scope(key.store_scope());
-    }
-    match b.build() {
-        Ok(parser) => Exporter {
-            parser,
-            ..new_exporter_fallback()
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "invalid parser configuration; using defaults");
-            new_exporter_fallback()
-        }
-    }
-}
-
 fn load_store(path: &Path) -> Arc<FileTemplateStore> {
     match FileTemplateStore::load(path) {
         Ok(s) => {
@@ -356,244 +292,4 @@ fn classify(stats: &mut DecodeStats, err: &NetflowError) {
         }
         _ => e.other += 1,
     }
-}
-
-/// What the parser did with held data during one datagram.
-#[derive(Clone, Copy, Debug, Default)]
-struct PendingDelta {
-    held: u64,
-    replayed: u64,
-}
-
-/// Add the parser's metric increments since the last datagram to the stats.
-fn sync_metrics(exp: &mut Exporter, version: u16, stats: &mut DecodeStats) -> PendingDelta {
-    let info = if version == 9 {
-        exp.parser.v9_cache_info()
-    } else {
-        exp.parser.ipfix_cache_info()
-    };
-    let m = info.metrics;
-    let d = |now: u64, before: u64| now.saturating_sub(before);
-    stats.template_misses += d(m.misses, exp.seen.misses);
-    let delta = PendingDelta {
-        held: d(m.pending_cached, exp.seen.pending_cached),
-        replayed: d(m.pending_replayed, exp.seen.pending_replayed),
-    };
-    stats.pending_held += delta.held;
-    stats.pending_replayed += delta.replayed;
-    let dropped = m.pending_dropped + m.pending_replay_failed;
-    stats.pending_dropped += d(dropped, exp.seen.pending_dropped);
-    exp.seen = Seen {
-        misses: m.misses,
-        pending_cached: m.pending_cached,
-        pending_replayed: m.pending_replayed,
-        pending_dropped: dropped,
-    };
-    let size = info.current_size as u64;
-    stats.template_cache_size = stats.template_cache_size.saturating_sub(exp.cache_size) + size;
-    exp.cache_size = size;
-    delta
-}
-
-struct Ctx {
-    from: SocketAddr,
-    /// Bound on per-exporter stats entries.
-    cap: usize,
-    apply_sampling: bool,
-    delta: PendingDelta,
-}
-
-fn raw<'b>(buf: &'b mut Vec<u8>, v: &FieldValue) -> &'b [u8] {
-    buf.clear();
-    if v.write_be_bytes(buf).is_err() {
-        buf.clear();
-    }
-    buf
-}
-
-fn v9_packet(
-    v9: &V9,
-    exp: &mut Exporter,
-    ctx: &Ctx,
-    stats: &mut DecodeStats,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<Record>,
-) {
-    let h = &v9.header;
-    for fs in &v9.flowsets {
-        if let V9Body::OptionsData(o) = &fs.body {
-            for rec in &o.fields {
-                stats.options_records += 1;
-                for (f, v) in &rec.options_fields {
-                    exp.options.learn(u16::from(*f), raw(buf, v));
-                }
-            }
-        }
-    }
-    let rctx = RecordContext {
-        exporter: ctx.from.ip(),
-        clock: HeaderClock {
-            export_ms: i64::from(h.unix_secs) * 1000,
-            sys_uptime: Some(h.sys_up_time),
-        },
-        options: exp.options,
-        apply_sampling: ctx.apply_sampling,
-    };
-    let before = out.len();
-    for fs in &v9.flowsets {
-        match &fs.body {
-            V9Body::Data(d) => {
-                for rec in &d.fields {
-                    out.push(v9_record(rec, &rctx, buf));
-                }
-            }
-            V9Body::NoTemplate(_) => stats.errors.no_template += 1,
-            _ => {}
-        }
-    }
-    let n = out.len() - before;
-    let event = exp.seq.observe(h.sequence_number, Some(1));
-    record_counts(stats, ctx, 9, n, event);
-}
-
-fn v9_record(rec: &[(V9Field, FieldValue)], rctx: &RecordContext, buf: &mut Vec<u8>) -> Record {
-    let mut b = RecordBuilder::new();
-    for (f, v) in rec {
-        b.set(u16::from(*f), raw(buf, v));
-    }
-    b.finish(rctx)
-}
-
-fn record_counts(stats: &mut DecodeStats, ctx: &Ctx, version: u16, n: usize, event: SeqEvent) {
-    let (ip, cap) = (ctx.from.ip(), ctx.cap);
-    if n > 0 {
-        bump(
-            &mut stats.records,
-            (ip, version),
-            n as u64,
-            cap,
-            (OVERFLOW_IP, version),
-        );
-    }
-    match event {
-        SeqEvent::InOrder => {}
-        SeqEvent::Gap(g) => bump(&mut stats.sequence_gaps, ip, g, cap, OVERFLOW_IP),
-        SeqEvent::Reset => stats.sequence_resets += 1,
-    }
-}
-
-/// Numeric element id of an IANA IPFIX field (enterprise fields have none
-/// flowy maps).
-fn ipfix_id(f: &IPFixField) -> Option<u16> {
-    static IDS: OnceLock<HashMap<IANAIPFixField, u16>> = OnceLock::new();
-    match f {
-        IPFixField::IANA(IANAIPFixField::Unknown(n)) => Some(*n),
-        IPFixField::IANA(x) => IDS
-            .get_or_init(|| {
-                (0..=u16::MAX)
-                    .map(|n| (IANAIPFixField::from(n), n))
-                    .collect()
-            })
-            .get(x)
-            .copied(),
-        _ => None,
-    }
-}
-
-fn ipfix_packet(
-    ix: &IPFix,
-    exp: &mut Exporter,
-    ctx: &Ctx,
-    stats: &mut DecodeStats,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<Record>,
-) {
-    learn_ipfix_options(ix, exp, stats, buf);
-    let h = &ix.header;
-    let rctx = RecordContext {
-        exporter: ctx.from.ip(),
-        clock: HeaderClock {
-            export_ms: i64::from(h.export_time) * 1000,
-            sys_uptime: None,
-        },
-        options: exp.options,
-        apply_sampling: ctx.apply_sampling,
-    };
-    // Replayed held data is appended after the message's own sets and
-    // belongs to earlier messages' sequence numbers.
-    let replayed = usize::try_from(ctx.delta.replayed).unwrap_or(usize::MAX);
-    let native_sets = ix.flowsets.len().saturating_sub(replayed);
-    let mut native_records = 0u32;
-    let mut advance_known = ctx.delta.held == 0;
-    let before = out.len();
-    for (i, fs) in ix.flowsets.iter().enumerate() {
-        let n = match &fs.body {
-            IpfixBody::Data(d) => {
-                for rec in &d.fields {
-                    out.push(ipfix_record(rec, &rctx, buf));
-                }
-                d.fields.len()
-            }
-            IpfixBody::V9Data(d) => {
-                for rec in &d.fields {
-                    out.push(v9_record(rec, &rctx, buf));
-                }
-                d.fields.len()
-            }
-            IpfixBody::NoTemplate(_) => {
-                stats.errors.no_template += 1;
-                advance_known = false;
-                0
-            }
-            _ => 0,
-        };
-        if i < native_sets {
-            native_records = native_records.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-        }
-    }
-    let n = out.len() - before;
-    let event = exp
-        .seq
-        .observe(h.sequence_number, advance_known.then_some(native_records));
-    record_counts(stats, ctx, 10, n, event);
-}
-
-fn learn_ipfix_options(ix: &IPFix, exp: &mut Exporter, stats: &mut DecodeStats, buf: &mut Vec<u8>) {
-    for fs in &ix.flowsets {
-        match &fs.body {
-            IpfixBody::OptionsData(o) => {
-                for rec in &o.fields {
-                    stats.options_records += 1;
-                    for (f, v) in rec {
-                        if let Some(id) = ipfix_id(f) {
-                            exp.options.learn(id, raw(buf, v));
-                        }
-                    }
-                }
-            }
-            IpfixBody::V9OptionsData(o) => {
-                for rec in &o.fields {
-                    stats.options_records += 1;
-                    for (f, v) in &rec.options_fields {
-                        exp.options.learn(u16::from(*f), raw(buf, v));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn ipfix_record(
-    rec: &[(IPFixField, FieldValue)],
-    rctx: &RecordContext,
-    buf: &mut Vec<u8>,
-) -> Record {
-    let mut b = RecordBuilder::new();
-    for (f, v) in rec {
-        if let Some(id) = ipfix_id(f) {
-            b.set(id, raw(buf, v));
-        }
-    }
-    b.finish(rctx)
 }

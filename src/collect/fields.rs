@@ -251,6 +251,17 @@ fn normalise_icmp(r: &mut Record, type_code: Option<u16>, ty: Option<u8>, code: 
     }
 }
 
+/// v5 ICMP records: some exporters put type·256+code in srcport instead of
+/// dstport; move it so every ICMP record follows SPEC §1.1.
+pub fn normalise_v5_icmp(r: &mut Record) {
+    if matches!(r.prot, Some(1) | Some(58)) && r.dstport == Some(0) {
+        r.dstport = r.srcport;
+        r.srcport = Some(0);
+    } else if matches!(r.prot, Some(1) | Some(58)) {
+        r.srcport = Some(0);
+    }
+}
+
 /// `Record::sampling` is set whenever the interval is known; counters are
 /// scaled only when the operator asked for it.
 pub fn apply_sampling(r: &mut Record, sampling: Option<u32>, apply: bool) {
@@ -305,6 +316,18 @@ mod tests {
         let r = b.finish(&ctx());
         assert_eq!((r.srcport, r.dstport), (Some(0), Some(0x0800)));
         assert_eq!(r.get(crate::record::Field::IcmpType), Some(Value::Uint(8)));
+    }
+
+    #[test]
+    fn v5_icmp_in_srcport_moves_to_dstport() {
+        let mut r = Record {
+            prot: Some(1),
+            srcport: Some(0x0303),
+            dstport: Some(0),
+            ..Record::default()
+        };
+        normalise_v5_icmp(&mut r);
+        assert_eq!((r.srcport, r.dstport), (Some(0), Some(0x0303)));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 mod check;
 pub mod decode;
+mod exporter;
 pub mod fields;
 mod lru;
+mod packets;
 pub mod replay;
 pub mod sequence;
 pub mod socket;
@@ -31,14 +33,32 @@ pub enum TemplateScope {
     AddressPort,
 }
 
+impl std::str::FromStr for TemplateScope {
+    type Err = String;
+
+    /// The configuration spelling (SPEC §4.2): `address` or `address+port`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "address" => Ok(TemplateScope::Address),
+            "address+port" => Ok(TemplateScope::AddressPort),
+            other => Err(format!(
+                "template_scope must be \"address\" or \"address+port\", not {other:?}"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DecoderConfig {
     pub template_scope: TemplateScope,
     /// Scale bytes/packets by the sampling interval.
     pub apply_sampling: bool,
-    /// Data sets held per exporter while their template is unknown.
+    /// Data sets held per exporter stream while their template is unknown
+    /// (at most ~1.5 KiB each); 0 disables holding.
     pub max_pending: usize,
-    /// Exporter streams with state (templates, sequence, options); LRU beyond.
+    /// Exporter streams with state (templates, sequence, options); the least
+    /// recently used is dropped beyond this. Worst-case memory is about
+    /// `max_exporters × (max_pending × 1.5 KiB + 256 templates × 256 fields)`.
     pub max_exporters: usize,
     /// File where templates persist across restarts.
     pub template_store: Option<PathBuf>,
@@ -49,9 +69,21 @@ impl Default for DecoderConfig {
         Self {
             template_scope: TemplateScope::Address,
             apply_sampling: false,
-            max_pending: 1024,
-            max_exporters: 10_000,
+            max_pending: 256,
+            max_exporters: 4096,
             template_store: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TemplateScope;
+
+    #[test]
+    fn scope_from_config_text() {
+        assert_eq!("address".parse(), Ok(TemplateScope::Address));
+        assert_eq!("address+port".parse(), Ok(TemplateScope::AddressPort));
+        assert!("port".parse::<TemplateScope>().is_err());
     }
 }

@@ -49,6 +49,8 @@ pub struct DecodeStats {
     pub template_cache_size: u64,
     /// Template lookups that missed.
     pub template_misses: u64,
+    /// Templates redefined with a different layout under the same id.
+    pub template_collisions: u64,
     /// Data sets held for a template that had not arrived yet.
     pub pending_held: u64,
     /// Held data sets decoded once their template arrived.
