@@ -172,8 +172,18 @@ pub const CANONICAL: &[(Field, &str, FieldType, &[&str])] = &[
         &["Last", "flowEndMilliseconds"],
     ),
     (Field::Duration, "duration", FieldType::Duration, &["td"]),
-    (Field::Input, "input", FieldType::Uint, &["ingressInterface"]),
-    (Field::Output, "output", FieldType::Uint, &["egressInterface"]),
+    (
+        Field::Input,
+        "input",
+        FieldType::Uint,
+        &["ingressInterface"],
+    ),
+    (
+        Field::Output,
+        "output",
+        FieldType::Uint,
+        &["egressInterface"],
+    ),
     (
         Field::SrcAs,
         "src_as",
@@ -341,8 +351,15 @@ impl Record {
             .map(|(f, ..)| *f)
             .filter(|f| !matches!(f, Field::IcmpType | Field::IcmpCode | Field::Sampling))
             .filter_map(|f| self.get(f).map(|v| (f, v)))
-            .chain(self.sampling.map(|s| (Field::Sampling, Value::Uint(u64::from(s)))))
-            .chain(self.extra.iter().map(|(id, v)| (Field::Extra(*id), v.clone())))
+            .chain(
+                self.sampling
+                    .map(|s| (Field::Sampling, Value::Uint(u64::from(s)))),
+            )
+            .chain(
+                self.extra
+                    .iter()
+                    .map(|(id, v)| (Field::Extra(*id), v.clone())),
+            )
     }
 }
 

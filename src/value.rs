@@ -111,7 +111,9 @@ impl Prefix {
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len.min(32))).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.len.min(32)))
+                    .unwrap_or(0);
                 u32::from(p) & mask == u32::from(*a) & mask
             }
             (IpAddr::V6(p), IpAddr::V6(a)) => {

@@ -277,7 +277,10 @@ pub struct FieldRule {
 #[derive(Clone, Debug, PartialEq)]
 pub enum MergeOperand {
     /// `BRANCH.field`: branch index and the field of its group schema.
-    Field { branch: usize, field: GroupField },
+    Field {
+        branch: usize,
+        field: GroupField,
+    },
     Lit(Value),
     Prefix(Prefix),
     Set(Arc<BTreeSet<Value>>),
