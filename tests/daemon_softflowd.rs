@@ -2,8 +2,8 @@
 //! and exports it (NetFlow v5, v9, IPFIX) to the running daemon. The
 //! records must describe the traffic, and the daemon's matches must equal
 //! the batch engine's on the very datagrams softflowd sent (captured by a
-//! relay between the two). Skipped when softflowd is not installed (CI
-//! installs it).
+//! relay between the two). softflowd is required: `.ci/run` installs it
+//! (`apt-get install -y softflowd`); a missing exporter fails the test.
 
 #[path = "daemon_support/mod.rs"]
 mod support;
@@ -251,10 +251,10 @@ fn http_bidir(example: &str) -> String {
 }
 
 fn run_version(version: &str, extra: &[&str]) {
-    if !softflowd_available() {
-        eprintln!("softflowd not installed; skipping");
-        return;
-    }
+    assert!(
+        softflowd_available(),
+        "softflowd is not installed: `apt-get install -y softflowd` (.ci/run does this)"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let t0 = now_ms() - 30_000;
     let packets = traffic(t0);
