@@ -292,6 +292,16 @@ fn extra_value(ty: FieldType, id: u16, raw: &[u8]) -> Option<Value> {
     }
 }
 
+/// Templates often carry both the IPv4 and the IPv6 element of an address,
+/// the unused one zero-filled: an unspecified address (`0.0.0.0`, `::`)
+/// must not replace one already decoded from the other family.
+fn prefer_specified(new: Option<IpAddr>, old: Option<IpAddr>) -> Option<IpAddr> {
+    match (new, old) {
+        (Some(n), Some(o)) if n.is_unspecified() => Some(o),
+        (n, o) => n.or(o),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,12 +369,3 @@ mod tests {
     }
 }
 
-/// Templates often carry both the IPv4 and the IPv6 element of an address,
-/// the unused one zero-filled: an unspecified address (`0.0.0.0`, `::`)
-/// must not replace one already decoded from the other family.
-fn prefer_specified(new: Option<IpAddr>, old: Option<IpAddr>) -> Option<IpAddr> {
-    match (new, old) {
-        (Some(n), Some(o)) if n.is_unspecified() => Some(o),
-        (n, o) => n.or(o),
-    }
-}
