@@ -114,8 +114,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`flowy serve` is not built in this branch (the daemon module lands at merge)")
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::daemon::run(args)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn replay(_args: &ReplayArgs) -> anyhow::Result<ExitCode> {

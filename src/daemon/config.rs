@@ -1,0 +1,607 @@
+//! Daemon configuration (SPEC §4.2): embedded defaults, an optional TOML file,
+//! `FLOWY__SECTION__KEY` environment overrides and command-line overrides,
+//! merged in that order and validated into typed values.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The configuration compiled into the binary (also the documented example).
+pub const DEFAULT_TOML: &str = include_str!("../../config/flowy.toml");
+
+/// The query pattern of the embedded configuration; when it matches nothing
+/// the daemon falls back to the embedded example queries.
+pub const DEFAULT_QUERY_GLOB: &str = "config/queries/*.flowy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Values given on the command line; each replaces the configured one.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Vec<String>,
+    pub query: Vec<PathBuf>,
+    pub output: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Address,
+    AddressPort,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Late {
+    Process,
+    Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectorSettings {
+    pub listen: Vec<SocketAddr>,
+    pub sockets: usize,
+    pub recv_buffer: usize,
+    pub template_scope: Scope,
+    pub apply_sampling: bool,
+    pub template_store: Option<PathBuf>,
+    pub max_pending: usize,
+    pub max_exporters: usize,
+    pub queue: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineSettings {
+    /// ms; `None` = infinite.
+    pub lateness: Option<i64>,
+    pub window: Option<i64>,
+    pub horizon: Option<i64>,
+    pub idle_advance: i64,
+    pub late: Late,
+    pub max_open_groups: usize,
+    pub max_stored_groups: usize,
+    pub max_reorder: usize,
+    pub channel_capacity: usize,
+}
+
+/// Where the query files come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QuerySource {
+    /// Glob patterns from `queries.paths`.
+    Globs(Vec<String>),
+    /// Files named with `--query` (each must exist).
+    Files(Vec<PathBuf>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSettings {
+    pub path: String,
+    pub format: Format,
+    pub records: bool,
+}
+
+/// The validated daemon configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub collector: CollectorSettings,
+    pub engine: EngineSettings,
+    pub queries: QuerySource,
+    pub output: OutputSettings,
+    /// `None` = metrics disabled.
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_level: String,
+}
+
+/// A duration or size: TOML integer or a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Human {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    listen: Vec<String>,
+    sockets: i64,
+    recv_buffer: Human,
+    template_scope: String,
+    apply_sampling: bool,
+    template_store: String,
+    max_pending: i64,
+    max_exporters: i64,
+    queue: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    lateness: Human,
+    window: Human,
+    horizon: Human,
+    idle_advance: Human,
+    late: String,
+    max_open_groups: i64,
+    max_stored_groups: i64,
+    max_reorder: i64,
+    channel_capacity: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueries {
+    paths: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    path: String,
+    format: String,
+    records: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    collector: RawCollector,
+    engine: RawEngine,
+    queries: RawQueries,
+    output: RawOutput,
+    metrics: RawMetrics,
+    log: RawLog,
+}
+
+/// Load the configuration from the process environment.
+pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
+    load_with_env(overrides, None)
+}
+
+/// Load with an explicit environment map (`None` = the process environment);
+/// the map form keeps tests independent of the real environment.
+pub fn load_with_env(
+    overrides: &Overrides,
+    env: Option<HashMap<String, String>>,
+) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    if let Some(path) = &overrides.config {
+        builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Toml));
+    }
+    let env_source = Environment::with_prefix("FLOWY")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("collector.listen")
+        .with_list_parse_key("queries.paths")
+        .source(env);
+    let raw: Raw = builder.add_source(env_source).build()?.try_deserialize()?;
+    let mut settings = validate(raw)?;
+    apply_overrides(&mut settings, overrides)?;
+    Ok(settings)
+}
+
+fn apply_overrides(s: &mut Settings, o: &Overrides) -> Result<(), ConfigError> {
+    if !o.listen.is_empty() {
+        s.collector.listen = parse_addrs("--listen", &o.listen)?;
+    }
+    if !o.query.is_empty() {
+        s.queries = QuerySource::Files(o.query.clone());
+    }
+    if let Some(out) = &o.output {
+        s.output.path = out.clone();
+    }
+    Ok(())
+}
+
+fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+    Ok(Settings {
+        collector: validate_collector(raw.collector)?,
+        engine: validate_engine(raw.engine)?,
+        queries: validate_queries(raw.queries)?,
+        output: validate_output(raw.output)?,
+        metrics_listen: parse_optional_addr("metrics.listen", &raw.metrics.listen)?,
+        log_level: raw.log.level,
+    })
+}
+
+fn validate_collector(c: RawCollector) -> Result<CollectorSettings, ConfigError> {
+    let listen = parse_addrs("collector.listen", &c.listen)?;
+    if listen.is_empty() {
+        return Err(invalid(
+            "collector.listen",
+            "at least one address is needed",
+        ));
+    }
+    let template_scope = match c.template_scope.as_str() {
+        "address" => Scope::Address,
+        "address+port" => Scope::AddressPort,
+        other => {
+            return Err(invalid(
+                "collector.template_scope",
+                format!("'{other}' is not \"address\" or \"address+port\""),
+            ))
+        }
+    };
+    let store = c.template_store.trim();
+    Ok(CollectorSettings {
+        listen,
+        sockets: positive("collector.sockets", c.sockets, 1024)?,
+        recv_buffer: size("collector.recv_buffer", &c.recv_buffer)?,
+        template_scope,
+        apply_sampling: c.apply_sampling,
+        template_store: (!store.is_empty()).then(|| PathBuf::from(store)),
+        max_pending: positive("collector.max_pending", c.max_pending, usize::MAX)?,
+        max_exporters: positive("collector.max_exporters", c.max_exporters, usize::MAX)?,
+        queue: positive("collector.queue", c.queue, 1 << 24)?,
+    })
+}
+
+fn validate_engine(e: RawEngine) -> Result<EngineSettings, ConfigError> {
+    let late = match e.late.as_str() {
+        "process" => Late::Process,
+        "drop" => Late::Drop,
+        other => {
+            return Err(invalid(
+                "engine.late",
+                format!("'{other}' is not \"process\" or \"drop\""),
+            ))
+        }
+    };
+    let window = optional_duration("engine.window", &e.window)?;
+    if window == Some(0) {
+        return Err(invalid("engine.window", "must be positive (or \"none\")"));
+    }
+    let idle_advance = optional_duration("engine.idle_advance", &e.idle_advance)?
+        .ok_or_else(|| invalid("engine.idle_advance", "must be a duration"))?;
+    Ok(EngineSettings {
+        lateness: optional_duration("engine.lateness", &e.lateness)?,
+        window,
+        horizon: optional_duration("engine.horizon", &e.horizon)?,
+        idle_advance,
+        late,
+        max_open_groups: positive("engine.max_open_groups", e.max_open_groups, usize::MAX)?,
+        max_stored_groups: positive("engine.max_stored_groups", e.max_stored_groups, usize::MAX)?,
+        max_reorder: positive("engine.max_reorder", e.max_reorder, usize::MAX)?,
+        channel_capacity: positive("engine.channel_capacity", e.channel_capacity, 1 << 20)?,
+    })
+}
+
+fn validate_queries(q: RawQueries) -> Result<QuerySource, ConfigError> {
+    let paths: Vec<String> = q
+        .paths
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    for p in &paths {
+        glob::Pattern::new(p)
+            .map_err(|e| invalid("queries.paths", format!("bad pattern '{p}': {e}")))?;
+    }
+    Ok(QuerySource::Globs(paths))
+}
+
+fn validate_output(o: RawOutput) -> Result<OutputSettings, ConfigError> {
+    let format = match o.format.as_str() {
+        "json" => Format::Json,
+        "text" => Format::Text,
+        other => {
+            return Err(invalid(
+                "output.format",
+                format!("'{other}' is not \"json\" or \"text\""),
+            ))
+        }
+    };
+    if o.path.trim().is_empty() {
+        return Err(invalid("output.path", "empty (use \"-\" for stdout)"));
+    }
+    Ok(OutputSettings {
+        path: o.path,
+        format,
+        records: o.records,
+    })
+}
+
+fn parse_addrs(key: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("'{s}' is not an IP:port address: {e}")))
+        })
+        .collect()
+}
+
+fn parse_optional_addr(key: &'static str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| invalid(key, format!("'{s}' is not an IP:port address: {e}")))
+}
+
+fn positive(key: &'static str, v: i64, max: usize) -> Result<usize, ConfigError> {
+    match usize::try_from(v) {
+        Ok(n) if n >= 1 && n <= max => Ok(n),
+        _ => Err(invalid(key, format!("{v} is not in 1..={max}"))),
+    }
+}
+
+fn size(key: &'static str, v: &Human) -> Result<usize, ConfigError> {
+    let bytes = match v {
+        Human::Int(n) => u64::try_from(*n).map_err(|_| invalid(key, "negative size"))?,
+        Human::Str(s) => parse_size(s).map_err(|m| invalid(key, m))?,
+    };
+    usize::try_from(bytes).map_err(|_| invalid(key, "size too large"))
+}
+
+fn optional_duration(key: &'static str, v: &Human) -> Result<Option<i64>, ConfigError> {
+    match v {
+        Human::Int(n) if *n >= 0 => Ok(Some(*n)),
+        Human::Int(n) => Err(invalid(key, format!("negative duration {n}"))),
+        Human::Str(s) => parse_duration(s).map_err(|m| invalid(key, m)),
+    }
+}
+
+/// Split "8MiB" into (8, "MiB"); the unit may be separated by spaces.
+fn split_number(s: &str) -> Result<(u64, &str), String> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
+    let digits: String = s[..end].chars().filter(|c| *c != '_').collect();
+    let n = digits
+        .parse::<u64>()
+        .map_err(|_| format!("'{s}' does not start with a number"))?;
+    Ok((n, s[end..].trim()))
+}
+
+/// A duration in ms; `None` for "none"/"off"/"infinite".
+pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
+    if matches!(s.trim(), "none" | "off" | "infinite") {
+        return Ok(None);
+    }
+    let (n, unit) = split_number(s)?;
+    let mult: u64 = match unit {
+        "" | "ms" => 1,
+        "s" | "sec" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown duration unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .and_then(|v| i64::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| format!("duration '{s}' is too large"))
+}
+
+/// A size in bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, unit) = split_number(s)?;
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "KB" | "kB" | "K" | "k" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+impl Settings {
+    /// True when the query source is the embedded default pattern, which is
+    /// the only case where the built-in examples may stand in for files.
+    pub fn uses_default_queries(&self) -> bool {
+        matches!(&self.queries, QuerySource::Globs(g) if g.len() == 1 && g[0] == DEFAULT_QUERY_GLOB)
+    }
+}
+
+/// Paths the query source names, sorted (stable across reloads).
+pub fn query_files(source: &QuerySource) -> Result<Vec<PathBuf>, ConfigError> {
+    match source {
+        QuerySource::Files(files) => Ok(files.clone()),
+        QuerySource::Globs(patterns) => {
+            let mut out = Vec::new();
+            for p in patterns {
+                let paths = glob::glob(p)
+                    .map_err(|e| invalid("queries.paths", format!("bad pattern '{p}': {e}")))?;
+                out.extend(paths.filter_map(Result::ok).filter(|p| is_file(p)));
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        }
+    }
+}
+
+fn is_file(p: &Path) -> bool {
+    p.metadata().map(|m| m.is_file()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn load_env(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        load_with_env(&Overrides::default(), env(pairs))
+    }
+
+    #[test]
+    fn embedded_defaults_match_the_spec() {
+        let s = load_env(&[]).expect("embedded config is valid");
+        assert_eq!(
+            s.collector.listen,
+            vec!["0.0.0.0:2055".parse::<SocketAddr>().expect("literal")]
+        );
+        assert_eq!(s.collector.sockets, 1);
+        assert_eq!(s.collector.recv_buffer, 8 << 20);
+        assert_eq!(s.collector.template_scope, Scope::Address);
+        assert!(!s.collector.apply_sampling);
+        assert_eq!(s.collector.template_store, None);
+        assert_eq!(s.engine.lateness, Some(60_000));
+        assert_eq!(s.engine.window, Some(300_000));
+        assert_eq!(s.engine.horizon, Some(300_000));
+        assert_eq!(s.engine.idle_advance, 10_000);
+        assert_eq!(s.engine.late, Late::Process);
+        assert_eq!(s.engine.max_open_groups, 1_000_000);
+        assert_eq!(s.engine.max_stored_groups, 1_000_000);
+        assert!(s.uses_default_queries());
+        assert_eq!(s.output.path, "-");
+        assert_eq!(s.output.format, Format::Json);
+        assert!(s.output.records);
+        assert_eq!(
+            s.metrics_listen,
+            Some("127.0.0.1:9555".parse().expect("lit"))
+        );
+        assert_eq!(s.log_level, "info");
+    }
+
+    #[test]
+    fn environment_overrides_keys() {
+        let s = load_env(&[
+            ("FLOWY__ENGINE__LATENESS", "90s"),
+            ("FLOWY__ENGINE__LATE", "drop"),
+            ("FLOWY__ENGINE__MAX_OPEN_GROUPS", "12"),
+            ("FLOWY__COLLECTOR__LISTEN", "127.0.0.1:1,127.0.0.1:2"),
+            ("FLOWY__OUTPUT__RECORDS", "false"),
+            ("FLOWY__METRICS__LISTEN", ""),
+        ])
+        .expect("valid overrides");
+        assert_eq!(s.engine.lateness, Some(90_000));
+        assert_eq!(s.engine.late, Late::Drop);
+        assert_eq!(s.engine.max_open_groups, 12);
+        assert_eq!(s.collector.listen.len(), 2);
+        assert!(!s.output.records);
+        assert_eq!(s.metrics_listen, None);
+    }
+
+    #[test]
+    fn file_then_cli_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(
+            &path,
+            "[engine]\nwindow = \"none\"\n[output]\npath = \"/tmp/x.jsonl\"\nformat = \"text\"\n",
+        )
+        .expect("write");
+        let o = Overrides {
+            config: Some(path),
+            listen: vec!["127.0.0.1:0".into()],
+            query: vec![PathBuf::from("q.flowy")],
+            output: Some("-".into()),
+        };
+        let s = load_with_env(&o, env(&[])).expect("valid");
+        assert_eq!(s.engine.window, None);
+        assert_eq!(s.output.format, Format::Text);
+        assert_eq!(s.output.path, "-");
+        assert_eq!(
+            s.collector.listen,
+            vec!["127.0.0.1:0".parse().expect("lit")]
+        );
+        assert_eq!(
+            s.queries,
+            QuerySource::Files(vec![PathBuf::from("q.flowy")])
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("FLOWY__ENGINE__LATENESS", "ten seconds", "engine.lateness"),
+            ("FLOWY__ENGINE__LATE", "keep", "engine.late"),
+            (
+                "FLOWY__COLLECTOR__RECV_BUFFER",
+                "8XB",
+                "collector.recv_buffer",
+            ),
+            ("FLOWY__COLLECTOR__LISTEN", "nowhere", "collector.listen"),
+            ("FLOWY__COLLECTOR__SOCKETS", "0", "collector.sockets"),
+            ("FLOWY__OUTPUT__FORMAT", "xml", "output.format"),
+            ("FLOWY__METRICS__LISTEN", "localhost", "metrics.listen"),
+            ("FLOWY__OUTPUT__RECORDS", "maybe", "records"),
+        ];
+        for (k, v, key) in cases {
+            let err = load_env(&[(k, v)]).expect_err(k).to_string();
+            assert!(err.contains(key), "{k}={v}: '{err}' does not name {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "[engine]\nlatenes = \"1s\"\n").expect("write");
+        let o = Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        };
+        let err = load_with_env(&o, env(&[])).expect_err("typo").to_string();
+        assert!(err.contains("latenes"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("60s"), Ok(Some(60_000)));
+        assert_eq!(parse_duration("5m"), Ok(Some(300_000)));
+        assert_eq!(parse_duration("1 h"), Ok(Some(3_600_000)));
+        assert_eq!(parse_duration("250ms"), Ok(Some(250)));
+        assert_eq!(parse_duration("1_000"), Ok(Some(1_000)));
+        assert_eq!(parse_duration("none"), Ok(None));
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("2 KB"), Ok(2_000));
+        assert_eq!(parse_size("4096"), Ok(4_096));
+        assert!(parse_size("MiB").is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Ingest: socket tasks read datagrams, one decode thread turns them into
+//! records and stamps each with the global arrival counter (`rec_id`).
+//!
+//! Decoding runs on a dedicated OS thread so that a burst of large
+//! templates never stalls the runtime that serves sockets and metrics, and a
+//! single decoder keeps template state and `rec_id` order in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::collect::{DecodeStats, Decoder, DecoderConfig};
+use crate::record::Record;
+
+use super::metrics::{add, Kind, Metrics, Sample};
+
+/// The largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// Records per batch handed to the dispatcher: big enough to amortise the
+/// per-branch channel sends, small enough to keep latency low.
+const BATCH_RECORDS: usize = 1024;
+/// How often the decoder's counters are copied into the metrics.
+const STATS_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Datagram {
+    pub data: Vec<u8>,
+    pub from: SocketAddr,
+    pub at_ms: i64,
+}
+
+/// Records in arrival order, `rec_id` already assigned.
+pub type Batch = Vec<Arc<Record>>;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Read datagrams until `stop` flips; never gives up on a socket error
+/// (ICMP errors and the like surface as recv errors on some systems).
+pub async fn receive(
+    sock: UdpSocket,
+    tx: mpsc::Sender<Datagram>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let got = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            got = sock.recv_from(&mut buf) => got,
+        };
+        match got {
+            Ok((n, from)) => {
+                add(&metrics.datagrams_received, 1);
+                add(&metrics.bytes_received, n as u64);
+                let d = Datagram {
+                    data: buf[..n].to_vec(),
+                    from,
+                    at_ms: now_ms(),
+                };
+                if tx.send(d).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                add(&metrics.receive_errors, 1);
+                tracing::debug!(error = %e, "recv_from failed");
+            }
+        }
+    }
+}
+
+/// Start the decode thread. It ends when every socket task has dropped its
+/// sender and the queue is drained, saving templates on the way out.
+pub fn spawn_decoder(
+    cfg: DecoderConfig,
+    rx: mpsc::Receiver<Datagram>,
+    out: mpsc::Sender<Batch>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("flowy-decode".into())
+        .spawn(move || decode_loop(Decoder::new(cfg), rx, out, metrics))
+}
+
+fn decode_loop(
+    mut decoder: Decoder,
+    mut rx: mpsc::Receiver<Datagram>,
+    out: mpsc::Sender<Batch>,
+    metrics: Arc<Metrics>,
+) {
+    let mut next_id: u64 = 0;
+    let mut records: Vec<Record> = Vec::new();
+    let mut last_publish = Instant::now();
+    while let Some(first) = rx.blocking_recv() {
+        decoder.decode(&first.data, first.from, first.at_ms, &mut records);
+        // Drain what is already queued into the same batch.
+        while records.len() < BATCH_RECORDS {
+            match rx.try_recv() {
+                Ok(d) => decoder.decode(&d.data, d.from, d.at_ms, &mut records),
+                Err(_) => break,
+            }
+        }
+        let batch: Batch = records
+            .drain(..)
+            .map(|mut r| {
+                r.rec_id = next_id;
+                next_id += 1;
+                Arc::new(r)
+            })
+            .collect();
+        add(&metrics.records_received, batch.len() as u64);
+        // Publish when about to idle (so scrapes see the last datagram) or
+        // periodically under load.
+        if rx.is_empty() || last_publish.elapsed() >= STATS_EVERY {
+            metrics.publish_collector(decoder_samples(decoder.stats()));
+            last_publish = Instant::now();
+        }
+        if !batch.is_empty() && out.blocking_send(batch).is_err() {
+            tracing::error!("dispatcher gone; decoder stops");
+            break;
+        }
+    }
+    metrics.publish_collector(decoder_samples(decoder.stats()));
+    if let Err(e) = decoder.save_templates() {
+        tracing::warn!(error = %e, "cannot save templates");
+    }
+}
+
+fn sample(
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    labels: Vec<(&'static str, String)>,
+    value: u64,
+) -> Sample {
+    Sample {
+        name,
+        help,
+        kind,
+        labels,
+        value,
+    }
+}
+
+/// The decoder's counters as metric samples.
+pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
+    use Kind::*;
+    let e = &s.errors;
+    let mut out: Vec<Sample> = [
+        ("truncated", e.truncated),
+        ("bad_version", e.bad_version),
+        ("bad_length", e.bad_length),
+        ("template", e.template),
+        ("too_many_fields", e.too_many_fields),
+        ("no_template", e.no_template),
+        ("other", e.other),
+    ]
+    .into_iter()
+    .map(|(kind, v)| {
+        sample(
+            "flowy_decode_errors_total",
+            "malformed datagrams or sets, by kind",
+            Counter,
+            vec![("kind", kind.to_string())],
+            v,
+        )
+    })
+    .collect();
+    let mut records: Vec<_> = s.records.iter().collect();
+    records.sort();
+    out.extend(records.into_iter().map(|((ip, version), n)| {
+        sample(
+            "flowy_records_decoded_total",
+            "flow records decoded, by exporter and export version",
+            Counter,
+            vec![
+                ("exporter", ip.to_string()),
+                ("version", version.to_string()),
+            ],
+            *n,
+        )
+    }));
+    let mut gaps: Vec<_> = s.sequence_gaps.iter().collect();
+    gaps.sort();
+    out.extend(gaps.into_iter().map(|(ip, n)| {
+        sample(
+            "flowy_sequence_gaps_total",
+            "flows/packets/records missing by sequence number, by exporter",
+            Counter,
+            vec![("exporter", ip.to_string())],
+            *n,
+        )
+    }));
+    let plain = [
+        (
+            "flowy_decoder_datagrams_total",
+            "datagrams decoded",
+            Counter,
+            s.datagrams,
+        ),
+        (
+            "flowy_decoder_bytes_total",
+            "bytes decoded",
+            Counter,
+            s.bytes,
+        ),
+        (
+            "flowy_options_records_total",
+            "options data records seen",
+            Counter,
+            s.options_records,
+        ),
+        (
+            "flowy_template_cache_size",
+            "templates cached over all exporters",
+            Gauge,
+            s.template_cache_size,
+        ),
+        (
+            "flowy_template_misses_total",
+            "template lookups that missed",
+            Counter,
+            s.template_misses,
+        ),
+        (
+            "flowy_pending_held_total",
+            "data sets held awaiting their template",
+            Counter,
+            s.pending_held,
+        ),
+        (
+            "flowy_pending_replayed_total",
+            "held data sets decoded once the template came",
+            Counter,
+            s.pending_replayed,
+        ),
+        (
+            "flowy_pending_dropped_total",
+            "held data sets dropped",
+            Counter,
+            s.pending_dropped,
+        ),
+        (
+            "flowy_sequence_resets_total",
+            "sequence restarts, duplicates, reorderings",
+            Counter,
+            s.sequence_resets,
+        ),
+        (
+            "flowy_exporters",
+            "exporter streams with state",
+            Gauge,
+            s.exporters,
+        ),
+        (
+            "flowy_exporters_evicted_total",
+            "exporter streams evicted to stay within max_exporters",
+            Counter,
+            s.exporters_evicted,
+        ),
+        (
+            "flowy_template_store_errors_total",
+            "template store read/write failures",
+            Counter,
+            s.template_store_errors,
+        ),
+    ];
+    out.extend(
+        plain
+            .into_iter()
+            .map(|(n, h, k, v)| sample(n, h, k, Vec::new(), v)),
+    );
+    out
+}

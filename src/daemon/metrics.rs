@@ -1,0 +1,465 @@
+//! Daemon metrics (SPEC §4.4) and their Prometheus text rendering.
+//!
+//! Hot-path counters are atomics bumped by the task that owns the event;
+//! components with their own stats structs (decoder, engines) publish
+//! snapshots here, so a scrape never waits on the pipeline.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Watermark gauge value before the first record.
+const NO_WATERMARK: i64 = i64::MIN;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One labelled sample published by a component.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+/// Counters of one (query, branch) task, copied from the engine's stats.
+#[derive(Debug, Default)]
+pub struct BranchMetrics {
+    pub records_in: AtomicU64,
+    pub records_passed: AtomicU64,
+    pub groups_open: AtomicU64,
+    pub groups_closed: AtomicU64,
+    pub groups_passed: AtomicU64,
+    pub closed_early: AtomicU64,
+    pub late: AtomicU64,
+}
+
+/// Counters of one query's merger task.
+#[derive(Debug, Default)]
+pub struct MergerMetrics {
+    pub stored_groups: AtomicU64,
+    pub matches: AtomicU64,
+    pub closed_early: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    branches: Vec<(String, String, Arc<BranchMetrics>)>,
+    mergers: Vec<(String, Arc<MergerMetrics>)>,
+    collector: Vec<Sample>,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub datagrams_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub receive_errors: AtomicU64,
+    pub records_received: AtomicU64,
+    pub records_processed: AtomicU64,
+    pub records_late: AtomicU64,
+    pub records_dropped: AtomicU64,
+    pub output_lines: AtomicU64,
+    pub output_write_errors: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    pub queries_running: AtomicU64,
+    watermark: AtomicI64,
+    registry: Mutex<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            datagrams_received: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            receive_errors: AtomicU64::new(0),
+            records_received: AtomicU64::new(0),
+            records_processed: AtomicU64::new(0),
+            records_late: AtomicU64::new(0),
+            records_dropped: AtomicU64::new(0),
+            output_lines: AtomicU64::new(0),
+            output_write_errors: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            queries_running: AtomicU64::new(0),
+            watermark: AtomicI64::new(NO_WATERMARK),
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+}
+
+/// Shorthand for the relaxed increments used everywhere: these counters
+/// order nothing, they are only read by scrapes.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+pub fn set(gauge: &AtomicU64, v: u64) {
+    gauge.store(v, Ordering::Relaxed);
+}
+
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl Metrics {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic elsewhere while holding the lock leaves plain data behind;
+        // metrics stay readable rather than poisoning every scrape.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_watermark(&self, w: Option<i64>) {
+        self.watermark
+            .store(w.unwrap_or(NO_WATERMARK), Ordering::Relaxed);
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        let w = self.watermark.load(Ordering::Relaxed);
+        (w != NO_WATERMARK).then_some(w)
+    }
+
+    pub fn register_branch(&self, query: &str, branch: &str) -> Arc<BranchMetrics> {
+        let m = Arc::new(BranchMetrics::default());
+        self.registry()
+            .branches
+            .push((query.to_string(), branch.to_string(), m.clone()));
+        m
+    }
+
+    pub fn register_merger(&self, query: &str) -> Arc<MergerMetrics> {
+        let m = Arc::new(MergerMetrics::default());
+        self.registry().mergers.push((query.to_string(), m.clone()));
+        m
+    }
+
+    /// Forget a finished query's task metrics (by identity, so a restarted
+    /// query of the same name keeps its fresh counters).
+    pub fn unregister(&self, branches: &[Arc<BranchMetrics>], merger: &Arc<MergerMetrics>) {
+        let mut reg = self.registry();
+        reg.branches
+            .retain(|(_, _, m)| !branches.iter().any(|b| Arc::ptr_eq(b, m)));
+        reg.mergers.retain(|(_, m)| !Arc::ptr_eq(m, merger));
+    }
+
+    /// Replace the collector's (decoder's) labelled samples.
+    pub fn publish_collector(&self, samples: Vec<Sample>) {
+        self.registry().collector = samples;
+    }
+
+    /// Every sample, in a stable order.
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out = self.global_samples();
+        let reg = self.registry();
+        out.extend(reg.collector.iter().cloned());
+        for (q, b, m) in &reg.branches {
+            out.extend(branch_samples(q, b, m));
+        }
+        for (q, m) in &reg.mergers {
+            out.extend(merger_samples(q, m));
+        }
+        out
+    }
+
+    fn global_samples(&self) -> Vec<Sample> {
+        use Kind::*;
+        let c = |name, help, kind, v: &AtomicU64| Sample {
+            name,
+            help,
+            kind,
+            labels: Vec::new(),
+            value: get(v),
+        };
+        let mut out = vec![
+            c(
+                "flowy_datagrams_received_total",
+                "UDP datagrams read from the sockets",
+                Counter,
+                &self.datagrams_received,
+            ),
+            c(
+                "flowy_bytes_received_total",
+                "UDP payload bytes read from the sockets",
+                Counter,
+                &self.bytes_received,
+            ),
+            c(
+                "flowy_receive_errors_total",
+                "errors reading from the sockets",
+                Counter,
+                &self.receive_errors,
+            ),
+            c(
+                "flowy_records_received_total",
+                "flow records decoded (rec_id assigned)",
+                Counter,
+                &self.records_received,
+            ),
+            c(
+                "flowy_records_processed_total",
+                "records handed to every running branch (or dropped by policy)",
+                Counter,
+                &self.records_processed,
+            ),
+            c(
+                "flowy_records_late_total",
+                "records whose stime was below the watermark on arrival",
+                Counter,
+                &self.records_late,
+            ),
+            c(
+                "flowy_records_dropped_total",
+                "late records discarded because engine.late = drop",
+                Counter,
+                &self.records_dropped,
+            ),
+            c(
+                "flowy_output_lines_total",
+                "matches written to the output",
+                Counter,
+                &self.output_lines,
+            ),
+            c(
+                "flowy_output_write_errors_total",
+                "failed output writes",
+                Counter,
+                &self.output_write_errors,
+            ),
+            c(
+                "flowy_reloads_total",
+                "successful SIGHUP reloads",
+                Counter,
+                &self.reloads,
+            ),
+            c(
+                "flowy_reload_failures_total",
+                "SIGHUP reloads rejected (running set kept)",
+                Counter,
+                &self.reload_failures,
+            ),
+            c(
+                "flowy_queries_running",
+                "queries being evaluated",
+                Gauge,
+                &self.queries_running,
+            ),
+        ];
+        if let Some(w) = self.watermark() {
+            out.push(Sample {
+                name: "flowy_watermark_milliseconds",
+                help: "current watermark W, ms since the epoch",
+                kind: Gauge,
+                labels: Vec::new(),
+                value: u64::try_from(w).unwrap_or(0),
+            });
+        }
+        out
+    }
+
+    /// The Prometheus text exposition of every sample.
+    pub fn render(&self) -> String {
+        render(&self.samples())
+    }
+}
+
+fn branch_samples(query: &str, branch: &str, m: &BranchMetrics) -> Vec<Sample> {
+    use Kind::*;
+    let labels = vec![("query", query.to_string()), ("branch", branch.to_string())];
+    let s = |name, help, kind, v: &AtomicU64| Sample {
+        name,
+        help,
+        kind,
+        labels: labels.clone(),
+        value: get(v),
+    };
+    vec![
+        s(
+            "flowy_branch_records_total",
+            "records offered to the branch filter",
+            Counter,
+            &m.records_in,
+        ),
+        s(
+            "flowy_branch_records_filtered_total",
+            "records that passed the branch filter",
+            Counter,
+            &m.records_passed,
+        ),
+        s(
+            "flowy_branch_groups_open",
+            "groups open in the branch grouper",
+            Gauge,
+            &m.groups_open,
+        ),
+        s(
+            "flowy_branch_groups_closed_total",
+            "groups closed by the branch grouper",
+            Counter,
+            &m.groups_closed,
+        ),
+        s(
+            "flowy_branch_groups_passed_total",
+            "closed groups that passed the group filter",
+            Counter,
+            &m.groups_passed,
+        ),
+        s(
+            "flowy_branch_closed_early_total",
+            "groups or records released early by a limit",
+            Counter,
+            &m.closed_early,
+        ),
+        s(
+            "flowy_branch_records_late_total",
+            "late records seen by the branch",
+            Counter,
+            &m.late,
+        ),
+    ]
+}
+
+fn merger_samples(query: &str, m: &MergerMetrics) -> Vec<Sample> {
+    use Kind::*;
+    let labels = vec![("query", query.to_string())];
+    let s = |name, help, kind, v: &AtomicU64| Sample {
+        name,
+        help,
+        kind,
+        labels: labels.clone(),
+        value: get(v),
+    };
+    vec![
+        s(
+            "flowy_merger_stored_groups",
+            "groups stored in the merger",
+            Gauge,
+            &m.stored_groups,
+        ),
+        s(
+            "flowy_merger_matches_total",
+            "matches emitted by the merger",
+            Counter,
+            &m.matches,
+        ),
+        s(
+            "flowy_merger_closed_early_total",
+            "stored groups dropped early by a limit",
+            Counter,
+            &m.closed_early,
+        ),
+    ]
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text format; HELP/TYPE once per metric name (samples of one
+/// name are grouped, in first-seen order).
+pub fn render(samples: &[Sample]) -> String {
+    let mut names: Vec<&'static str> = Vec::new();
+    for s in samples {
+        if !names.contains(&s.name) {
+            names.push(s.name);
+        }
+    }
+    let mut out = String::new();
+    for name in names {
+        let mut first = true;
+        for s in samples.iter().filter(|s| s.name == name) {
+            if first {
+                let kind = match s.kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                };
+                let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", s.help);
+                first = false;
+            }
+            out.push_str(name);
+            if !s.labels.is_empty() {
+                let labels: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let _ = write!(out, "{{{}}}", labels.join(","));
+            }
+            let _ = writeln!(out, " {}", s.value);
+        }
+    }
+    out
+}
+
+/// Parse a Prometheus text exposition into (series, value) pairs, where the
+/// series is the name with its label block as written (for tests and the
+/// load bench).
+pub fn parse_text(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_help_type_and_labels_once_per_name() {
+        let m = Metrics::default();
+        add(&m.datagrams_received, 3);
+        let b = m.register_branch("http", "A\"x");
+        set(&b.groups_open, 7);
+        let b2 = m.register_branch("http", "B");
+        add(&b2.records_in, 2);
+        let text = m.render();
+        assert!(text.contains(
+            "# TYPE flowy_datagrams_received_total counter\nflowy_datagrams_received_total 3\n"
+        ));
+        assert!(text.contains("flowy_branch_groups_open{query=\"http\",branch=\"A\\\"x\"} 7\n"));
+        assert_eq!(
+            text.matches("# TYPE flowy_branch_groups_open gauge")
+                .count(),
+            1
+        );
+        let parsed = parse_text(&text);
+        assert!(parsed.contains(&(
+            "flowy_branch_records_total{query=\"http\",branch=\"B\"}".to_string(),
+            2.0
+        )));
+    }
+
+    #[test]
+    fn unregister_removes_only_that_task() {
+        let m = Metrics::default();
+        let old = m.register_branch("q", "A");
+        let old_merger = m.register_merger("q");
+        let new = m.register_branch("q", "A");
+        add(&new.records_in, 5);
+        m.unregister(&[old], &old_merger);
+        let text = m.render();
+        assert!(text.contains("flowy_branch_records_total{query=\"q\",branch=\"A\"} 5"));
+        assert_eq!(text.matches("flowy_branch_records_total{").count(), 1);
+        assert!(!text.contains("flowy_merger_matches_total{"));
+    }
+
+    #[test]
+    fn watermark_appears_once_known() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("flowy_watermark_milliseconds "));
+        m.set_watermark(Some(1_700_000_000_000));
+        assert!(m
+            .render()
+            .contains("flowy_watermark_milliseconds 1700000000000\n"));
+    }
+}

@@ -1,0 +1,35 @@
+//! systemd readiness protocol (`Type=notify`). Every call is a no-op when
+//! NOTIFY_SOCKET is unset, so the daemon behaves the same outside systemd.
+
+use sd_notify::NotifyState;
+
+fn send(states: &[NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Sockets are bound and queries run.
+pub fn ready() {
+    send(&[NotifyState::Ready]);
+}
+
+/// A SIGHUP reload starts; systemd wants the monotonic time with it.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+pub fn stopping() {
+    send(&[NotifyState::Stopping]);
+}
+
+/// A one-line status for `systemctl status`.
+pub fn status(line: &str) {
+    send(&[NotifyState::Status(line)]);
+}

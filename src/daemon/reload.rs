@@ -1,0 +1,227 @@
+//! Loading the query set (at start and on SIGHUP) and deciding which running
+//! queries a new set keeps, restarts or retires.
+//!
+//! Everything is read and compiled before anything changes: a reload either
+//! replaces the set as a whole or leaves it untouched.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::query::compile_source;
+use crate::query::plan::Plan;
+
+use super::config::{query_files, ConfigError, QuerySource, Settings};
+
+/// Example queries compiled into the binary, used when the default query
+/// pattern matches nothing (the daemon started outside the source tree).
+pub const EMBEDDED_QUERIES: &[(&str, &str)] = &[
+    (
+        "http-download",
+        include_str!("../../config/queries/http-download.flowy"),
+    ),
+    (
+        "ipv6-failure",
+        include_str!("../../config/queries/ipv6-failure.flowy"),
+    ),
+    ("skype", include_str!("../../config/queries/skype.flowy")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read query file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no query files match {0:?} (queries.paths)")]
+    NoQueries(Vec<String>),
+    #[error("two query files are named '{name}': {first} and {second}")]
+    Duplicate {
+        name: String,
+        first: String,
+        second: String,
+    },
+    /// Every diagnostic of every failing file, rustc-style.
+    #[error("query compilation failed:\n{0}")]
+    Compile(String),
+}
+
+/// One query's text, before compiling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryText {
+    pub name: String,
+    /// How diagnostics name the file.
+    pub label: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub text: QueryText,
+    pub plan: Arc<Plan>,
+}
+
+/// The query's name: its file name without the extension.
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Read the query texts the settings name. The second value is true when
+/// the embedded examples stand in for an empty default pattern.
+pub fn read_texts(settings: &Settings) -> Result<(Vec<QueryText>, bool), LoadError> {
+    let files = query_files(&settings.queries)?;
+    if files.is_empty() {
+        if settings.uses_default_queries() {
+            return Ok((embedded(), true));
+        }
+        let patterns = match &settings.queries {
+            QuerySource::Globs(g) => g.clone(),
+            QuerySource::Files(f) => f.iter().map(|p| p.display().to_string()).collect(),
+        };
+        return Err(LoadError::NoQueries(patterns));
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(files.len());
+    for path in files {
+        let source = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let text = QueryText {
+            name: stem(&path),
+            label: path.display().to_string(),
+            source,
+        };
+        if let Some(first) = seen.insert(text.name.clone(), text.label.clone()) {
+            return Err(LoadError::Duplicate {
+                name: text.name,
+                first,
+                second: text.label,
+            });
+        }
+        out.push(text);
+    }
+    Ok((out, false))
+}
+
+pub fn embedded() -> Vec<QueryText> {
+    EMBEDDED_QUERIES
+        .iter()
+        .map(|(name, source)| QueryText {
+            name: name.to_string(),
+            label: format!("<built-in>/{name}.flowy"),
+            source: source.to_string(),
+        })
+        .collect()
+}
+
+/// Compile every text; fail with all diagnostics of all files if any fails.
+pub fn compile_all(texts: Vec<QueryText>) -> Result<Vec<Compiled>, LoadError> {
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(texts.len());
+    for text in texts {
+        match compile_source(&text.name, &text.label, &text.source) {
+            Ok(plan) => out.push(Compiled {
+                text,
+                plan: Arc::new(plan),
+            }),
+            Err(d) => errors.push(d.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(LoadError::Compile(errors.join("\n")))
+    }
+}
+
+/// Read and compile the whole set.
+pub fn load(settings: &Settings) -> Result<(Vec<Compiled>, bool), LoadError> {
+    let (texts, fallback) = read_texts(settings)?;
+    Ok((compile_all(texts)?, fallback))
+}
+
+/// How a new set relates to the running one, by index.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Running queries kept as they are (same name, same source text).
+    pub keep: Vec<usize>,
+    /// Running queries to finish (removed or changed).
+    pub retire: Vec<usize>,
+    /// New queries to start (added or changed).
+    pub start: Vec<usize>,
+}
+
+/// Compare (name, source) pairs of the running and the new set.
+pub fn diff(running: &[(&str, &str)], new: &[(&str, &str)]) -> Diff {
+    let mut d = Diff::default();
+    for (i, (name, source)) in running.iter().enumerate() {
+        if new.iter().any(|(n, s)| n == name && s == source) {
+            d.keep.push(i);
+        } else {
+            d.retire.push(i);
+        }
+    }
+    for (j, (name, source)) in new.iter().enumerate() {
+        if !running.iter().any(|(n, s)| n == name && s == source) {
+            d.start.push(j);
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_keeps_unchanged_restarts_changed_retires_removed() {
+        let running = [("a", "x"), ("b", "y"), ("c", "z")];
+        let new = [("a", "x"), ("b", "y2"), ("d", "w")];
+        let d = diff(&running, &new);
+        assert_eq!(d.keep, vec![0]);
+        assert_eq!(d.retire, vec![1, 2]);
+        assert_eq!(d.start, vec![1, 2]);
+    }
+
+    #[test]
+    fn embedded_queries_compile() {
+        let compiled = compile_all(embedded()).expect("built-in queries compile");
+        assert_eq!(compiled.len(), EMBEDDED_QUERIES.len());
+        assert!(compiled.iter().any(|c| c.plan.name == "http-download"));
+    }
+
+    #[test]
+    fn duplicate_stems_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["one", "two"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+            std::fs::write(dir.path().join(sub).join("q.flowy"), "").expect("write");
+        }
+        let settings = settings_with(QuerySource::Globs(vec![format!(
+            "{}/*/q.flowy",
+            dir.path().display()
+        )]));
+        let err = read_texts(&settings).expect_err("duplicate");
+        assert!(matches!(err, LoadError::Duplicate { .. }), "{err}");
+    }
+
+    #[test]
+    fn empty_custom_pattern_is_an_error() {
+        let settings = settings_with(QuerySource::Globs(vec!["/nonexistent/*.flowy".into()]));
+        let err = read_texts(&settings).expect_err("nothing matches");
+        assert!(err.to_string().contains("queries.paths"), "{err}");
+    }
+
+    fn settings_with(queries: QuerySource) -> Settings {
+        let mut s = super::super::config::load_with_env(&Default::default(), Some(HashMap::new()))
+            .expect("defaults");
+        s.queries = queries;
+        s
+    }
+}
