@@ -57,7 +57,7 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
+            .env_remove("NOTIFY_SOCKET") // tests that want it pass it in `env`
             .env("FLOWY__METRICS__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,0 +1,448 @@
+//! A real exporter: softflowd reads a hand-built capture of known traffic
+//! and exports it (NetFlow v5, v9, IPFIX) to the running daemon. The
+//! records must describe the traffic, and the daemon's matches must equal
+//! the batch engine's on the very datagrams softflowd sent (captured by a
+//! relay between the two). Skipped when softflowd is not installed (CI
+//! installs it).
+
+#[path = "daemon_support/mod.rs"]
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use support::daemon::{example_query, read_matches, Daemon};
+use support::netflow::now_ms;
+use support::packets::{
+    tcp_frame, udp_frame, write_export_pcap, write_pcap, Frame, ACK, FIN, PSH, SYN,
+};
+
+/// One packet of the traffic, and what a flow meter should count for it.
+struct Packet {
+    at_ms: i64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    prot: u8,
+    payload: usize,
+    flags: u8,
+}
+
+impl Packet {
+    fn ip_len(&self) -> u64 {
+        let l4 = if self.prot == 6 { 20 } else { 8 };
+        let ip = if self.src.is_ipv4() { 20 } else { 40 };
+        (ip + l4 + self.payload) as u64
+    }
+
+    fn frame(&self) -> Frame {
+        let data = if self.prot == 6 {
+            tcp_frame(self.src, self.dst, self.flags, self.payload)
+        } else {
+            udp_frame(self.src, self.dst, &vec![0u8; self.payload])
+        };
+        Frame {
+            at_ms: self.at_ms,
+            data,
+        }
+    }
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("literal socket address")
+}
+
+/// A TCP connection: handshake, a request, `chunks` response segments, FIN.
+fn tcp_session(
+    out: &mut Vec<Packet>,
+    t: i64,
+    client: &str,
+    server: &str,
+    request: usize,
+    chunks: usize,
+) {
+    let (c, s) = (sa(client), sa(server));
+    let mut p = |dt: i64, from_client: bool, payload: usize, flags: u8| {
+        let (src, dst) = if from_client { (c, s) } else { (s, c) };
+        out.push(Packet {
+            at_ms: t + dt,
+            src,
+            dst,
+            prot: 6,
+            payload,
+            flags,
+        });
+    };
+    p(0, true, 0, SYN);
+    p(10, false, 0, SYN | ACK);
+    p(20, true, 0, ACK);
+    p(30, true, request, PSH | ACK);
+    for i in 0..chunks {
+        p(100 + 50 * i as i64, false, 1_000, PSH | ACK);
+    }
+    let end = 100 + 50 * chunks as i64;
+    p(end, true, 0, ACK);
+    p(end + 10, false, 0, FIN | ACK);
+    p(end + 20, true, 0, FIN | ACK);
+    p(end + 30, false, 0, ACK);
+}
+
+fn traffic(t0: i64) -> Vec<Packet> {
+    let mut pk = Vec::new();
+    tcp_session(&mut pk, t0, "10.0.0.5:51234", "198.51.100.7:80", 120, 8);
+    tcp_session(
+        &mut pk,
+        t0 + 2_000,
+        "10.0.0.6:40000",
+        "198.51.100.7:80",
+        90,
+        12,
+    );
+    tcp_session(
+        &mut pk,
+        t0 + 3_000,
+        "10.0.0.5:51300",
+        "203.0.113.9:22",
+        300,
+        2,
+    );
+    tcp_session(
+        &mut pk,
+        t0 + 4_000,
+        "[2001:db8::5]:44444",
+        "[2001:db8::80]:80",
+        150,
+        6,
+    );
+    for (i, (from, to)) in [
+        ("10.0.0.5:5353", "8.8.8.8:53"),
+        ("8.8.8.8:53", "10.0.0.5:5353"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        pk.push(Packet {
+            at_ms: t0 + 5_000 + i as i64 * 5,
+            src: sa(from),
+            dst: sa(to),
+            prot: 17,
+            payload: 40 + 60 * i,
+            flags: 0,
+        });
+    }
+    pk.push(Packet {
+        at_ms: t0 + 5_500,
+        src: sa("[2001:db8::5]:6000"),
+        dst: sa("[2001:db8::53]:53"),
+        prot: 17,
+        payload: 33,
+        flags: 0,
+    });
+    pk.sort_by_key(|p| p.at_ms);
+    pk
+}
+
+/// One direction of a flow as a meter would report it.
+#[derive(Debug)]
+struct Expected {
+    src: SocketAddr,
+    dst: SocketAddr,
+    prot: u8,
+    bytes: u64,
+    packets: u64,
+    stime: i64,
+    etime: i64,
+}
+
+fn expected_flows(pk: &[Packet]) -> Vec<Expected> {
+    let mut out: Vec<Expected> = Vec::new();
+    for p in pk {
+        match out
+            .iter_mut()
+            .find(|e| e.src == p.src && e.dst == p.dst && e.prot == p.prot)
+        {
+            Some(e) => {
+                e.bytes += p.ip_len();
+                e.packets += 1;
+                e.etime = p.at_ms;
+            }
+            None => out.push(Expected {
+                src: p.src,
+                dst: p.dst,
+                prot: p.prot,
+                bytes: p.ip_len(),
+                packets: 1,
+                stime: p.at_ms,
+                etime: p.at_ms,
+            }),
+        }
+    }
+    out
+}
+
+/// Datagrams with their arrival time (ms).
+type Captured = Arc<Mutex<Vec<(i64, Vec<u8>)>>>;
+
+/// Forwards every datagram from softflowd to the daemon, keeping a copy.
+struct Relay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    seen: Captured,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Relay {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let addr = sock.local_addr().expect("relay address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Captured = Arc::new(Mutex::new(Vec::new()));
+        let (s, v) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_535];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    sock.send_to(&buf[..n], to).expect("forward");
+                    v.lock().expect("lock").push((now_ms(), buf[..n].to_vec()));
+                }
+            }
+        });
+        Relay {
+            addr,
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<(i64, Vec<u8>)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("relay thread");
+        }
+        let seen = self.seen.lock().expect("lock");
+        seen.clone()
+    }
+}
+
+const CAPTURE: &str = "t.pcap";
+
+fn softflowd_available() -> bool {
+    Command::new("softflowd").arg("-h").output().is_ok()
+}
+
+const ALL_RECORDS: &str = "# Every record is its own match.\nsplitter S {}\nfilter everything {\n    bytes >= 0\n}\n\"input\" -> S\nS branch A -> everything\n";
+
+/// The HTTP-download signature for exporters that time both directions of
+/// a connection alike (softflowd tracks connections bidirectionally), so
+/// the response may also *equal* the request in time.
+fn http_bidir(example: &str) -> String {
+    example.replace(
+        "B oi A OR B d A OR B f A",
+        "B oi A OR B d A OR B f A OR B = A\n        A.bytes < B.bytes",
+    )
+}
+
+fn run_version(version: &str, extra: &[&str]) {
+    if !softflowd_available() {
+        eprintln!("softflowd not installed; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = now_ms() - 30_000;
+    let packets = traffic(t0);
+    let capture = dir.path().join(CAPTURE);
+    write_pcap(
+        &capture,
+        &packets.iter().map(Packet::frame).collect::<Vec<_>>(),
+    );
+
+    let http = std::fs::read_to_string(example_query("http-download")).expect("example");
+    let qfiles = [
+        ("all-records", ALL_RECORDS.to_string()),
+        ("http-download", http.clone()),
+        ("http-bidir", http_bidir(&http)),
+    ];
+    let mut args: Vec<String> = vec![
+        "--output".into(),
+        dir.path().join("daemon.jsonl").display().to_string(),
+    ];
+    for (name, src) in &qfiles {
+        let p = dir.path().join(format!("{name}.flowy"));
+        std::fs::write(&p, src).expect("write query");
+        args.extend(["--query".into(), p.display().to_string()]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut d = Daemon::start(dir.path(), &argv, &[]);
+    let relay = Relay::start(d.udp);
+
+    // softflowd truncates long path arguments: run it in the temp dir with
+    // short relative names.
+    let status = Command::new("softflowd")
+        .current_dir(dir.path())
+        .args(["-d", "-r", CAPTURE, "-p", "sf.pid", "-c", "sf.ctl"])
+        .args(["-n", &relay.addr.to_string(), "-v", version])
+        .args(extra)
+        .output()
+        .expect("run softflowd");
+    assert!(
+        status.status.success(),
+        "softflowd: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let ipv4_only = version == "5";
+    let expected: Vec<Expected> = expected_flows(&packets)
+        .into_iter()
+        .filter(|e| !ipv4_only || e.src.is_ipv4())
+        .collect();
+    d.wait_processed(expected.len() as u64);
+    std::thread::sleep(Duration::from_millis(200));
+    let datagrams = relay.finish();
+    assert!(d.terminate().success());
+    let live = read_matches(&dir.path().join("daemon.jsonl"));
+
+    check_records(&live, &expected);
+
+    // The batch engine over exactly what the daemon received.
+    let exports = dir.path().join("exports.pcap");
+    write_export_pcap(
+        &exports,
+        relay_addr_for_capture(),
+        sa("127.0.0.1:2055"),
+        &datagrams,
+    );
+    for (name, _) in &qfiles[1..] {
+        let q = dir.path().join(format!("{name}.flowy"));
+        let batch = batch_matches(&q, &exports);
+        let daemon: Vec<String> = normalised(live.iter().filter(|m| m["query"] == *name).cloned());
+        assert_eq!(daemon, normalised(batch.into_iter()), "{name} (v{version})");
+        if *name == "http-bidir" {
+            assert_eq!(
+                daemon.len(),
+                if ipv4_only { 2 } else { 3 },
+                "http-bidir matches"
+            );
+        }
+    }
+}
+
+/// The relay forwards from 127.0.0.1, so that is the exporter both see.
+fn relay_addr_for_capture() -> SocketAddr {
+    sa("127.0.0.1:9995")
+}
+
+fn batch_matches(query: &Path, pcap: &Path) -> Vec<Value> {
+    let plan = Arc::new(flowy::query::compile_file(query).expect("query compiles"));
+    let records =
+        flowy::input::read_file(pcap, Some(flowy::input::InputFormat::Pcap)).expect("read pcap");
+    let matches = flowy::engine::run_batch(plan.clone(), records, None);
+    let out = pcap.with_extension(format!("{}.jsonl", plan.name));
+    let sink = flowy::output::open_output(out.to_str().expect("utf-8")).expect("open");
+    let mut w = flowy::output::MatchWriter::new(
+        plan.name.clone(),
+        flowy::output::OutputFormat::Json,
+        true,
+        sink,
+    );
+    for m in &matches {
+        w.write(&plan, m).expect("write");
+    }
+    read_matches(&out)
+}
+
+/// Matches without their number, emission time and rec_ids: records may
+/// arrive in another order than the relay saw them (the relay forwards each
+/// datagram before it stores it), so arrival counters can differ.
+fn normalised(ms: impl Iterator<Item = Value>) -> Vec<String> {
+    let mut v: Vec<String> = ms
+        .map(|mut m| {
+            if let Some(o) = m.as_object_mut() {
+                o.remove("match");
+                o.remove("emitted");
+            }
+            if let Some(rs) = m["records"].as_array_mut() {
+                for r in rs {
+                    if let Some(o) = r.as_object_mut() {
+                        o.remove("rec_id");
+                    }
+                }
+            }
+            m.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn rfc3339_ms(v: &Value) -> i64 {
+    let s = v.as_str().expect("time string");
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn check_records(live: &[Value], expected: &[Expected]) {
+    let records: Vec<&Value> = live
+        .iter()
+        .filter(|m| m["query"] == "all-records")
+        .flat_map(|m| m["records"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(
+        records.len(),
+        expected.len(),
+        "records: {records:#?}\nexpected: {expected:#?}"
+    );
+    for e in expected {
+        let r = records
+            .iter()
+            .find(|r| {
+                r["srcip"] == e.src.ip().to_string()
+                    && r["dstip"] == e.dst.ip().to_string()
+                    && r["srcport"] == e.src.port()
+                    && r["dstport"] == e.dst.port()
+            })
+            .unwrap_or_else(|| panic!("no record for {e:?} in {records:#?}"));
+        assert_eq!(r["prot"], e.prot, "{e:?}");
+        assert_eq!(r["bytes"], e.bytes, "{e:?} vs {r}");
+        assert_eq!(r["packets"], e.packets, "{e:?} vs {r}");
+        assert_eq!(r["exporter"], "127.0.0.1");
+        let (st, et) = (rfc3339_ms(&r["stime"]), rfc3339_ms(&r["etime"]));
+        assert!(
+            (st - e.stime).abs() <= 1_000,
+            "stime {st} vs {} ({e:?})",
+            e.stime
+        );
+        assert!(
+            (et - e.etime).abs() <= 1_000,
+            "etime {et} vs {} ({e:?})",
+            e.etime
+        );
+    }
+}
+
+#[test]
+fn softflowd_netflow_v5() {
+    run_version("5", &[]);
+}
+
+#[test]
+fn softflowd_netflow_v9() {
+    run_version("9", &[]);
+}
+
+#[test]
+fn softflowd_ipfix() {
+    // Reading a capture, softflowd reports an uptime of 0, so its default
+    // IPFIX times (flowStartSysUpTime) lie before the exporter's start and
+    // wrap; absolute milliseconds are what a live exporter is set up with.
+    run_version("10", &["-A", "milli"]);
+}
