@@ -10,8 +10,10 @@
 //! - `FLOWY_LOAD_RATES`   records/s steps, e.g. `500k,1M,2M` (default 250k…4M)
 //! - `FLOWY_LOAD_RECORDS` capture size in records (default 4.5M)
 //! - `FLOWY_LOAD_STEP_SECS` seconds of sending per step (default 3; capped by the capture)
-//! - `FLOWY_LOAD_QUERIES` query glob for flowy (default: the example queries)
-//! - `FLOWY_LOAD_COLLECTORS` `flowy,nfcapd` (default both)
+//! - `FLOWY_LOAD_QUERIES` query glob for `flowy` (default: the example queries)
+//! - `FLOWY_LOAD_COLLECTORS` any of `flowy` (the queries above), `flowy-ingest`
+//!   (one query no record passes: receive, decode, dispatch and filter only)
+//!   and `nfcapd` (default all three)
 //! - `FLOWY_LOAD_KEEP` keep the temp dir (capture, outputs) and print its path
 //! - `FLOWY_BIN` another flowy binary to test
 //!
@@ -44,6 +46,11 @@ const MAX_LOSSY_STEPS: usize = 2;
 /// Longest wait for a collector to work off its backlog after a step.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
+/// The query of the `flowy-ingest` runs.
+const INGEST_ONLY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/support/ingest-only.flowy"
+);
 /// A collector whose backlog outlives the step by more than this is only
 /// buffering, not keeping up (flowy's queues hold millions of records).
 const KEPT_UP: Duration = Duration::from_secs(1);
@@ -83,11 +90,10 @@ impl Settings {
             Some(s) => s.parse().context("FLOWY_LOAD_STEP_SECS")?,
             None => 3.0,
         };
-        let queries = var("FLOWY_LOAD_QUERIES").unwrap_or_else(|| {
-            format!("{}/config/queries/*.flowy", env!("CARGO_MANIFEST_DIR"))
-        });
+        let queries = var("FLOWY_LOAD_QUERIES")
+            .unwrap_or_else(|| format!("{}/config/queries/*.flowy", env!("CARGO_MANIFEST_DIR")));
         let collectors = var("FLOWY_LOAD_COLLECTORS")
-            .unwrap_or_else(|| "flowy,nfcapd".into())
+            .unwrap_or_else(|| "flowy,flowy-ingest,nfcapd".into())
             .split(',')
             .map(|c| c.trim().to_string())
             .collect();
@@ -133,14 +139,14 @@ impl Row {
 
 fn print_header() {
     println!(
-        "{:<7} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}  note",
+        "{:<12} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}  note",
         "coll", "target/s", "sent/s", "sent", "received", "processed", "loss", "k.drops", "drain"
     );
 }
 
 fn print_row(r: &Row) {
     println!(
-        "{:<7} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6.2}s  {}",
+        "{:<12} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6.2}s  {}",
         r.collector,
         r.target,
         r.achieved,
@@ -155,7 +161,7 @@ fn print_row(r: &Row) {
 }
 
 /// The datagrams of one step: the capture's first `rate × step` records.
-fn step_grams<'a>(grams: &'a [Vec<u8>], rate: u64, step_secs: f64) -> Vec<&'a [u8]> {
+fn step_grams(grams: &[Vec<u8>], rate: u64, step_secs: f64) -> Vec<&[u8]> {
     let want = (rate as f64 * step_secs) as u64;
     let mut records = 0u64;
     grams
@@ -169,10 +175,16 @@ fn step_grams<'a>(grams: &'a [Vec<u8>], rate: u64, step_secs: f64) -> Vec<&'a [u
         .collect()
 }
 
-fn flowy_step(s: &Settings, dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::Result<Row> {
-    let daemon = Flowy::start(dir, &s.queries, RECV_BUFFER)?;
+fn flowy_step(
+    collector: &'static str,
+    queries: &str,
+    dir: &Path,
+    grams: &[&[u8]],
+    rate: u64,
+) -> anyhow::Result<Row> {
+    let daemon = Flowy::start(dir, queries, RECV_BUFFER)?;
     let sent: u64 = grams.iter().map(|g| header_count(g)).sum();
-    let report = sender::send_paced(daemon.udp.into(), grams, rate as f64 / 30.0)?;
+    let report = sender::send_paced(daemon.udp, grams, rate as f64 / 30.0)?;
     let sent_at = Instant::now();
     let port = daemon.udp.port();
     let mut last = (u64::MAX, u64::MAX);
@@ -199,7 +211,7 @@ fn flowy_step(s: &Settings, dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::R
     let gaps = flowy_proc::total(&samples, "flowy_sequence_gaps_total");
     let lines = flowy_proc::total(&samples, "flowy_output_lines_total");
     let row = Row {
-        collector: "flowy",
+        collector,
         target: rate,
         achieved: sent as f64 / report.elapsed.as_secs_f64(),
         sent,
@@ -213,7 +225,11 @@ fn flowy_step(s: &Settings, dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::R
             report.datagrams,
             flowy_proc::total(&samples, "flowy_records_processed_total") as f64
                 / (report.elapsed + drain).as_secs_f64(),
-            if report.errors > 0 { format!(" send.err {}", report.errors) } else { String::new() }
+            if report.errors > 0 {
+                format!(" send.err {}", report.errors)
+            } else {
+                String::new()
+            }
         ),
     };
     daemon.stop()?;
@@ -280,7 +296,10 @@ fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(grams)
 }
 
-fn highest(rows: &[Row], collector: &str, ok: fn(&Row) -> bool) -> Option<u64> {
+/// Which steps count as passed.
+type Criterion = fn(&Row) -> bool;
+
+fn highest(rows: &[Row], collector: &str, ok: Criterion) -> Option<u64> {
     rows.iter()
         .filter(|r| r.collector == collector && ok(r))
         .map(|r| r.target)
@@ -291,7 +310,7 @@ fn run(s: &Settings) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("flowy-load-").tempdir()?;
     let dir = tmp.path();
     println!(
-        "flowy: {}\nqueries: {}\nnet.core.rmem_max: {} bytes; SO_RCVBUF requested: {RECV_BUFFER} bytes",
+        "flowy: {}\nflowy queries: {}\nflowy-ingest queries: {INGEST_ONLY}\nnet.core.rmem_max: {} bytes; SO_RCVBUF requested: {RECV_BUFFER} bytes",
         flowy_proc::binary().display(),
         s.queries,
         kernel::rmem_max().map_or("unknown".into(), |v| v.to_string())
@@ -302,8 +321,10 @@ fn run(s: &Settings) -> anyhow::Result<()> {
         println!("nfcapd: not installed (apt-get install nfdump); only flowy is measured");
     }
     let mut want = vec![];
-    if s.collectors.iter().any(|c| c == "flowy") {
-        want.push("flowy");
+    for c in ["flowy", "flowy-ingest"] {
+        if s.collectors.iter().any(|w| w == c) {
+            want.push(c);
+        }
     }
     if use_nfcapd && nfcapd::available() {
         want.push("nfcapd");
@@ -320,7 +341,8 @@ fn run(s: &Settings) -> anyhow::Result<()> {
             let sub = dir.join(format!("{c}-{step}"));
             std::fs::create_dir_all(&sub)?;
             let row = match c {
-                "flowy" => flowy_step(s, &sub, &step_grams, rate),
+                "flowy" => flowy_step(c, &s.queries, &sub, &step_grams, rate),
+                "flowy-ingest" => flowy_step(c, INGEST_ONLY, &sub, &step_grams, rate),
                 _ => nfcapd_step(&sub, &step_grams, rate),
             }
             .with_context(|| format!("{c} at {rate} records/s"))?;
@@ -337,19 +359,22 @@ fn run(s: &Settings) -> anyhow::Result<()> {
 }
 
 fn summarize(rows: &[Row]) {
-    let show = |v: Option<u64>| v.map_or("none".to_string(), |v| format!("{v} records/s"));
-    let kinds: [(&str, fn(&Row) -> bool); 2] = [
+    let show = |v: Option<u64>| v.map_or("none".to_string(), |v| format!("{v}"));
+    let kinds: [(&str, Criterion); 2] = [
         ("zero loss", Row::lossless),
-        ("zero loss, kept up (drain <= 1 s)", Row::sustained),
+        ("zero loss and kept up (drain <= 1 s)", Row::sustained),
     ];
     for (what, ok) in kinds {
-        let f = highest(rows, "flowy", ok);
         let n = highest(rows, "nfcapd", ok);
-        let ratio = match (f, n) {
-            (Some(f), Some(n)) => format!("; ratio flowy/nfcapd {:.2}", f as f64 / n as f64),
-            _ => String::new(),
-        };
-        println!("highest rate, {what}: flowy {}, nfcapd {}{ratio}", show(f), show(n));
+        let mut line = format!("highest rate (records/s), {what}: nfcapd {}", show(n));
+        for c in ["flowy", "flowy-ingest"] {
+            let f = highest(rows, c, ok);
+            line += &format!("; {c} {}", show(f));
+            if let (Some(f), Some(n)) = (f, n) {
+                line += &format!(" (x{:.2} nfcapd)", f as f64 / n as f64);
+            }
+        }
+        println!("{line}");
     }
 }
 

@@ -99,8 +99,8 @@ pub fn write_pcap(
     exports: &[Export],
 ) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
-    let mut w = PcapWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))
-        .context("pcap header")?;
+    let mut w =
+        PcapWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)).context("pcap header")?;
     for e in exports {
         let frame = udp_frame(exporter, collector, &e.payload);
         let ts = Duration::from_millis(u64::try_from(e.at_ms).unwrap_or(0));

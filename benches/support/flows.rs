@@ -46,7 +46,12 @@ impl Rng {
 }
 
 fn client(rng: &mut Rng) -> Ipv4Addr {
-    Ipv4Addr::new(10, rng.range(0, 4) as u8, rng.range(0, 256) as u8, rng.range(1, 255) as u8)
+    Ipv4Addr::new(
+        10,
+        rng.range(0, 4) as u8,
+        rng.range(0, 256) as u8,
+        rng.range(1, 255) as u8,
+    )
 }
 
 fn server(rng: &mut Rng) -> Ipv4Addr {
@@ -79,11 +84,27 @@ fn http_session(rng: &mut Rng, t: i64, out: &mut Vec<Flow>) {
     let mut start = t;
     for _ in 0..rng.range(1, 5) {
         let req_end = start + rng.range(20, 800) as i64;
-        out.push(tcp(c, port, s, 80, rng.range(300, 1500) as u32, start, req_end));
+        out.push(tcp(
+            c,
+            port,
+            s,
+            80,
+            rng.range(300, 1500) as u32,
+            start,
+            req_end,
+        ));
         let res_start = start + rng.range(5, 30) as i64;
         let res_end = req_end - rng.range(0, 10) as i64;
         let bytes = rng.range(1_000, 500_000) as u32;
-        out.push(tcp(s, 80, c, port, bytes, res_start, res_end.max(res_start)));
+        out.push(tcp(
+            s,
+            80,
+            c,
+            port,
+            bytes,
+            res_start,
+            res_end.max(res_start),
+        ));
         start = req_end + rng.range(10, 900) as i64;
     }
 }
@@ -108,7 +129,15 @@ fn noise(rng: &mut Rng, t: i64, out: &mut Vec<Flow>) {
             dport: 0x0800,
             ..tcp(c, 0, s, 0, 84, t, t)
         },
-        _ => tcp(c, sport, s, rng.range(1, 65_535) as u16, rng.range(40, 50_000) as u32, t, e),
+        _ => tcp(
+            c,
+            sport,
+            s,
+            rng.range(1, 65_535) as u16,
+            rng.range(40, 50_000) as u32,
+            t,
+            e,
+        ),
     };
     out.push(f);
 }

@@ -2,8 +2,8 @@
 //! collector processes, kernel socket counters.
 
 pub mod capture;
-pub mod flowy_proc;
 pub mod flows;
+pub mod flowy_proc;
 pub mod kernel;
 pub mod nfcapd;
 pub mod sender;

@@ -89,7 +89,10 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
 /// Sum of every `Ident: … Flows: N, Packets: N, … Sequence Errors: N` line.
 fn parse_stats(log: &str) -> Option<Intake> {
     let mut found = None::<Intake>;
-    for line in log.lines().filter(|l| l.contains("Ident:") && l.contains("Flows:")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("Ident:") && l.contains("Flows:"))
+    {
         let i = found.get_or_insert_with(Intake::default);
         i.flows += number_after(line, "Flows:")?;
         i.packets += number_after(line, "Packets:").unwrap_or(0);
