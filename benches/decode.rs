@@ -19,7 +19,24 @@ fn v5(n: u16) -> Vec<u8> {
     b.extend(1_700_000_000u32.to_be_bytes());
     b.extend([0; 12]);
     for i in 0..n {
-        b.extend([10, 0, (i >> 8) as u8, i as u8, 10, 1, 0, 1, 10, 0, 0, 254, 0, 1, 0, 2]);
+        b.extend([
+            10,
+            0,
+            (i >> 8) as u8,
+            i as u8,
+            10,
+            1,
+            0,
+            1,
+            10,
+            0,
+            0,
+            254,
+            0,
+            1,
+            0,
+            2,
+        ]);
         b.extend(3u32.to_be_bytes());
         b.extend(1500u32.to_be_bytes());
         b.extend(40_000u32.to_be_bytes());
@@ -33,7 +50,17 @@ fn v5(n: u16) -> Vec<u8> {
 
 /// 5-tuple, counters, flags, interfaces, start/end: a typical template.
 const FIELDS: [(u16, u16); 11] = [
-    (8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (1, 4), (2, 4), (10, 2), (14, 2), (0, 8),
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (1, 4),
+    (2, 4),
+    (10, 2),
+    (14, 2),
+    (0, 8),
 ];
 
 fn record(i: u16) -> Vec<u8> {
@@ -113,7 +140,11 @@ fn run(c: &mut Criterion, name: &str, warm: Option<Vec<u8>>, dg: Vec<u8>, record
     }
     out.clear();
     d.decode(&dg, from, 0, &mut out);
-    assert_eq!(out.len() as u64, records, "{name}: benchmark datagram must decode");
+    assert_eq!(
+        out.len() as u64,
+        records,
+        "{name}: benchmark datagram must decode"
+    );
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(records));
     g.bench_function(name, |b| {
@@ -129,7 +160,13 @@ fn run(c: &mut Criterion, name: &str, warm: Option<Vec<u8>>, dg: Vec<u8>, record
 fn benches(c: &mut Criterion) {
     run(c, "v5_30_records", None, v5(30), 30);
     run(c, "v9_30_records", Some(v9(1, true)), v9(30, false), 30);
-    run(c, "ipfix_30_records", Some(ipfix(1, true)), ipfix(30, false), 30);
+    run(
+        c,
+        "ipfix_30_records",
+        Some(ipfix(1, true)),
+        ipfix(30, false),
+        30,
+    );
 }
 
 criterion_group!(decode, benches);

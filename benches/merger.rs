@@ -1,16 +1,21 @@
 //! The merger alone (push_group + finish) on synthetic groups: a
 //! two-branch module joined on an equality key plus an Allen relation
-//! (`A.k = B.k`, `A < B delta 200ms`), and an Allen-only join (`B d A`)
-//! that goes through the time index. Growth from 10k to 1M groups should
-//! stay near linear.
+//! (`A.k = B.k`, `A < B delta 200ms`), an Allen-only join (`B d A`)
+//! that goes through the time index, and `B d A` on a key with only two
+//! values (hash buckets narrowed by time). Growth from 10k to 1M groups should
+//! stay near linear. A second group measures one branch (filter →
+//! reorder → grouper) on a record stream.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flowy::engine::{EngineConfig, Group, Match, MergerEngine};
+use std::net::{IpAddr, Ipv4Addr};
+
+use flowy::engine::{Engine, EngineConfig, Group, Match, MergerEngine};
 use flowy::query::plan::*;
+use flowy::record::{Field, Record};
 use flowy::value::Value;
 
 fn branch(name: &str) -> BranchPlan {
@@ -60,6 +65,29 @@ fn keyed_plan() -> Arc<Plan> {
     ])
 }
 
+/// Few keys, many groups each: the equality alone would leave large
+/// buckets; the Allen relation narrows each probe to a time range.
+fn hot_key_plan() -> Arc<Plan> {
+    let k = |branch| MergeOperand::Field {
+        branch,
+        field: GroupField::Slot(1),
+    };
+    plan(vec![
+        MergeRule::Field(FieldRule {
+            lhs: k(0),
+            op: CmpOp::Eq,
+            rhs: k(1),
+            delta: None,
+        }),
+        MergeRule::Allen(AllenRule {
+            x: 1,
+            op: AllenOp::During,
+            y: 0,
+            delta: 0,
+        }),
+    ])
+}
+
 fn during_plan() -> Arc<Plan> {
     plan(vec![MergeRule::Allen(AllenRule {
         x: 1,
@@ -83,7 +111,10 @@ fn groups(n: usize) -> Vec<Arc<Group>> {
                 stime,
                 etime: stime + dur,
                 members: Vec::new(),
-                values: vec![Some(Value::Uint((i / 8) as u64))],
+                values: vec![
+                    Some(Value::Uint((i / 8) as u64)),
+                    Some(Value::Uint((i % 4 / 2) as u64)),
+                ],
             })
         })
         .collect()
@@ -105,7 +136,12 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    for (name, p) in [("key+before", keyed_plan()), ("during", during_plan())] {
+    let plans = [
+        ("key+before", keyed_plan()),
+        ("during", during_plan()),
+        ("hotkey+during", hot_key_plan()),
+    ];
+    for (name, p) in plans {
         for n in [10_000usize, 100_000, 1_000_000] {
             let gs = groups(n);
             group.throughput(Throughput::Elements(n as u64));
@@ -117,5 +153,121 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Records for the branch pipeline: 64 hosts talking to 8 servers, in
+/// stime order with a little disorder.
+fn records(n: usize) -> Vec<Arc<Record>> {
+    (0..n)
+        .map(|i| {
+            let stime = 1_000_000 + i as i64 * 3 - (i as i64 * 7919 % 5);
+            Arc::new(Record {
+                rec_id: i as u64,
+                srcip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i % 64) as u8))),
+                dstip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, (i % 8) as u8))),
+                srcport: Some(40_000 + (i % 1000) as u16),
+                dstport: Some(if i % 3 == 0 { 53 } else { 443 }),
+                prot: Some(6),
+                bytes: Some(100 + (i % 1400) as u64),
+                packets: Some(1),
+                stime,
+                etime: stime + (i % 50) as i64,
+                ..Record::default()
+            })
+        })
+        .collect()
+}
+
+/// filter (dstport = 443) → grouper (srcip = srcip, dstip = dstip,
+/// etime < stime rdelta 1s; sum, union) → no group filter.
+fn branch_plan() -> Arc<Plan> {
+    let key = |f| GroupRule {
+        left: f,
+        op: CmpOp::Eq,
+        right: f,
+        delta: None,
+    };
+    let grouper = GrouperPlan {
+        name: "g".into(),
+        modules: vec![ModulePlan {
+            name: "m".into(),
+            rules: vec![
+                key(Field::SrcIp),
+                key(Field::DstIp),
+                GroupRule {
+                    left: Field::Etime,
+                    op: CmpOp::Lt,
+                    right: Field::Stime,
+                    delta: Some(Delta {
+                        amount: 1000,
+                        reference: Reference::Last,
+                    }),
+                },
+            ],
+        }],
+        keys: vec![Field::SrcIp, Field::DstIp],
+        aggregates: vec![
+            AggregatePlan {
+                name: "bytes".into(),
+                func: AggFunc::Sum,
+                field: Field::Bytes,
+                module: None,
+            },
+            AggregatePlan {
+                name: "ports".into(),
+                func: AggFunc::Union,
+                field: Field::SrcPort,
+                module: None,
+            },
+        ],
+    };
+    let filter = FilterPlan {
+        name: "f".into(),
+        rule: Rule::Cmp(Cmp {
+            lhs: Operand::Field(Field::DstPort),
+            op: CmpOp::Eq,
+            rhs: Operand::Lit(Value::Uint(443)),
+        }),
+    };
+    Arc::new(Plan {
+        name: "bench".into(),
+        branches: vec![BranchPlan {
+            filter: Some(Arc::new(filter)),
+            grouper: Some(Arc::new(grouper)),
+            ..branch("A")
+        }],
+        merger: None,
+    })
+}
+
+fn bench_branch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("branch");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let plan = branch_plan();
+    for n in [100_000usize, 1_000_000] {
+        let recs = records(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("filter+grouper", n), &recs, |b, recs| {
+            b.iter(|| {
+                let cfg = EngineConfig {
+                    lateness: Some(10),
+                    window: Some(300_000),
+                    horizon: Some(300_000),
+                    ..EngineConfig::default()
+                };
+                let mut e = Engine::new(plan.clone(), cfg);
+                let mut out = Vec::new();
+                for r in recs {
+                    e.push(r.clone(), &mut out);
+                }
+                e.finish(&mut out);
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_branch);
 criterion_main!(benches);

@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions and the handlers of the
 //! four commands (SPEC §4.1). `main.rs` only parses and calls [`run`].
 
+mod batch;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,9 +108,8 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(_) | Command::Query(_) => {
-            anyhow::bail!("not built in this branch yet (waiting for the compiler and engine)")
-        }
+        Command::Check(args) => Ok(batch::check(&args)),
+        Command::Query(args) => batch::query(&args),
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(&args),
     }
@@ -119,10 +120,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn replay(_args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!(
-        "`flowy replay` is not built in this branch (the collector module lands at merge)"
-    )
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    if let Some(speed) = args.speed {
+        anyhow::ensure!(
+            speed.is_finite() && speed > 0.0,
+            "--speed must be a positive number, got {speed}"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sent = runtime.block_on(crate::collect::replay::replay(
+        &args.pcap, args.to, args.speed,
+    ))?;
+    eprintln!("sent {sent} datagrams to {}", args.to);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A duration: a number with an optional unit `ms`, `s`/`sec`, `m`/`min`,

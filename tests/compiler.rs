@@ -43,7 +43,23 @@ fn src_errors(src: &str) -> Diagnostics {
 #[test]
 fn http_download_plan_shape() {
     let plan = example("http-download.flowy");
-    println!("{}", explain(&plan));
+    let text = explain(&plan);
+    for line in [
+        "query http-download",
+        "branch A (#0)",
+        "  filter www_req: (dstport = 80 AND prot = 6)",
+        "    module g1: srcip = srcip, dstip = dstip, etime < stime rdelta 1000ms",
+        "    keys: srcip, dstip",
+        "  groupfilter ggf: bytes > 0",
+        "  module m1 (exported): branches B, A",
+        "    (B oi (overlapped by) A OR B d (during) A OR B f (finishes) A)",
+        "  export m1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "explain lacks {line:?}:\n{text}"
+        );
+    }
     assert_eq!(plan.name, "http-download");
     let names: Vec<&str> = plan.branches.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
@@ -242,6 +258,23 @@ const MALFORMED: &[(&str, &str, &str)] = &[
         "expected BRANCH.field, found 'srcip'",
     ),
     ("merger-not-allen-op", "4:7", "not an Allen relation"),
+    ("merger-unwired", "2:8", "merger 'M' is not wired"),
+    (
+        "allen-before-delta-zero",
+        "4:11",
+        "'delta 0' on '<' or '>' can never hold",
+    ),
+    (
+        "merger-disjoint-difference",
+        "4:12",
+        "module 'm2' shares no branch with the exported module 'm1'",
+    ),
+    ("implicit-splitter-typo", "6:1", "unknown splitter 's'"),
+    (
+        "groupfilter-unused-type-error",
+        "2:18",
+        "cannot compare an address with a number",
+    ),
     // wiring
     (
         "wiring-order",
@@ -296,14 +329,11 @@ fn malformed(name: &str) -> PathBuf {
 fn every_malformed_query_reports_a_located_error() {
     for (name, at, message) in MALFORMED {
         let d = errors_of(&malformed(name));
-        let want = format!("{name}.flowy:{at}: error: ");
+        let want = format!("/{name}.flowy:{at}: error: ");
         let first = d.headers().into_iter().next().unwrap_or_default();
+        let rest = first.find(&want).map(|i| &first[i + want.len()..]);
         assert!(
-            first.ends_with(&format!(
-                "{want}{}",
-                &first[first.find(&want).map_or(0, |i| i + want.len())..]
-            )) && first.contains(&want)
-                && first.contains(message),
+            rest.is_some_and(|m| m.contains(message)),
             "{name}: expected first error at {at} containing {message:?}, got:\n{d}"
         );
         let text = d.to_string();
@@ -364,6 +394,15 @@ fn seed_pkt_sum_typo_suggests_the_aggregate() {
     assert_eq!(d.len(), 1, "{d}");
     assert!(d.headers()[0].ends_with("seed-pkt-sum.flowy:54:16: error: unknown field 'pckt-sum' of branch 'LOGIN1' (grouper 'g-login' does not produce it)"));
     assert_eq!(d.errors[0].help.as_deref(), Some("did you mean 'pkt-sum'?"));
+}
+
+#[test]
+fn missing_brace_is_pointed_out() {
+    let d = errors_of(&malformed("syntax-missing-brace"));
+    assert_eq!(
+        d.errors[0].help.as_deref(),
+        Some("a new statement starts here: is a '}' missing before it?")
+    );
 }
 
 #[test]
@@ -652,5 +691,162 @@ fn truncated_queries_never_panic() {
                 assert!(d.headers().iter().all(|h| h.starts_with("q:")));
             }
         }
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "filter",
+        "grouper",
+        "groupfilter",
+        "merger",
+        "ungrouper",
+        "splitter",
+        "module",
+        "aggregate",
+        "as",
+        "branches",
+        "branch",
+        "br",
+        "export",
+        "delta",
+        "rdelta",
+        "OR",
+        "AND",
+        "NOT",
+        "in",
+        "{",
+        "}",
+        "(",
+        ")",
+        ",",
+        ".",
+        "->",
+        "=",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "\"input\"",
+        "\"output\"",
+        "S",
+        "A",
+        "B",
+        "M",
+        "U",
+        "f",
+        "g",
+        "m1",
+        "srcip",
+        "dstport",
+        "bytes",
+        "count",
+        "sum(",
+        "protocol(\"TCP\")",
+        "80",
+        "1s",
+        "1 sec",
+        "10.0.0.0/8",
+        "2001:db8::1",
+        "::1",
+        "{80, 443}",
+        "oi",
+        "d",
+        "#c\n",
+        "\n",
+        "0x1f",
+        "1.5",
+        "$",
+        "\"",
+    ];
+
+    fn soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..60).prop_map(|v| v.join(" "))
+    }
+
+    proptest! {
+        #[test]
+        fn token_soup_never_panics(src in soup()) {
+            match compile_source("q", "q", &src) {
+                Ok(plan) => prop_assert!(!plan.branches.is_empty()),
+                Err(d) => {
+                    prop_assert!(!d.is_empty());
+                    for e in &d.errors {
+                        prop_assert!(e.line >= 1 && e.col >= 1);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(src in "\\PC{0,200}") {
+            if let Err(d) = compile_source("q", "q", &src) {
+                prop_assert!(d.to_string().starts_with("q:"));
+            }
+        }
+
+        #[test]
+        fn mutated_examples_never_panic(at in 0usize..2000, len in 0usize..12, junk in "[ -~]{0,4}") {
+            let src = std::fs::read_to_string(root().join("config/queries/http-download.flowy")).expect("example");
+            let at = at.min(src.len());
+            let end = (at + len).min(src.len());
+            let mutated = format!("{}{junk}{}", &src[..at], &src[end..]);
+            if let Err(d) = compile_source("q", "q", &mutated) {
+                prop_assert!(!d.is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn long_chains_compile_and_deep_nesting_is_refused() {
+    let chain = vec!["dstport = 80"; 20_000].join(" OR ");
+    let rule = filter_rule(&chain);
+    assert!(matches!(&rule, Rule::And(v) if matches!(&v[0], Rule::Or(o) if o.len() == 20_000)));
+    let deep = format!("{}dstport = 80{}", "(".repeat(300), ")".repeat(300));
+    let d = src_errors(&with_filter(&deep));
+    assert_eq!(d.len(), 1);
+    assert!(d.headers()[0].starts_with("q.flowy:2:256: error: the query nests too deeply"));
+}
+
+#[test]
+fn every_allen_operator_name() {
+    let ops = [
+        ("m", AllenOp::Meets),
+        ("mi", AllenOp::MetBy),
+        ("o", AllenOp::Overlaps),
+        ("oi", AllenOp::OverlappedBy),
+        ("s", AllenOp::Starts),
+        ("si", AllenOp::StartedBy),
+        ("d", AllenOp::During),
+        ("di", AllenOp::Contains),
+        ("f", AllenOp::Finishes),
+        ("fi", AllenOp::FinishedBy),
+        ("eq", AllenOp::Equals),
+        ("=", AllenOp::Equals),
+        ("<", AllenOp::Before),
+        (">", AllenOp::After),
+    ];
+    for (name, op) in ops {
+        // Branch and field names that look like Allen operators stay names.
+        let src = format!(
+            "filter d {{ dstport = 80 }}\nmerger m {{ branches o, s\n o {name} s delta 2s\n}}\nungrouper U {{}}\nS branch o -> d -> m\nS branch s -> d -> m\n"
+        );
+        let plan = compile_source("q", "q", &src).unwrap_or_else(|d| panic!("{name}: {d}"));
+        let m = plan.merger.expect("merger");
+        assert_eq!(
+            m.modules[0].rules,
+            vec![MergeRule::Allen(AllenRule {
+                x: 0,
+                op,
+                y: 1,
+                delta: 2000
+            })],
+            "{name}"
+        );
     }
 }

@@ -1,17 +1,16 @@
 //! SPEC §3.2 equivalence: replaying a capture into the daemon, with window,
 //! horizon and lateness larger than the trace, gives the matches of the
-//! batch engine (`flowy query`) on the same capture.
+//! batch engine (`flowy query`) on the same capture (`flowy replay`).
 
 #[path = "daemon_support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 
-use support::daemon::{example_query, read_matches, Daemon};
+use support::daemon::{example_query, flowy_query, flowy_replay, read_matches, Daemon};
 use support::netflow::{now_ms, v5, v9, v9_data_set, v9_template_set, Flow, V9_FIELDS};
 use support::packets::write_export_pcap;
 
@@ -157,25 +156,6 @@ fn queries(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What `flowy query QUERY --input PCAP` computes, through the same library
-/// calls: read the capture, compile, run the batch engine, write JSON.
-fn batch(query: &Path, pcap: &Path, out: &Path) {
-    let plan = Arc::new(flowy::query::compile_file(query).expect("query compiles"));
-    let records =
-        flowy::input::read_file(pcap, Some(flowy::input::InputFormat::Pcap)).expect("read pcap");
-    let matches = flowy::engine::run_batch(plan.clone(), records, None);
-    let sink = flowy::output::open_output(out.to_str().expect("utf-8")).expect("open output");
-    let mut w = flowy::output::MatchWriter::new(
-        plan.name.clone(),
-        flowy::output::OutputFormat::Json,
-        true,
-        sink,
-    );
-    for m in &matches {
-        w.write(&plan, m).expect("write match");
-    }
-}
-
 /// A match without what legitimately differs between runs: its number
 /// (emission order differs between the batch and the streaming merger) and
 /// its emission time.
@@ -219,14 +199,7 @@ fn replayed_capture_gives_the_batch_matches() {
             ("FLOWY__ENGINE__HORIZON", "none"),
         ],
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let sent = rt
-        .block_on(flowy::collect::replay(&pcap, d.udp, Some(1.0)))
-        .expect("replay");
-    assert_eq!(sent as usize, flows.len().div_ceil(20));
+    flowy_replay(&pcap, d.udp, Some(1.0));
     d.wait_processed(flows.len() as u64);
     assert!(d.terminate().success());
     let live = read_matches(&out);
@@ -237,8 +210,7 @@ fn replayed_capture_gives_the_batch_matches() {
             "{}.batch.jsonl",
             q.display().to_string().replace('/', "_")
         ));
-        batch(q, &pcap, &bout);
-        expected.extend(read_matches(&bout));
+        expected.extend(flowy_query(q, &pcap, &bout));
     }
     // By construction: 30 sessions, 5 UDP sources, one TCP port (443) with
     // at least 50 records.

@@ -256,3 +256,39 @@ fn sighup_under_load_keeps_state_rejects_bad_queries_and_sigterm_drains() {
     );
     assert_eq!(match_clients(&matches, "http2"), ["10.2.0.2"]);
 }
+
+#[test]
+fn memory_limits_close_groups_early_counted_and_warned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = example_query("http-download");
+    let d = Daemon::start(
+        dir.path(),
+        &[
+            "--query",
+            path_str(&q),
+            "--output",
+            path_str(&dir.path().join("o.jsonl")),
+        ],
+        &[
+            ("FLOWY__ENGINE__MAX_OPEN_GROUPS", "2"),
+            ("FLOWY__ENGINE__LATENESS", "0s"),
+        ],
+    );
+    let t0 = now_ms() - 20_000;
+    let flows: Vec<Flow> = (0..10u16)
+        .flat_map(|i| {
+            http_session(
+                &format!("10.5.0.{}", i + 1),
+                50_000 + i,
+                "198.51.100.7",
+                t0 + i64::from(i),
+            )
+        })
+        .collect();
+    d.send(&v5(now_ms(), 0, &flows[..20]));
+    d.wait_processed(20);
+    d.wait_until("groups closed early", Duration::from_secs(10), |d| {
+        d.metric("flowy_branch_closed_early_total", "branch=\"A\"") > 0.0
+    });
+    d.wait_log("closed early by a memory limit", Duration::from_secs(5));
+}

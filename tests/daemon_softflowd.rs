@@ -9,7 +9,6 @@
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::daemon::{example_query, read_matches, Daemon};
+use support::daemon::{example_query, flowy_query, read_matches, Daemon};
 use support::netflow::now_ms;
 use support::packets::{
     tcp_frame, udp_frame, write_export_pcap, write_pcap, Frame, ACK, FIN, PSH, SYN,
@@ -322,7 +321,11 @@ fn run_version(version: &str, extra: &[&str]) {
     );
     for (name, _) in &qfiles[1..] {
         let q = dir.path().join(format!("{name}.flowy"));
-        let batch = batch_matches(&q, &exports);
+        let batch = flowy_query(
+            &q,
+            &exports,
+            &dir.path().join(format!("{name}.batch.jsonl")),
+        );
         let daemon: Vec<String> = normalised(live.iter().filter(|m| m["query"] == *name).cloned());
         assert_eq!(daemon, normalised(batch.into_iter()), "{name} (v{version})");
         if *name == "http-bidir" {
@@ -338,25 +341,6 @@ fn run_version(version: &str, extra: &[&str]) {
 /// The relay forwards from 127.0.0.1, so that is the exporter both see.
 fn relay_addr_for_capture() -> SocketAddr {
     sa("127.0.0.1:9995")
-}
-
-fn batch_matches(query: &Path, pcap: &Path) -> Vec<Value> {
-    let plan = Arc::new(flowy::query::compile_file(query).expect("query compiles"));
-    let records =
-        flowy::input::read_file(pcap, Some(flowy::input::InputFormat::Pcap)).expect("read pcap");
-    let matches = flowy::engine::run_batch(plan.clone(), records, None);
-    let out = pcap.with_extension(format!("{}.jsonl", plan.name));
-    let sink = flowy::output::open_output(out.to_str().expect("utf-8")).expect("open");
-    let mut w = flowy::output::MatchWriter::new(
-        plan.name.clone(),
-        flowy::output::OutputFormat::Json,
-        true,
-        sink,
-    );
-    for m in &matches {
-        w.write(&plan, m).expect("write");
-    }
-    read_matches(&out)
 }
 
 /// Matches without their number, emission time and rec_ids: records may

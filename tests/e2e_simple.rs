@@ -221,3 +221,52 @@ fn output_file_is_appended() {
         serde_json::from_str(text.lines().nth(n / 2).unwrap()).unwrap();
     assert_eq!(second_half_first["match"], 1);
 }
+
+/// With `--window`, groups do not span tumbling windows (aligned to
+/// multiples of the window in epoch time): one group per (srcip, window).
+#[test]
+fn window_splits_groups_at_window_boundaries() {
+    const WINDOW: i64 = 60_000;
+    let path = trace("trace-2012.ftz");
+    let recs = input::read_file(&path, None).unwrap();
+    let mut expected: HashMap<(IpAddr, i64), PerKey> = HashMap::new();
+    for r in recs.iter().filter(|r| r.prot == Some(17)) {
+        let key = (r.srcip.unwrap(), r.stime.div_euclid(WINDOW));
+        add(
+            expected.entry(key).or_default(),
+            r,
+            u64::from(r.dstport.unwrap()),
+        );
+    }
+    let q = repo("tests/data/udp-by-srcip.flowy");
+    let out = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        path.to_str().unwrap(),
+        "--no-records",
+        "--window",
+        "1m",
+    ]);
+    let lines = json_lines(&out);
+    let mut got: HashMap<(IpAddr, i64), (u64, u64)> = HashMap::new();
+    for m in &lines {
+        let g = &m["groups"][0];
+        let ip: IpAddr = g["fields"]["srcip"].as_str().unwrap().parse().unwrap();
+        let key = (ip, ms(&g["stime"]).div_euclid(WINDOW));
+        let v = (
+            g["count"].as_u64().unwrap(),
+            g["fields"]["bytes"].as_u64().unwrap(),
+        );
+        assert!(got.insert(key, v).is_none(), "two groups for {key:?}");
+    }
+    let sources: std::collections::HashSet<IpAddr> = expected.keys().map(|k| k.0).collect();
+    assert!(
+        expected.len() > sources.len(),
+        "the trace spans several windows"
+    );
+    assert_eq!(got.len(), expected.len());
+    for (k, e) in &expected {
+        assert_eq!(got.get(k), Some(&(e.count, e.bytes)), "{k:?}");
+    }
+}

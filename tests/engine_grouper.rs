@@ -557,3 +557,110 @@ fn reorder_buffer_releases_in_stime_then_rec_id_order() {
     assert_eq!(got[0], vec![vec![0, 1, 2]]);
     assert_eq!(got.len(), 2);
 }
+
+#[test]
+fn branch_engine_api_and_stats() {
+    use flowy::engine::BranchEngine;
+    let f = filter(cmp(fld(Field::DstPort), CmpOp::Eq, Operand::Lit(lit(80))));
+    let g = grouper(
+        vec![module(
+            "m",
+            vec![grule(Field::SrcIp, CmpOp::Eq, Field::SrcIp)],
+        )],
+        vec![Field::SrcIp],
+        vec![],
+    );
+    let gf = cmp(
+        Operand::Field(GroupField::Count),
+        CmpOp::Ge,
+        Operand::Lit(lit(2)),
+    );
+    let plan = single(branch("A", Some(f), Some(g), Some(gf)));
+    let cfg = EngineConfig {
+        window: Some(1000),
+        ..streaming(0)
+    };
+    let mut b = BranchEngine::new(&plan, 0, &cfg);
+    let (a, c, d) = (ip(1, 0, 0, 1), ip(1, 0, 0, 2), ip(9, 9, 9, 9));
+    let recs = [
+        flow(0, 100, 150, a, d, 80, 1),
+        flow(1, 300, 350, a, d, 80, 1),
+        flow(2, 400, 450, c, d, 80, 1),
+        flow(3, 500, 550, a, d, 22, 1), // filtered
+        flow(4, 1200, 1250, c, d, 80, 1),
+    ];
+    for r in &recs {
+        b.push(&Arc::new(r.clone()), None);
+    }
+    assert_eq!(b.buffered(), 4);
+    let mut out = Vec::new();
+    b.advance(1000, &mut out);
+    // Window [0,1000) closed: {0,1} passes count >= 2, {2} does not.
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].members.iter().map(|r| r.rec_id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    let s = b.stats();
+    assert_eq!((s.records_in, s.records_filtered), (5, 4));
+    assert_eq!((s.groups_closed, s.groups_passed, s.groups_open), (2, 1, 0));
+    assert_eq!(b.buffered(), 1);
+    // A record behind W is late; by default still processed.
+    b.push(&Arc::new(flow(5, 900, 950, c, d, 80, 1)), Some(1000));
+    b.finish(&mut out);
+    let s = b.stats();
+    assert_eq!(s.late, 1);
+    assert_eq!(s.groups_closed, 4);
+    assert_eq!(out.len(), 1, "{{5}} and {{4}} are single-member groups");
+}
+
+#[test]
+fn reorder_limit_releases_the_oldest_early() {
+    use flowy::engine::BranchEngine;
+    let plan = single(branch("A", None, None, None));
+    let cfg = EngineConfig {
+        max_reorder: 2,
+        ..streaming(0)
+    };
+    let mut b = BranchEngine::new(&plan, 0, &cfg);
+    for (i, t) in [30i64, 10, 20].iter().enumerate() {
+        b.push(&Arc::new(rec(i as u64, *t, *t)), None);
+    }
+    assert_eq!(b.buffered(), 2);
+    assert_eq!(b.stats().reorder_overflow, 1);
+    let mut out = Vec::new();
+    b.finish(&mut out);
+    let order: Vec<u64> = out.iter().map(|g| g.members[0].rec_id).collect();
+    // The oldest (stime 10) went first; the rest in stime order.
+    assert_eq!(order, vec![1, 2, 0]);
+}
+
+#[test]
+fn explicit_advance_releases_like_event_time() {
+    let plan = one_module(vec![grule_d(
+        Field::Stime,
+        CmpOp::Lt,
+        Field::Stime,
+        100,
+        Reference::First,
+    )]);
+    let mut e = Engine::new(plan, streaming(1_000_000));
+    let mut out = Vec::new();
+    for r in [rec(0, 0, 0), rec(1, 50, 50), rec(2, 500, 500)] {
+        e.push(Arc::new(r), &mut out);
+    }
+    assert!(out.is_empty(), "lateness holds everything back");
+    assert_eq!(e.watermark(), Some(500 - 1_000_000));
+    // An idle advance to 400: records 0 and 1 released, their group can take
+    // nothing starting at or after 100, so it closes.
+    e.advance(400, &mut out);
+    assert_eq!(match_ids(&out), vec![vec![vec![0, 1]]]);
+    assert_eq!(e.watermark(), Some(400));
+    // W never moves back; a record behind it is late.
+    e.advance(10, &mut out);
+    assert_eq!(e.watermark(), Some(400));
+    e.push(Arc::new(rec(3, 300, 300)), &mut out);
+    assert_eq!(e.branch(0).map(|b| b.stats().late), Some(1));
+    e.finish(&mut out);
+    assert_eq!(out.len(), 3);
+}

@@ -524,3 +524,51 @@ fn streaming_with_windows_equals_batch_with_the_same_window() {
     e.finish(&mut out);
     assert_eq!(canonical(&out), canonical(&batch));
 }
+
+#[test]
+fn held_tuple_limit_decides_the_earliest_early() {
+    let plan = merged(plain_branches(3), diff_modules(), 0);
+    let cfg = EngineConfig {
+        max_stored_groups: 3,
+        ..EngineConfig::batch(None)
+    };
+    let mut m = MergerEngine::new(&plan, &cfg);
+    let mut out = Vec::new();
+    m.push_group(group(0, 0, 0, 100, vec![u(1)]), &mut out);
+    m.push_group(group(0, 1, 0, 100, vec![u(1)]), &mut out);
+    m.push_group(group(1, 0, 0, 1, vec![u(1)]), &mut out);
+    assert!(out.is_empty());
+    m.push_group(group(1, 1, 0, 1, vec![u(1)]), &mut out);
+    // Four tuples formed, only three may wait: the first was decided at once.
+    assert_eq!(tuple_ids(&out), vec![vec![(0, 0), (1, 0)]]);
+    assert_eq!(m.stats().held_tuples, 3);
+    m.finish(&mut out);
+    assert_eq!(out.len(), 4);
+}
+
+#[test]
+fn engines_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<flowy::engine::BranchEngine>();
+    assert_send::<MergerEngine>();
+    assert_send::<Engine>();
+    assert_send::<Match>();
+}
+
+#[test]
+fn single_group_records_are_sorted_by_stime_then_rec_id() {
+    // A late record joins after later ones: the ungrouper still sorts.
+    let plan = single(branch("A", None, None, None));
+    let mut m = MergerEngine::new(&plan, &EngineConfig::batch(None));
+    let g = Arc::new(Group {
+        branch: 0,
+        id: 0,
+        stime: 5,
+        etime: 21,
+        members: vec![member(4, 10), member(2, 20), member(3, 5), member(1, 10)],
+        values: vec![],
+    });
+    let out = run(&mut m, vec![g]);
+    let ids: Vec<u64> = out[0].records.iter().map(|(_, r)| r.rec_id).collect();
+    assert_eq!(ids, vec![3, 1, 4, 2]);
+}

@@ -99,6 +99,8 @@ fn decode_loop(
 ) {
     let mut next_id: u64 = 0;
     let mut records: Vec<Record> = Vec::new();
+    // Scrapes see every decoder series (at 0) from the start.
+    metrics.publish_collector(decoder_samples(decoder.stats()));
     let mut last_publish = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         decoder.decode(&first.data, first.from, first.at_ms, &mut records);

@@ -34,7 +34,7 @@ use crate::engine::{EngineConfig, LatePolicy, Watermark};
 
 use config::{Late, Overrides, Scope, Settings};
 use dispatch::{Control, Dispatcher};
-use metrics::{add, get, Metrics};
+use metrics::{add, get, set, Metrics};
 use output::{OutMsg, Output};
 use pipeline::RunningQuery;
 use reload::{Compiled, LoadError};
@@ -165,28 +165,10 @@ impl Daemon {
             .context("cannot start the decode thread")?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut receivers = Vec::new();
-        for addr in &c.listen {
-            let socks = bind_udp(*addr, c.sockets, c.recv_buffer)
-                .with_context(|| format!("cannot bind UDP {addr} (collector.listen)"))?;
-            for s in socks {
-                let local = s.local_addr().context("socket address")?;
-                tracing::info!("collector listening on udp://{local}");
-                let task = ingest::receive(s, dg_tx.clone(), metrics.clone(), stop_rx.clone());
-                receivers.push(tokio::spawn(task));
-            }
-        }
+        let receivers = start_receivers(c, &dg_tx, &stop_rx, &metrics)?;
         drop(dg_tx);
-
         let metrics_task = match settings.metrics_listen {
-            Some(addr) => {
-                let l = http::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot bind metrics {addr} (metrics.listen)"))?;
-                let local = l.local_addr().context("metrics address")?;
-                tracing::info!("metrics on http://{local}/metrics");
-                Some(tokio::spawn(http::serve(l, metrics.clone())))
-            }
+            Some(addr) => Some(start_metrics(addr, &metrics).await?),
             None => None,
         };
 
@@ -298,7 +280,7 @@ impl Daemon {
             done: done_tx,
         };
         self.running = next;
-        crate::daemon::metrics::set(&self.metrics.queries_running, self.running.len() as u64);
+        set(&self.metrics.queries_running, self.running.len() as u64);
         if self.control.send(swap).await.is_ok() {
             let _ = done_rx.await;
         }
@@ -317,6 +299,39 @@ impl Daemon {
         tracing::info!(queries = self.running.len(), "reload complete");
         Ok(())
     }
+}
+
+/// Bind every configured address and start a receive task per socket.
+fn start_receivers(
+    c: &config::CollectorSettings,
+    tx: &mpsc::Sender<ingest::Datagram>,
+    stop: &watch::Receiver<bool>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut receivers = Vec::new();
+    for addr in &c.listen {
+        let socks = bind_udp(*addr, c.sockets, c.recv_buffer)
+            .with_context(|| format!("cannot bind UDP {addr} (collector.listen)"))?;
+        for s in socks {
+            let local = s.local_addr().context("socket address")?;
+            tracing::info!("collector listening on udp://{local}");
+            let task = ingest::receive(s, tx.clone(), metrics.clone(), stop.clone());
+            receivers.push(tokio::spawn(task));
+        }
+    }
+    Ok(receivers)
+}
+
+async fn start_metrics(
+    addr: std::net::SocketAddr,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let l = http::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind metrics {addr} (metrics.listen)"))?;
+    let local = l.local_addr().context("metrics address")?;
+    tracing::info!("metrics on http://{local}/metrics");
+    Ok(tokio::spawn(http::serve(l, metrics.clone())))
 }
 
 fn start_query(

@@ -2,6 +2,7 @@
 //! task (`MergerEngine`) whose matches go to the output thread.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -117,6 +118,7 @@ async fn run_branch(
     m: Arc<BranchMetrics>,
 ) {
     let mut out = Vec::new();
+    let mut limits = LimitWarning::default();
     loop {
         // A closed channel without Finish (dispatcher gone) still finishes,
         // so no open group is lost.
@@ -159,7 +161,9 @@ async fn run_branch(
                 return;
             }
         };
-        publish_branch(&m, engine.stats());
+        let s = engine.stats();
+        publish_branch(&m, s);
+        limits.check(&label, s.closed_early + s.reorder_overflow);
         if !out.is_empty() || w.is_some() {
             let groups = std::mem::take(&mut out);
             if merger
@@ -170,6 +174,33 @@ async fn run_branch(
                 return;
             }
         }
+    }
+}
+
+/// Warns when a memory limit forced state out early, at most once per
+/// `LIMIT_WARN_EVERY` per task (the metric counts every case).
+#[derive(Default)]
+struct LimitWarning {
+    seen: u64,
+    last: Option<Instant>,
+}
+
+const LIMIT_WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl LimitWarning {
+    fn check(&mut self, what: &str, closed_early: u64) {
+        if closed_early <= self.seen {
+            return;
+        }
+        if self.last.is_some_and(|t| t.elapsed() < LIMIT_WARN_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            "{what}: {} groups/records closed early by a memory limit (max_open_groups, max_reorder, max_stored_groups); results may be incomplete",
+            closed_early - self.seen
+        );
+        self.seen = closed_early;
+        self.last = Some(Instant::now());
     }
 }
 
@@ -217,6 +248,7 @@ async fn run_merger(
     let mut clocks = BranchClocks::new(branches);
     let mut finished = 0usize;
     let mut matches: Vec<Match> = Vec::new();
+    let mut limits = LimitWarning::default();
     // Ends when every branch has finished (their senders drop with them).
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -237,6 +269,7 @@ async fn run_merger(
         set(&m.stored_groups, s.stored_groups);
         set(&m.matches, s.matches);
         set(&m.closed_early, s.closed_early);
+        limits.check(&plan.name, s.closed_early);
         if !matches.is_empty() {
             let msg = OutMsg::Matches {
                 plan: plan.clone(),

@@ -7,7 +7,8 @@
 //! only the groups in that bucket (oldest first) are checked further.
 //! Modules without such rules scan the open groups oldest first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -122,8 +123,10 @@ pub struct Grouper {
     next_id: u64,
     open: BTreeMap<u64, OpenGroup>,
     modules: Vec<ModuleIndex>,
-    /// (C, id): the group can take no record with `stime > C`.
-    closing: BTreeSet<(i64, u64)>,
+    /// (C, id): the group can take no record with `stime > C`. Entries are
+    /// never removed in place: an entry whose C is no longer the group's
+    /// `close_at` (or whose group is closed) is skipped when it surfaces.
+    closing: BinaryHeap<Reverse<(i64, u64)>>,
     qualified: bool,
     closed: Vec<Group>,
     stats: GrouperStats,
@@ -156,7 +159,7 @@ impl Grouper {
             next_id: 0,
             open: BTreeMap::new(),
             modules,
-            closing: BTreeSet::new(),
+            closing: BinaryHeap::new(),
             qualified,
             closed: Vec::new(),
             stats: GrouperStats::default(),
@@ -312,19 +315,26 @@ impl Grouper {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let old = g.close_at;
-        if old == c {
+        if g.close_at == c {
             return;
         }
-        if let Some(o) = old {
-            self.closing.remove(&(o, id));
-        }
         if let Some(c) = c {
-            self.closing.insert((c, id));
+            self.closing.push(Reverse((c, id)));
         }
         if let Some(g) = self.open.get_mut(&id) {
             g.close_at = c;
         }
+        self.compact_closing();
+    }
+
+    /// Keep stale schedule entries from outgrowing the open groups.
+    fn compact_closing(&mut self) {
+        if self.closing.len() <= 2 * self.open.len() + 1024 {
+            return;
+        }
+        let open = &self.open;
+        self.closing
+            .retain(|Reverse((c, id))| open.get(id).is_some_and(|g| g.close_at == Some(*c)));
     }
 
     fn enforce_limit(&mut self) {
@@ -339,11 +349,14 @@ impl Grouper {
 
     /// Close every group that no record with `stime >= t` can join.
     pub fn close_before(&mut self, t: i64) {
-        while let Some(&(c, id)) = self.closing.first() {
+        while let Some(&Reverse((c, id))) = self.closing.peek() {
             if c >= t {
                 break;
             }
-            self.close(id);
+            self.closing.pop();
+            if self.open.get(&id).is_some_and(|g| g.close_at == Some(c)) {
+                self.close(id);
+            }
         }
     }
 
@@ -358,9 +371,6 @@ impl Grouper {
         let Some(g) = self.open.remove(&id) else {
             return;
         };
-        if let Some(c) = g.close_at {
-            self.closing.remove(&(c, id));
-        }
         for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
             let Some(key) = key else { continue };
             if let Some(ids) = index.map.get_mut(key) {

@@ -1,8 +1,11 @@
-//! A merger branch's stored groups and their indexes: by sequence number
-//! (arrival order), by `stime`, by `etime`, and hash indexes on the field
-//! lists the join plans probe.
+//! A merger branch's stored groups and their indexes: by sequence number,
+//! by `stime`, by `etime`, and hash indexes on the field lists the join
+//! plans probe. Each hash bucket is itself ordered by `stime` and by
+//! `etime`, so an equality join that also has an Allen relation only visits
+//! the bucket's groups in the relation's time range (a heavy-hitter key
+//! does not make every probe scan its whole bucket).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -16,9 +19,65 @@ use crate::value::Value;
 
 pub type HashKey = SmallVec<[Value; 2]>;
 
+/// An inclusive range on a group's start or end.
+pub type TimeRange = (Endpoint, i64, i64);
+
+/// The groups of one key, as (time, seq) sorted by start and by end.
+/// Groups arrive roughly in time order and expire oldest first, so the
+/// sorted inserts and removals happen near the deque's ends.
+#[derive(Default)]
+struct Bucket {
+    by_stime: VecDeque<(i64, u64)>,
+    by_etime: VecDeque<(i64, u64)>,
+}
+
+fn sorted_insert(d: &mut VecDeque<(i64, u64)>, x: (i64, u64)) {
+    // In-order arrival is the common case: no search.
+    if d.back().is_none_or(|b| *b <= x) {
+        d.push_back(x);
+        return;
+    }
+    let i = d.partition_point(|y| *y < x);
+    d.insert(i, x);
+}
+
+fn sorted_remove(d: &mut VecDeque<(i64, u64)>, x: (i64, u64)) {
+    // Expiry removes the oldest first.
+    if d.front() == Some(&x) {
+        d.pop_front();
+        return;
+    }
+    if let Ok(i) = d.binary_search(&x) {
+        d.remove(i);
+    }
+}
+
+impl Bucket {
+    fn insert(&mut self, g: &Group, seq: u64) {
+        sorted_insert(&mut self.by_stime, (g.stime, seq));
+        sorted_insert(&mut self.by_etime, (g.etime, seq));
+    }
+
+    fn remove(&mut self, g: &Group, seq: u64) {
+        sorted_remove(&mut self.by_stime, (g.stime, seq));
+        sorted_remove(&mut self.by_etime, (g.etime, seq));
+    }
+
+    fn range(&self, (which, lo, hi): TimeRange) -> impl Iterator<Item = u64> + '_ {
+        let d = match which {
+            Endpoint::Start => &self.by_stime,
+            Endpoint::End => &self.by_etime,
+        };
+        let start = d.partition_point(|(t, _)| *t < lo);
+        d.range(start..)
+            .take_while(move |(t, _)| *t <= hi)
+            .map(|(_, s)| *s)
+    }
+}
+
 struct HashIndex {
     fields: Vec<GroupField>,
-    map: HashMap<HashKey, VecDeque<u64>>,
+    map: HashMap<HashKey, Bucket>,
 }
 
 impl HashIndex {
@@ -33,7 +92,7 @@ impl HashIndex {
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: BTreeMap<u64, Arc<Group>>,
+    groups: HashMap<u64, Arc<Group>>,
     by_stime: BTreeSet<(i64, u64)>,
     by_etime: BTreeSet<(i64, u64)>,
     hashes: Vec<HashIndex>,
@@ -74,7 +133,7 @@ impl BranchStore {
         for h in &mut self.hashes {
             // A group with an absent key field can never satisfy the equality.
             if let Some(k) = h.key_of(&g) {
-                h.map.entry(k).or_default().push_back(seq);
+                h.map.entry(k).or_default().insert(&g, seq);
             }
         }
         self.groups.insert(seq, g);
@@ -86,11 +145,9 @@ impl BranchStore {
         self.by_etime.remove(&(g.etime, seq));
         for h in &mut self.hashes {
             let Some(k) = h.key_of(&g) else { continue };
-            if let Some(seqs) = h.map.get_mut(&k) {
-                if let Some(pos) = seqs.iter().position(|s| *s == seq) {
-                    seqs.remove(pos);
-                }
-                if seqs.is_empty() {
+            if let Some(bucket) = h.map.get_mut(&k) {
+                bucket.remove(&g, seq);
+                if bucket.by_stime.is_empty() {
                     h.map.remove(&k);
                 }
             }
@@ -107,30 +164,34 @@ impl BranchStore {
         self.groups.get(&seq)
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.groups.values()
+    pub fn contains(&self, seq: u64) -> bool {
+        self.groups.contains_key(&seq)
     }
 
+    /// Every stored group, by (`stime`, arrival).
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
+        self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
+    }
+
+    /// Groups filed under `key` in hash index `index`, by `stime`; with a
+    /// range, only those whose start or end lies in it.
     pub fn hash_lookup(
         &self,
         index: usize,
         key: &HashKey,
+        range: Option<TimeRange>,
     ) -> impl Iterator<Item = &Arc<Group>> + '_ {
+        let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
         self.hashes
             .get(index)
             .and_then(|h| h.map.get(key))
             .into_iter()
-            .flatten()
-            .filter_map(|s| self.groups.get(s))
+            .flat_map(move |b| b.range(range))
+            .filter_map(|s| self.groups.get(&s))
     }
 
     /// Groups whose start (or end) lies in `[lo, hi]`.
-    pub fn time_range(
-        &self,
-        which: Endpoint,
-        lo: i64,
-        hi: i64,
-    ) -> impl Iterator<Item = &Arc<Group>> + '_ {
+    pub fn time_range(&self, (which, lo, hi): TimeRange) -> impl Iterator<Item = &Arc<Group>> + '_ {
         let set = match which {
             Endpoint::Start => &self.by_stime,
             Endpoint::End => &self.by_etime,

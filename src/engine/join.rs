@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::engine::allen::{self, candidate_range, Endpoint};
 use crate::engine::filter::key_value;
-use crate::engine::index::{BranchStore, HashKey};
+use crate::engine::index::{BranchStore, HashKey, TimeRange};
 use crate::engine::mergerule::{self, branches_of, conjuncts};
 use crate::engine::Group;
 use crate::query::plan::{AllenOp, CmpOp, GroupField, MergeModule, MergeOperand, MergeRule};
@@ -17,25 +17,20 @@ use crate::query::plan::{AllenOp, CmpOp, GroupField, MergeModule, MergeOperand, 
 /// Called with each complete binding; returns false to stop the search.
 pub type Visitor<'a, 'f> = dyn FnMut(&[Option<&'a Arc<Group>>]) -> bool + 'f;
 
+/// `candidate op other (delta)` with `other` bound: one Allen relation,
+/// normalised so that the candidate is its left operand.
+type TimePart = (AllenOp, usize, u64);
+
 /// How a step finds candidate groups for its branch.
-#[derive(Clone, Debug)]
-enum Access {
-    /// Hash index `index` of the branch's store, probed with the values of
-    /// already-bound (branch, field)s.
-    Hash {
-        index: usize,
-        probes: Vec<(usize, GroupField)>,
-    },
-    /// `candidate op other (delta)` with `other` bound: a time range.
-    Time {
-        op: AllenOp,
-        other: usize,
-        delta: u64,
-    },
-    /// An `OR` of Allen relations: the union of their ranges, each
-    /// candidate visited once (in the first range that holds it).
-    Union(Vec<(AllenOp, usize, u64)>),
-    Scan,
+#[derive(Clone, Debug, Default)]
+struct Access {
+    /// Hash index of the branch's store and the already-bound
+    /// (branch, field)s whose values form the probe key.
+    hash: Option<(usize, Vec<(usize, GroupField)>)>,
+    /// Allen relations any match satisfies one of (one part: a conjunct; several:
+    /// an `OR`). Candidates come from the union of their time ranges, each
+    /// visited once (in the first range holding it). Empty: no time bound.
+    time: Vec<TimePart>,
 }
 
 #[derive(Clone, Debug)]
@@ -167,67 +162,57 @@ impl JoinPlan {
             binding[step.branch] = None;
             keep
         };
-        match &step.access {
-            Access::Hash { index, probes } => {
-                let Some(key) = probe_key(probes, binding) else {
-                    return true;
-                };
-                for g in store.hash_lookup(*index, &key) {
-                    if !go(g, binding) {
-                        return false;
-                    }
+        let mut ranges = Vec::with_capacity(step.access.time.len());
+        for (op, other, delta) in &step.access.time {
+            let Some(z) = binding.get(*other).copied().flatten() else {
+                return true;
+            };
+            let z = (z.stime, z.etime);
+            ranges.push(candidate_range(*op, z, *delta, store.max_duration()));
+        }
+        let key = match &step.access.hash {
+            Some((_, probes)) => match probe_key(probes, binding) {
+                Some(k) => Some(k),
+                None => return true,
+            },
+            None => None,
+        };
+        if ranges.is_empty() {
+            let all: Box<dyn Iterator<Item = &'a Arc<Group>>> = match (&step.access.hash, &key) {
+                (Some((index, _)), Some(k)) => Box::new(store.hash_lookup(*index, k, None)),
+                _ => Box::new(store.all()),
+            };
+            for g in all {
+                if !go(g, binding) {
+                    return false;
                 }
             }
-            Access::Time { op, other, delta } => {
-                let Some(z) = binding.get(*other).copied().flatten() else {
-                    return true;
-                };
-                let (which, lo, hi) =
-                    candidate_range(*op, (z.stime, z.etime), *delta, store.max_duration());
-                for g in store.time_range(which, lo, hi) {
-                    if !go(g, binding) {
-                        return false;
-                    }
-                }
-            }
-            Access::Union(parts) => {
-                let mut ranges = Vec::with_capacity(parts.len());
-                for (op, other, delta) in parts {
-                    let Some(z) = binding.get(*other).copied().flatten() else {
-                        return true;
-                    };
-                    ranges.push(candidate_range(
-                        *op,
-                        (z.stime, z.etime),
-                        *delta,
-                        store.max_duration(),
-                    ));
-                }
-                for (i, (which, lo, hi)) in ranges.iter().enumerate() {
-                    for g in store.time_range(*which, *lo, *hi) {
-                        let earlier = ranges[..i].iter().any(|(w, l, h)| {
-                            let v = match w {
-                                Endpoint::Start => g.stime,
-                                Endpoint::End => g.etime,
-                            };
-                            *l <= v && v <= *h
-                        });
-                        if !earlier && !go(g, binding) {
-                            return false;
-                        }
-                    }
-                }
-            }
-            Access::Scan => {
-                for g in store.all() {
-                    if !go(g, binding) {
-                        return false;
-                    }
+            return true;
+        }
+        for (i, range) in ranges.iter().enumerate() {
+            let cands: Box<dyn Iterator<Item = &'a Arc<Group>>> = match (&step.access.hash, &key) {
+                (Some((index, _)), Some(k)) => Box::new(store.hash_lookup(*index, k, Some(*range))),
+                _ => Box::new(store.time_range(*range)),
+            };
+            for g in cands {
+                if !in_any(&ranges[..i], g) && !go(g, binding) {
+                    return false;
                 }
             }
         }
         true
     }
+}
+
+/// Is the group's start or end inside one of the ranges?
+fn in_any(ranges: &[TimeRange], g: &Group) -> bool {
+    ranges.iter().any(|(which, lo, hi)| {
+        let v = match which {
+            Endpoint::Start => g.stime,
+            Endpoint::End => g.etime,
+        };
+        *lo <= v && v <= *hi
+    })
 }
 
 fn probe_key(probes: &[(usize, GroupField)], binding: &[Option<&Arc<Group>>]) -> Option<HashKey> {
@@ -269,7 +254,9 @@ fn bfs_order(branches: &[usize], initial: &[usize], conj_branches: &[Vec<usize>]
     order
 }
 
-/// Pick the access path for binding `y` next, given `bound` branches.
+/// Pick the access path for binding `y` next, given `bound` branches: a
+/// hash index on the equality conjuncts with bound branches (if any),
+/// narrowed by the best Allen conjunct's time range (if any).
 fn choose_access(
     y: usize,
     bound: &[usize],
@@ -284,71 +271,61 @@ fn choose_access(
             probes.push(other);
         }
     }
-    if !fields.is_empty() {
-        if let Some(store) = stores.get_mut(y) {
-            let index = store.hash_index(&fields);
-            return Access::Hash { index, probes };
-        }
+    let hash = match stores.get_mut(y) {
+        Some(store) if !fields.is_empty() => Some((store.hash_index(&fields), probes)),
+        _ => None,
+    };
+    Access {
+        hash,
+        time: time_parts(y, bound, conj),
     }
-    // Prefer a relation that bounds the candidate's time on both sides; a
-    // plain before/after only bounds one side.
-    let mut fallback = None;
+}
+
+/// The Allen conjunct(s) that bound `y`'s time best: a relation bounding it
+/// on both sides, else an `OR` of relations, else a plain before/after
+/// (bounded on one side only).
+fn time_parts(y: usize, bound: &[usize], conj: &[MergeRule]) -> Vec<TimePart> {
+    let mut one_sided = None;
     for r in conj {
-        let Some(access) = allen_access(r, y, bound) else {
+        let Some(part) = allen_part(r, y, bound) else {
             continue;
         };
-        if let Access::Time { op, delta, .. } = access {
-            if delta == 0 && matches!(op, AllenOp::Before | AllenOp::After) {
-                fallback.get_or_insert(access);
-                continue;
-            }
+        let (op, _, delta) = part;
+        if delta == 0 && matches!(op, AllenOp::Before | AllenOp::After) {
+            one_sided.get_or_insert(part);
+            continue;
         }
-        return access;
+        return vec![part];
     }
-    if let Some(u) = conj.iter().find_map(|r| union_access(r, y, bound)) {
+    if let Some(u) = conj.iter().find_map(|r| union_parts(r, y, bound)) {
         return u;
     }
-    if let Some(a) = fallback {
-        return a;
-    }
-    Access::Scan
+    one_sided.into_iter().collect()
 }
 
 /// An `OR` conjunct each of whose alternatives relates `y` to a bound
 /// branch by an Allen relation (itself or as a top-level part of an `AND`).
-fn union_access(r: &MergeRule, y: usize, bound: &[usize]) -> Option<Access> {
+fn union_parts(r: &MergeRule, y: usize, bound: &[usize]) -> Option<Vec<TimePart>> {
     let MergeRule::Or(alts) = r else { return None };
-    let mut parts = Vec::with_capacity(alts.len());
-    for alt in alts {
-        let access = match alt {
-            MergeRule::And(rs) => rs.iter().find_map(|x| allen_access(x, y, bound)),
-            other => allen_access(other, y, bound),
-        }?;
-        let Access::Time { op, other, delta } = access else {
-            return None;
-        };
-        parts.push((op, other, delta));
-    }
-    (!parts.is_empty()).then_some(Access::Union(parts))
+    let parts = alts
+        .iter()
+        .map(|alt| match alt {
+            MergeRule::And(rs) => rs.iter().find_map(|x| allen_part(x, y, bound)),
+            other => allen_part(other, y, bound),
+        })
+        .collect::<Option<Vec<TimePart>>>()?;
+    (!parts.is_empty()).then_some(parts)
 }
 
-/// A top-level Allen conjunct between `y` and a bound branch, normalised so
-/// that `y` is the left operand.
-fn allen_access(r: &MergeRule, y: usize, bound: &[usize]) -> Option<Access> {
+/// An Allen rule between `y` and a bound branch, normalised so that `y` is
+/// the left operand.
+fn allen_part(r: &MergeRule, y: usize, bound: &[usize]) -> Option<TimePart> {
     let MergeRule::Allen(a) = r else { return None };
     if a.x == y && a.y != y && bound.contains(&a.y) {
-        return Some(Access::Time {
-            op: a.op,
-            other: a.y,
-            delta: a.delta,
-        });
+        return Some((a.op, a.y, a.delta));
     }
     if a.y == y && a.x != y && bound.contains(&a.x) {
-        return Some(Access::Time {
-            op: allen::inverse(a.op),
-            other: a.x,
-            delta: a.delta,
-        });
+        return Some((allen::inverse(a.op), a.x, a.delta));
     }
     None
 }

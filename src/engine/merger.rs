@@ -12,7 +12,7 @@
 //! difference modules are held and emitted in (deadline, formation) order
 //! when W passes their deadline, or in formation order at `finish`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::engine::config::EngineConfig;
@@ -50,8 +50,10 @@ struct Joiner {
     diffs: Vec<DiffModule>,
     stores: Vec<BranchStore>,
     stored: Vec<bool>,
-    /// Arrival order of stored groups: seq → branch (for the global limit).
-    order: BTreeMap<u64, usize>,
+    /// Arrival order of stored groups as (seq, branch), for the global
+    /// limit. Entries of groups already expired are skipped lazily.
+    order: VecDeque<(u64, usize)>,
+    stored_count: usize,
     next_seq: u64,
     /// Tuples awaiting the difference decision, by (deadline, formation).
     held: BTreeMap<(i64, u64), Vec<Arc<Group>>>,
@@ -115,9 +117,29 @@ impl MergerEngine {
             let deadline = self.horizon.map_or(i64::MAX, |h| latest.saturating_add(h));
             j.hold(deadline, t);
         }
+        self.limit_held(out);
         if let Some(j) = &mut self.joiner {
             let dropped = j.store(g, self.max_stored);
             self.stats.closed_early += dropped;
+        }
+    }
+
+    /// Held tuples count against `max_stored_groups` too: beyond it the
+    /// earliest-deadline tuples are decided now (counted as closed early).
+    fn limit_held(&mut self, out: &mut Vec<Match>) {
+        let max = self.max_stored;
+        let Some(j) = &mut self.joiner else { return };
+        let mut due = Vec::new();
+        while j.held.len() > max {
+            let Some(entry) = j.held.first_entry() else {
+                break;
+            };
+            j.pending.remove(&entry.key().1);
+            due.push(entry.remove());
+        }
+        self.stats.closed_early += due.len() as u64;
+        for t in due {
+            self.decide(t, out);
         }
     }
 
@@ -226,7 +248,8 @@ impl Joiner {
             diffs,
             stores,
             stored,
-            order: BTreeMap::new(),
+            order: VecDeque::new(),
+            stored_count: 0,
             next_seq: 0,
             held: BTreeMap::new(),
             next_held: 0,
@@ -297,18 +320,20 @@ impl Joiner {
         }
         if let Some(s) = self.stores.get_mut(b) {
             s.insert(seq, g);
-            self.order.insert(seq, b);
+            self.order.push_back((seq, b));
+            self.stored_count += 1;
         }
         let mut dropped = 0;
-        while self.order.len() > max {
-            let Some((seq, b)) = self.order.pop_first() else {
+        while self.stored_count > max {
+            let Some((seq, b)) = self.order.pop_front() else {
                 break;
             };
-            if let Some(s) = self.stores.get_mut(b) {
-                s.remove(seq);
+            let removed = self.stores.get_mut(b).and_then(|s| s.remove(seq));
+            if removed.is_some() {
+                self.stored_count -= 1;
+                self.marks.remove(&seq);
+                dropped += 1;
             }
-            self.marks.remove(&seq);
-            dropped += 1;
         }
         dropped
     }
@@ -329,9 +354,21 @@ impl Joiner {
                     break;
                 }
                 s.remove(seq);
-                self.order.remove(&seq);
+                self.stored_count -= 1;
                 self.marks.remove(&seq);
             }
+        }
+        let stores = &self.stores;
+        while let Some(&(seq, b)) = self.order.front() {
+            if stores.get(b).is_some_and(|s| s.contains(seq)) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        // A long-lived group at the front must not let stale entries pile up.
+        if self.order.len() > 2 * self.stored_count + 1024 {
+            self.order
+                .retain(|(seq, b)| stores.get(*b).is_some_and(|s| s.contains(*seq)));
         }
     }
 }

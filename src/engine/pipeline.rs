@@ -19,6 +19,8 @@ pub struct Engine {
     branches: Vec<BranchEngine>,
     merger: MergerEngine,
     watermark: Watermark,
+    /// The highest W released so far (event time or an explicit `advance`).
+    released: Option<i64>,
     groups: Vec<Arc<Group>>,
 }
 
@@ -32,23 +34,29 @@ impl Engine {
             branches,
             // Event time only: no wall clock, so no idle advance.
             watermark: Watermark::new(cfg.lateness, i64::MAX),
+            released: None,
             groups: Vec::new(),
             plan,
         }
     }
 
     pub fn push(&mut self, rec: Arc<Record>, out: &mut Vec<Match>) {
-        let before = self.watermark.current();
         for b in &mut self.branches {
-            b.push(&rec, before);
+            b.push(&rec, self.released);
         }
         self.watermark.observe(rec.stime, 0);
-        let Some(w) = self.watermark.current() else {
-            return;
-        };
-        if before.is_some_and(|b| b >= w) {
+        if let Some(w) = self.watermark.current() {
+            self.advance(w, out);
+        }
+    }
+
+    /// Move W to `w` (no effect unless it is higher than the current W):
+    /// e.g. an idle advance computed by the caller from wall time.
+    pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {
+        if self.released.is_some_and(|r| r >= w) {
             return;
         }
+        self.released = Some(w);
         for b in &mut self.branches {
             b.advance(w, &mut self.groups);
         }
@@ -66,6 +74,11 @@ impl Engine {
             self.merger.push_group(g, out);
         }
         self.merger.finish(out);
+    }
+
+    /// The current W (`None` before any release, or with infinite lateness).
+    pub fn watermark(&self) -> Option<i64> {
+        self.released
     }
 
     pub fn plan(&self) -> &Arc<Plan> {

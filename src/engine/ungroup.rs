@@ -10,15 +10,23 @@ use crate::record::Record;
 /// `rec_id` once, attributed to the first group holding it, ordered by
 /// (`stime`, `rec_id`).
 pub fn ungroup(groups: &[Arc<Group>]) -> Vec<(usize, Arc<Record>)> {
-    let mut seen = HashSet::new();
-    let mut out: Vec<(usize, Arc<Record>)> = Vec::new();
-    for g in groups {
-        for r in &g.members {
-            if seen.insert(r.rec_id) {
-                out.push((g.branch, r.clone()));
-            }
+    let mut out: Vec<(usize, Arc<Record>)> = match groups {
+        // One grouper never puts a record in a group twice: nothing to dedup.
+        [g] => g.members.iter().map(|r| (g.branch, r.clone())).collect(),
+        _ => {
+            let mut seen = HashSet::new();
+            groups
+                .iter()
+                .flat_map(|g| g.members.iter().map(move |r| (g.branch, r)))
+                .filter(|(_, r)| seen.insert(r.rec_id))
+                .map(|(b, r)| (b, r.clone()))
+                .collect()
         }
+    };
+    // Members join in stime order, so this is usually sorted already.
+    let key = |(_, r): &(usize, Arc<Record>)| (r.stime, r.rec_id);
+    if !out.is_sorted_by_key(key) {
+        out.sort_by_key(key);
     }
-    out.sort_by_key(|(_, r)| (r.stime, r.rec_id));
     out
 }

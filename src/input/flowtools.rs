@@ -37,12 +37,11 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
     };
     let header = Header::parse(data).map_err(|(o, r)| err(o, r))?;
     let body = &data[header.len..];
+    let order = ByteOrder(header.little_endian);
     if header.flags & FLAG_COMPRESS != 0 {
-        let stream = inflate_all(body).map_err(|(o, r)| err(header.len + o, r))?;
-        decode_records(&stream, header.little_endian)
-            .map_err(|(o, r)| err(o, format!("{r} (offset in the decompressed record stream)")))
+        inflate_records(body, header.len, order).map_err(|(o, r)| err(o, r))
     } else {
-        decode_records(body, header.little_endian).map_err(|(o, r)| err(header.len + o, r))
+        decode_records(body, order).map_err(|(o, r)| err(header.len + o, r))
     }
 }
 
@@ -137,47 +136,75 @@ fn parse_tlvs(header: &[u8], order: ByteOrder) -> Result<(Option<u16>, Option<u3
     Ok((ex_ver, flags))
 }
 
-/// Inflate one or more concatenated zlib streams.
-fn inflate_all(mut input: &[u8]) -> Result<Vec<u8>, Fail> {
-    // flow-tools' v5 streams compress about 5:1; start near that to avoid regrowth.
-    let mut out = Vec::with_capacity(input.len().saturating_mul(5) + 4096);
-    let mut consumed_before = 0usize;
-    while !input.is_empty() {
-        let used = inflate_one(input, &mut out).map_err(|(o, r)| (consumed_before + o, r))?;
-        consumed_before += used;
-        input = &input[used..];
+/// Inflate one or more concatenated zlib streams and decode the records as
+/// they come out, so the whole decompressed stream never sits in memory.
+/// Errors carry file offsets (`body_offset` = where the stream starts),
+/// except a trailing partial record, which is located in the decompressed
+/// stream.
+fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<Vec<Record>, Fail> {
+    // flow-tools' v5 streams compress about 5:1.
+    let mut records = Vec::with_capacity(body.len().saturating_mul(5) / V5_RECORD_LEN + 16);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut filled = 0usize;
+    let mut out_total = 0u64;
+    let mut pos = 0usize;
+    while pos < body.len() {
+        let mut z = Decompress::new(true);
+        loop {
+            let (in_before, out_before) = (z.total_in(), z.total_out());
+            let at = pos + in_before as usize;
+            let status = z
+                .decompress(&body[at..], &mut buf[filled..], FlushDecompress::None)
+                .map_err(|e| {
+                    let o = body_offset + pos + z.total_in() as usize;
+                    (o, format!("corrupt zlib stream: {e}"))
+                })?;
+            let produced = (z.total_out() - out_before) as usize;
+            filled += produced;
+            out_total += produced as u64;
+            filled = drain_records(&mut buf, filled, order, &mut records);
+            if status == Status::StreamEnd {
+                pos += z.total_in() as usize;
+                break;
+            }
+            // With room in the buffer, no progress means the input ran out.
+            if z.total_in() == in_before && produced == 0 {
+                return Err((
+                    body_offset + body.len(),
+                    "zlib stream truncated (file ends inside it)".into(),
+                ));
+            }
+        }
     }
-    Ok(out)
+    if filled != 0 {
+        return Err((
+            (out_total - filled as u64) as usize,
+            format!(
+                "truncated record: {filled} of {V5_RECORD_LEN} bytes \
+                 (offset in the decompressed record stream)"
+            ),
+        ));
+    }
+    Ok(records)
 }
 
-/// Inflate a single zlib stream from the start of `input` into `out`;
-/// returns the number of input bytes it used.
-fn inflate_one(input: &[u8], out: &mut Vec<u8>) -> Result<usize, Fail> {
-    let mut z = Decompress::new(true);
-    loop {
-        if out.capacity() - out.len() < 64 * 1024 {
-            out.reserve(out.capacity().max(64 * 1024));
-        }
-        let (in_before, out_before) = (z.total_in(), z.total_out());
-        let pos = in_before as usize;
-        let status = z
-            .decompress_vec(&input[pos..], out, FlushDecompress::None)
-            .map_err(|e| (z.total_in() as usize, format!("corrupt zlib stream: {e}")))?;
-        if status == Status::StreamEnd {
-            return Ok(z.total_in() as usize);
-        }
-        // With ample output space, no progress means the input ran out.
-        if z.total_in() == in_before && z.total_out() == out_before {
-            return Err((
-                input.len(),
-                "zlib stream truncated (file ends inside it)".into(),
-            ));
-        }
-    }
+/// Decode the whole records in `buf[..filled]`, move the partial tail to
+/// the front; returns the tail's length.
+fn drain_records(buf: &mut [u8], filled: usize, order: ByteOrder, out: &mut Vec<Record>) -> usize {
+    let whole = filled - filled % V5_RECORD_LEN;
+    let base = out.len() as u64;
+    out.extend(
+        buf[..whole]
+            .chunks_exact(V5_RECORD_LEN)
+            .enumerate()
+            .map(|(i, raw)| decode_v5(raw, order, base + i as u64)),
+    );
+    buf.copy_within(whole..filled, 0);
+    filled - whole
 }
 
 /// Decode a plain array of 64-byte v5 records.
-fn decode_records(stream: &[u8], little_endian: bool) -> Result<Vec<Record>, Fail> {
+fn decode_records(stream: &[u8], order: ByteOrder) -> Result<Vec<Record>, Fail> {
     let rest = stream.len() % V5_RECORD_LEN;
     if rest != 0 {
         let offset = stream.len() - rest;
@@ -186,7 +213,6 @@ fn decode_records(stream: &[u8], little_endian: bool) -> Result<Vec<Record>, Fai
             format!("truncated record: {rest} of {V5_RECORD_LEN} bytes"),
         ));
     }
-    let order = ByteOrder(little_endian);
     Ok(stream
         .chunks_exact(V5_RECORD_LEN)
         .enumerate()
@@ -388,6 +414,34 @@ mod tests {
         let e = parse(Path::new("x.ft"), &f).unwrap_err().to_string();
         assert!(e.contains("at offset 88"), "{e}");
         assert!(e.contains("truncated record"), "{e}");
+    }
+
+    #[test]
+    fn partial_record_in_compressed_stream() {
+        let mut f = header(true, 5, 2);
+        let mut plain = record(true, [10, 0, 0, 1], 80);
+        plain.extend_from_slice(&[7; 10]);
+        f.extend(zlib(&plain));
+        let e = parse(Path::new("x.ftz"), &f).unwrap_err().to_string();
+        assert!(
+            e.contains("at offset 64") && e.contains("decompressed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn many_records_cross_buffer_boundaries() {
+        let plain: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| record(false, i.to_be_bytes(), (i % 65_000) as u16))
+            .collect();
+        let mut f = header(false, 5, 2);
+        f.extend(zlib(&plain));
+        let recs = parse(Path::new("x.ftz"), &f).unwrap();
+        assert_eq!(recs.len(), 10_000);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(r.rec_id, i as u64);
+            assert_eq!(r.srcip, Some(IpAddr::V4(Ipv4Addr::from(i as u32))));
+        }
     }
 
     #[test]

@@ -78,8 +78,10 @@ pub enum Rule {
         delta: Option<DeltaAst>,
         span: Span,
     },
-    Or(Box<Rule>, Box<Rule>),
-    And(Box<Rule>, Box<Rule>),
+    /// Two or more alternatives.
+    Or(Vec<Rule>),
+    /// Two or more rules joined by `AND`.
+    And(Vec<Rule>),
     Not(Box<Rule>, Span),
     /// A rule lost to a syntax error (already reported).
     Error,
@@ -90,7 +92,10 @@ impl Rule {
         match self {
             Rule::Cmp(c) => c.span,
             Rule::Allen { span, .. } | Rule::Not(_, span) => *span,
-            Rule::Or(a, b) | Rule::And(a, b) => a.span().to(b.span()),
+            Rule::Or(v) | Rule::And(v) => match (v.first(), v.last()) {
+                (Some(a), Some(b)) => a.span().to(b.span()),
+                _ => Span::default(),
+            },
             Rule::Error => Span::default(),
         }
     }

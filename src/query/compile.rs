@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::query::ast::{self, GItem, MItem, Name, Span, Stmt, Wire};
+use crate::query::ast::{self, GItem, MItem, Name, Span, Stmt, Wire, WireElem, WireHead};
 use crate::query::diag::{Diagnostics, Sink};
 use crate::query::merger::{compile_merger, BranchInfo};
 use crate::query::parse::parse;
@@ -148,9 +148,23 @@ fn stage_names<'a>(d: &Defs<'a>) -> StageNames<'a> {
         d.ungroupers.iter().map(|x| x.text.as_str()).collect(),
     );
     StageNames {
-        splitter: d.splitter,
+        splitter: d.splitter.or_else(|| implicit_splitter(&d.wires)),
         by_kind,
     }
+}
+
+/// Without a `splitter` statement, the first name used as the splitter
+/// declares it, so that a misspelt splitter on a later line is still caught.
+fn implicit_splitter<'a>(wires: &[&'a Wire]) -> Option<&'a Name> {
+    wires
+        .iter()
+        .find_map(|w| match (&w.head, w.rest.as_slice()) {
+            (WireHead::Branch { splitter, .. }, _) => Some(splitter),
+            (WireHead::Elem(WireElem::Quoted(q, _)), [WireElem::Stage(s)]) if q == "input" => {
+                Some(s)
+            }
+            _ => None,
+        })
 }
 
 fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) -> Option<Plan> {
@@ -200,6 +214,7 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
         })
         .collect();
     let merger = merger_name.and_then(|m| merger_plan(m, &branches, &groupers, &defs, sink));
+    check_unused(&defs, &specs, merger_name, &singleton, sink);
     if sink.has_errors() {
         return None;
     }
@@ -252,6 +267,45 @@ fn check_merger_wiring<'a>(
         }
     }
     chosen
+}
+
+/// Stages no branch uses: an unwired merger is a mistake (its branches
+/// would never be joined); an unused group filter is still checked as far
+/// as it can be without a schema.
+fn check_unused(
+    defs: &Defs<'_>,
+    specs: &[BranchSpec],
+    merger: Option<&Name>,
+    singleton: &GroupSchema,
+    sink: &mut Sink<'_>,
+) {
+    for (n, _) in &defs.mergers {
+        if merger.is_none_or(|m| m.text != n.text) {
+            sink.error_help(
+                n.span,
+                format!(
+                    "merger '{}' is not wired: no branch line ends at it",
+                    n.text
+                ),
+                Some(format!("end the branch lines with '-> {}'", n.text)),
+            );
+        }
+    }
+    let used = |name: &str| {
+        specs
+            .iter()
+            .any(|s| s.stage(Kind::GroupFilter).is_some_and(|g| g.text == name))
+    };
+    for (n, rules) in &defs.groupfilters {
+        if !used(&n.text) {
+            let res = GroupFields {
+                schema: singleton,
+                grouper: None,
+                tainted: true,
+            };
+            let _ = compile_lines(rules, &res, sink);
+        }
+    }
 }
 
 type GfCache = HashMap<(String, String), Option<Arc<GroupFilterPlan>>>;

@@ -8,6 +8,7 @@
 //!    = help: did you mean 'srcip'?
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -110,6 +111,7 @@ pub struct Sink<'a> {
     file: String,
     source: &'a str,
     errors: Vec<(Span, String, Option<String>)>,
+    seen: HashSet<(usize, usize, String)>,
 }
 
 impl<'a> Sink<'a> {
@@ -118,6 +120,7 @@ impl<'a> Sink<'a> {
             file: file.to_string(),
             source,
             errors: Vec::new(),
+            seen: HashSet::new(),
         }
     }
 
@@ -132,14 +135,9 @@ impl<'a> Sink<'a> {
     fn push(&mut self, span: Span, message: String, help: Option<String>) {
         // A stage shared by several branches is checked once per branch;
         // report each problem once.
-        if self
-            .errors
-            .iter()
-            .any(|(s, m, _)| *s == span && *m == message)
-        {
-            return;
+        if self.seen.insert((span.start, span.end, message.clone())) {
+            self.errors.push((span, message, help));
         }
-        self.errors.push((span, message, help));
     }
 
     pub fn has_errors(&self) -> bool {

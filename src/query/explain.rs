@@ -6,7 +6,7 @@ use crate::query::plan::{
     AggFunc, AggregatePlan, AllenOp, BranchPlan, Cmp, CmpOp, GroupField, GroupRule, GroupSchema,
     MergeOperand, MergeRule, MergerPlan, Operand, Plan, Reference, Rule,
 };
-use crate::record::Field;
+use crate::record::{Field, FieldType};
 use crate::value::Value;
 
 pub fn explain(plan: &Plan) -> String {
@@ -163,7 +163,11 @@ fn group_rule(r: &GroupRule) -> String {
                 Reference::First => "delta",
                 Reference::Last => "rdelta",
             };
-            format!("{base} {kw} {}", d.amount)
+            let unit = match r.left.field_type() {
+                FieldType::Time | FieldType::Duration => "ms",
+                _ => "",
+            };
+            format!("{base} {kw} {}{unit}", d.amount)
         }
     }
 }

@@ -238,11 +238,15 @@ impl Lexer<'_> {
                     self.push(start, Tok::Str(text));
                     return;
                 }
-                Some('\\') => {
-                    let esc = chars.next().unwrap_or('\\');
-                    text.push(esc);
-                    self.pos += 1 + esc.len_utf8();
-                }
+                Some('\\') => match chars.next() {
+                    Some(esc) if esc != '\n' => {
+                        text.push(esc);
+                        self.pos += 1 + esc.len_utf8();
+                    }
+                    // A backslash at the end of the line or file: let the
+                    // next turn report the string as unterminated.
+                    _ => self.pos += 1,
+                },
                 Some(c) => {
                     text.push(c);
                     self.pos += c.len_utf8();
@@ -508,6 +512,13 @@ mod tests {
                 Tok::RBrace
             ]
         );
+    }
+
+    #[test]
+    fn backslash_at_end_of_input_is_an_unterminated_string() {
+        let (t, e) = lex("\"abc\\");
+        assert_eq!(t, vec![(0, Tok::Bad, 5)]);
+        assert_eq!(e[0].message, "unterminated string");
     }
 
     #[test]

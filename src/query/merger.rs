@@ -62,6 +62,9 @@ pub fn compile_merger(
         }
     }
     let export = export_index(name, &raw, &exports, sink);
+    if let Some(e) = export {
+        check_difference_modules(&raw, e, branches, sink);
+    }
     if sink.count() > before {
         return None;
     }
@@ -193,6 +196,38 @@ fn export_index(
     idx
 }
 
+/// A difference module removes a tuple of the exported module only through
+/// a shared branch (SPEC §2.5); one without any can never apply.
+fn check_difference_modules(
+    raw: &[RawModule<'_>],
+    export: usize,
+    branches: &[BranchInfo<'_>],
+    sink: &mut Sink<'_>,
+) {
+    let names = |m: &RawModule<'_>| -> Vec<String> {
+        m.branches
+            .unwrap_or(&[])
+            .iter()
+            .filter(|b| branches.iter().any(|i| i.name == b.text))
+            .map(|b| b.text.clone())
+            .collect()
+    };
+    let exported = names(&raw[export]);
+    for (i, m) in raw.iter().enumerate() {
+        let own = names(m);
+        if i != export && !own.is_empty() && !own.iter().any(|b| exported.contains(b)) {
+            sink.error_help(
+                m.name.span,
+                format!(
+                    "module '{}' shares no branch with the exported module '{}'",
+                    m.name.text, raw[export].name.text
+                ),
+                Some("a difference module can only remove tuples through a shared branch".into()),
+            );
+        }
+    }
+}
+
 /// Branch indexes of a module, in declared order.
 fn module_branches(
     m: &RawModule<'_>,
@@ -270,20 +305,12 @@ impl Ctx<'_, '_> {
                     );
                 }
                 let (xi, yi) = (self.branch(x, sink), self.branch(y, sink));
-                Some(MergeRule::Allen(AllenRule {
-                    x: xi?,
-                    op: found?,
-                    y: yi?,
-                    delta: delta.map_or(0, |d| d.amount),
-                }))
+                allen(xi?, found?, yi?, delta.as_ref(), sink)
             }
-            ast::Rule::Or(a, b) => {
-                let (a, b) = (self.rule(a, sink), self.rule(b, sink));
-                Some(join(a?, b?, true))
-            }
-            ast::Rule::And(a, b) => {
-                let (a, b) = (self.rule(a, sink), self.rule(b, sink));
-                Some(join(a?, b?, false))
+            ast::Rule::Or(v) | ast::Rule::And(v) => {
+                let parts: Vec<Option<MergeRule>> = v.iter().map(|r| self.rule(r, sink)).collect();
+                let parts: Option<Vec<MergeRule>> = parts.into_iter().collect();
+                Some(join(parts?, matches!(r, ast::Rule::Or(_))))
             }
             ast::Rule::Not(r, _) => Some(MergeRule::Not(Box::new(self.rule(r, sink)?))),
             ast::Rule::Error => None,
@@ -358,12 +385,7 @@ impl Ctx<'_, '_> {
             sink.error_help(c.op_span, "not an Allen relation", Some(ALLEN_HELP.into()));
         }
         let (xi, yi) = (self.branch(x, sink), self.branch(y, sink));
-        Some(MergeRule::Allen(AllenRule {
-            x: xi?,
-            op: op?,
-            y: yi?,
-            delta: c.delta.map_or(0, |d| d.amount),
-        }))
+        allen(xi?, op?, yi?, c.delta.as_ref(), sink)
     }
 
     fn operand(&self, arg: &Arg, sink: &mut Sink<'_>) -> Option<(MergeOperand, Kind)> {
@@ -431,9 +453,37 @@ impl Ctx<'_, '_> {
     }
 }
 
-fn join(a: MergeRule, b: MergeRule, or: bool) -> MergeRule {
+/// An Allen rule. The plan encodes "no delta" as 0, which for `<`/`>`
+/// means an unbounded gap; an explicit `delta 0` there would mean "never"
+/// (SPEC §2.5), so it is refused rather than silently inverted.
+fn allen(
+    x: usize,
+    op: AllenOp,
+    y: usize,
+    delta: Option<&ast::DeltaAst>,
+    sink: &mut Sink<'_>,
+) -> Option<MergeRule> {
+    if let Some(d) = delta.filter(|d| d.amount == 0) {
+        if matches!(op, AllenOp::Before | AllenOp::After) {
+            sink.error_help(
+                d.span,
+                "'delta 0' on '<' or '>' can never hold (the gap must be positive)",
+                Some("drop the delta for an unbounded gap".into()),
+            );
+            return None;
+        }
+    }
+    Some(MergeRule::Allen(AllenRule {
+        x,
+        op,
+        y,
+        delta: delta.map_or(0, |d| d.amount),
+    }))
+}
+
+fn join(parts: Vec<MergeRule>, or: bool) -> MergeRule {
     let mut v = Vec::new();
-    for r in [a, b] {
+    for r in parts {
         match (r, or) {
             (MergeRule::Or(inner), true) | (MergeRule::And(inner), false) => v.extend(inner),
             (r, _) => v.push(r),

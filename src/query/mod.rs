@@ -5,6 +5,23 @@
 //! source --lexer--> tokens --grammar--> ast --compile--> Plan
 //!                                  \____________\_____> Diagnostics
 //! ```
+//!
+//! Choices where SPEC §2 is silent (for the user documentation):
+//! - `==` is read as `=`; keywords are case-sensitive (`OR`, not `or`).
+//! - A duration unit may follow its number after spaces on the same line
+//!   (`1 sec`); units are `ms`, `s`/`sec`, `min`, `h` (and long forms).
+//! - A name directly followed by `(` on the same line is a function call.
+//! - Without a `splitter` statement the first name used as the splitter
+//!   declares it; every line must then use that name.
+//! - A merger that no branch line reaches is an error, and so is a
+//!   difference module that shares no branch with the exported module.
+//! - A merger with a single module may omit `export`.
+//! - `stime`, `etime` and `duration` are never implicit keys (they are
+//!   group fields already); a plain aggregate of a key field adds no slot.
+//! - An aggregate without `as` is named after its field's canonical name.
+//! - Group filters not used by any branch are still checked, as far as is
+//!   possible without knowing their grouper.
+//! - Nesting (brackets and `NOT`) is limited to 256 levels.
 
 pub mod ast;
 mod compile;

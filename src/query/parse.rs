@@ -19,6 +19,19 @@ pub fn parse(source: &str, sink: &mut Sink<'_>) -> Parsed {
     for e in &lex_errors {
         sink.error(Span::new(e.start, e.end), e.message.clone());
     }
+    if let Some(at) = too_complex(&toks) {
+        sink.error_help(
+            Span::new(at.0, at.1),
+            format!(
+                "the query nests too deeply: more than {MAX_NESTING} levels of brackets and NOT"
+            ),
+            Some("split it into several queries".into()),
+        );
+        return Parsed {
+            stmts: Vec::new(),
+            complete: false,
+        };
+    }
     let eof = source.len();
     let starts: Vec<usize> = toks.iter().map(|t| t.0).collect();
     let mut recovered = Vec::new();
@@ -48,6 +61,30 @@ pub fn parse(source: &str, sink: &mut Sink<'_>) -> Parsed {
             }
         }
     }
+}
+
+/// Rule trees are built and compiled recursively, one level per `NOT` and
+/// per bracket; bounding those bounds the recursion depth, so a hostile
+/// file cannot overflow the stack. (OR/AND chains are flat.)
+const MAX_NESTING: usize = 256;
+
+fn too_complex(toks: &[(usize, Tok, usize)]) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let mut nots = 0usize;
+    for (l, t, r) in toks {
+        match t {
+            Tok::LParen | Tok::LBrace => depth += 1,
+            Tok::RParen | Tok::RBrace => depth = depth.saturating_sub(1),
+            Tok::Not => nots += 1,
+            // A run of NOTs ends at the comparison it negates.
+            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In => nots = 0,
+            _ => {}
+        }
+        if depth + nots > MAX_NESTING {
+            return Some((*l, *r));
+        }
+    }
+    None
 }
 
 fn token_index(starts: &[usize], offset: usize) -> usize {
@@ -84,10 +121,24 @@ fn report(e: &ParseError<usize, Tok, LexError>, eof: usize, sink: &mut Sink<'_>)
             token: (l, t, r),
             expected,
         } => {
+            let statement = matches!(
+                t,
+                Tok::Splitter
+                    | Tok::Filter
+                    | Tok::Grouper
+                    | Tok::GroupFilter
+                    | Tok::Merger
+                    | Tok::Ungrouper
+            );
+            let help = if statement && expected.iter().any(|e| e == "\"}\"") {
+                Some("a new statement starts here: is a '}' missing before it?".to_string())
+            } else {
+                expected_help(expected)
+            };
             sink.error_help(
                 Span::new(*l, *r),
                 format!("unexpected {}", describe(t)),
-                expected_help(expected),
+                help,
             );
         }
         ParseError::ExtraToken { token: (l, t, r) } => {

@@ -128,23 +128,22 @@ fn compile_rule<R: Resolve>(rule: &ast::Rule, res: &R, sink: &mut Sink<'_>) -> O
             );
             None
         }
-        ast::Rule::Or(a, b) => {
-            let (a, b) = (compile_rule(a, res, sink), compile_rule(b, res, sink));
-            Some(join(a?, b?, true))
-        }
-        ast::Rule::And(a, b) => {
-            let (a, b) = (compile_rule(a, res, sink), compile_rule(b, res, sink));
-            Some(join(a?, b?, false))
+        ast::Rule::Or(v) | ast::Rule::And(v) => {
+            let parts: Vec<Option<Rule<R::F>>> =
+                v.iter().map(|r| compile_rule(r, res, sink)).collect();
+            let parts: Option<Vec<Rule<R::F>>> = parts.into_iter().collect();
+            Some(join(parts?, matches!(rule, ast::Rule::Or(_))))
         }
         ast::Rule::Not(r, _) => Some(Rule::Not(Box::new(compile_rule(r, res, sink)?))),
         ast::Rule::Error => None,
     }
 }
 
-/// `a OR b` / `a AND b`, flattening chains of the same operator.
-fn join<F>(a: Rule<F>, b: Rule<F>, or: bool) -> Rule<F> {
+/// `a OR b OR …` / `a AND b AND …`, flattening parenthesised chains of the
+/// same operator.
+fn join<F>(parts: Vec<Rule<F>>, or: bool) -> Rule<F> {
     let mut v = Vec::new();
-    for r in [a, b] {
+    for r in parts {
         match (r, or) {
             (Rule::Or(inner), true) | (Rule::And(inner), false) => v.extend(inner),
             (r, _) => v.push(r),

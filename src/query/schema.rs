@@ -23,15 +23,25 @@ pub struct CompiledGrouper {
     pub ok: bool,
 }
 
-/// The implicit fields every group record has.
+/// The implicit fields every group record has: the interval (under every
+/// name of `stime`, `etime` and `duration`, so `First`/`td` work too) and
+/// `count`.
 fn implicit_names() -> Vec<(String, GroupField, FieldType)> {
-    vec![
-        ("stime".into(), GroupField::Stime, FieldType::Time),
-        ("etime".into(), GroupField::Etime, FieldType::Time),
-        ("duration".into(), GroupField::Duration, FieldType::Duration),
-        ("td".into(), GroupField::Duration, FieldType::Duration),
-        ("count".into(), GroupField::Count, FieldType::Uint),
-    ]
+    let interval = [
+        (Field::Stime, GroupField::Stime),
+        (Field::Etime, GroupField::Etime),
+        (Field::Duration, GroupField::Duration),
+    ];
+    let mut names: Vec<(String, GroupField, FieldType)> = interval
+        .iter()
+        .flat_map(|(f, g)| {
+            names_of(*f)
+                .into_iter()
+                .map(move |n| (n.to_string(), *g, f.field_type()))
+        })
+        .collect();
+    names.push(("count".into(), GroupField::Count, FieldType::Uint));
+    names
 }
 
 /// Canonical name and aliases of a field.

@@ -252,3 +252,34 @@ pub fn read_matches(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))
         .collect()
 }
+
+/// `flowy query QUERY --input INPUT --output OUT` (JSON Lines); returns the
+/// matches.
+pub fn flowy_query(query: &Path, input: &Path, out: &Path) -> Vec<serde_json::Value> {
+    let status = Command::new(BIN)
+        .arg("query")
+        .arg(query)
+        .arg("--input")
+        .arg(input)
+        .args(["--input-format", "pcap", "--output"])
+        .arg(out)
+        .status()
+        .expect("run flowy query");
+    assert!(status.success(), "flowy query {} failed", query.display());
+    read_matches(out)
+}
+
+/// `flowy replay PCAP --to ADDR [--speed X]`.
+pub fn flowy_replay(pcap: &Path, to: SocketAddr, speed: Option<f64>) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("replay").arg(pcap).args(["--to", &to.to_string()]);
+    if let Some(s) = speed {
+        cmd.args(["--speed", &s.to_string()]);
+    }
+    let out = cmd.output().expect("run flowy replay");
+    assert!(
+        out.status.success(),
+        "flowy replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

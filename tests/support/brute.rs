@@ -117,43 +117,43 @@ impl GroupSig {
 }
 
 /// The HTTP-download query (`config/queries/http-download.flowy`) computed
-/// the plain way: requests to port 80 (branch A) and responses from port 80
-/// (branch B), each grouped per (srcip, dstip) into chains with gaps under a
-/// second, groups kept when their OR-ed TCP flags include SYN, ACK and FIN
-/// (0x13); a match pairs B with A when A.srcip = B.dstip, A's source ports
-/// equal B's destination ports, A.bytes < B.bytes, and B overlaps A from
-/// behind or lies during it.
+/// the plain way: TCP requests to port 80 (branch A) and TCP responses from
+/// port 80 (branch B), each grouped per (srcip, dstip) into chains whose next
+/// flow starts less than a second after the previous one ended, groups kept
+/// when their byte sum is positive; a match pairs B with A when they connect
+/// the same two hosts in opposite directions, A's source ports equal B's
+/// destination ports, and B is overlapped-by, during or finishes A.
 pub fn http_download(recs: &[Record]) -> Vec<Vec<GroupSig>> {
     let key = |r: &Record| (r.srcip, r.dstip);
-    let flags_ok =
-        |g: &RefGroup| g.bit_or(recs, |r| u64::from(r.tcp_flags.unwrap_or(0))) & 0x13 == 0x13;
-    let a: Vec<RefGroup> = group_chained(recs, |r| r.dstport == Some(80), key, 1000)
-        .into_iter()
-        .filter(flags_ok)
-        .collect();
-    let b: Vec<RefGroup> = group_chained(recs, |r| r.srcport == Some(80), key, 1000)
-        .into_iter()
-        .filter(flags_ok)
-        .collect();
     let bytes = |g: &RefGroup| g.sum(recs, |r| r.bytes.unwrap_or(0));
-    let mut a_by_src: HashMap<Option<IpAddr>, Vec<&RefGroup>> = HashMap::new();
+    let tcp = |r: &Record| r.prot == Some(6);
+    let a: Vec<RefGroup> = group_chained(recs, |r| tcp(r) && r.dstport == Some(80), key, 1000)
+        .into_iter()
+        .filter(|g| bytes(g) > 0)
+        .collect();
+    let b: Vec<RefGroup> = group_chained(recs, |r| tcp(r) && r.srcport == Some(80), key, 1000)
+        .into_iter()
+        .filter(|g| bytes(g) > 0)
+        .collect();
+    let mut a_by_hosts: HashMap<(Option<IpAddr>, Option<IpAddr>), Vec<&RefGroup>> = HashMap::new();
     for g in &a {
-        a_by_src.entry(g.first(recs).srcip).or_default().push(g);
+        let f = g.first(recs);
+        a_by_hosts.entry((f.srcip, f.dstip)).or_default().push(g);
     }
     let mut matches = Vec::new();
     for gb in &b {
-        let Some(cands) = a_by_src.get(&gb.first(recs).dstip) else {
+        let fb = gb.first(recs);
+        let Some(cands) = a_by_hosts.get(&(fb.dstip, fb.srcip)) else {
             continue;
         };
         let b_ports = gb.union(recs, |r| r.dstport);
         for ga in cands {
+            // X = B, Y = A in the relation table of SPEC §2.5.
             let (xs, xe, ys, ye) = (gb.stime, gb.etime, ga.stime, ga.etime);
             let overlapped_by = ys < xs && xs < ye && ye < xe;
             let during = ys < xs && xe < ye;
-            if ga.union(recs, |r| r.srcport) == b_ports
-                && bytes(ga) < bytes(gb)
-                && (overlapped_by || during)
-            {
+            let finishes = xe == ye && xs > ys;
+            if (overlapped_by || during || finishes) && ga.union(recs, |r| r.srcport) == b_ports {
                 matches.push(vec![
                     GroupSig::of("B", gb, recs),
                     GroupSig::of("A", ga, recs),
