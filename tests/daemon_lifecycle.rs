@@ -292,3 +292,45 @@ fn memory_limits_close_groups_early_counted_and_warned() {
     });
     d.wait_log("closed early by a memory limit", Duration::from_secs(5));
 }
+
+#[test]
+fn sighup_reopens_the_output_file_for_logrotate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("matches.jsonl");
+    let rotated = dir.path().join("matches.jsonl.1");
+    let q = example_query("http-download");
+    let mut d = Daemon::start(
+        dir.path(),
+        &["--query", path_str(&q), "--output", path_str(&out)],
+        &[("FLOWY__ENGINE__LATENESS", "0s")],
+    );
+    // Both sessions lie in the past (a flow time after the export time
+    // would read as an uptime wrap).
+    let t0 = now_ms() - 120_000;
+    d.send(&v5(
+        now_ms(),
+        0,
+        &http_session("10.8.0.1", 41_000, "198.51.100.7", t0),
+    ));
+    // W = max stime: the next session moves it past the first one.
+    d.send(&v5(
+        now_ms(),
+        2,
+        &http_session("10.8.0.2", 41_001, "198.51.100.7", t0 + 60_000),
+    ));
+    d.wait_until("first match written", Duration::from_secs(20), |_| {
+        read_matches(&out).len() == 1
+    });
+    std::fs::rename(&out, &rotated).expect("rotate");
+    d.signal(libc::SIGHUP);
+    d.wait_log("output reopened", Duration::from_secs(10));
+    assert!(d.terminate().success());
+    assert_eq!(
+        match_clients(&read_matches(&rotated), "http-download"),
+        ["10.8.0.1"]
+    );
+    assert_eq!(
+        match_clients(&read_matches(&out), "http-download"),
+        ["10.8.0.2"]
+    );
+}
