@@ -14,6 +14,7 @@
 //! - `FLOWY_LOAD_COLLECTORS` any of `flowy` (the queries above), `flowy-ingest`
 //!   (one query no record passes: receive, decode, dispatch and filter only)
 //!   and `nfcapd` (default all three)
+//! - `FLOWY_LOAD_FORMAT` `v5` (default) or `v9` (template datagram every 64)
 //! - `FLOWY_LOAD_KEEP` keep the temp dir (capture, outputs) and print its path
 //! - `FLOWY_BIN` another flowy binary to test
 //!
@@ -62,6 +63,7 @@ struct Settings {
     queries: String,
     collectors: Vec<String>,
     keep: bool,
+    format: String,
 }
 
 fn parse_count(s: &str) -> Option<u64> {
@@ -104,6 +106,11 @@ impl Settings {
             queries,
             collectors,
             keep: var("FLOWY_LOAD_KEEP").is_some(),
+            format: match var("FLOWY_LOAD_FORMAT").as_deref() {
+                None | Some("v5") => "v5".into(),
+                Some("v9") => "v9".into(),
+                Some(other) => anyhow::bail!("FLOWY_LOAD_FORMAT: {other:?} is not v5 or v9"),
+            },
         })
     }
 }
@@ -280,8 +287,11 @@ fn nfcapd_step(dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::Result<Row> {
 fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let t = Instant::now();
     let flows = support::flows::generate(s.records, T0_MS, SPAN_MS, 0x5eed);
-    let exports = capture::v5_exports(&flows);
-    let path = dir.join("load-v5.pcap");
+    let exports = match s.format.as_str() {
+        "v9" => capture::v9_exports(&flows),
+        _ => capture::v5_exports(&flows),
+    };
+    let path = dir.join(format!("load-{}.pcap", s.format));
     let exporter = SocketAddrV4::new([192, 0, 2, 1].into(), 40_000);
     let collector = SocketAddrV4::new([192, 0, 2, 254].into(), 2055);
     capture::write_pcap(&path, exporter, collector, &exports)?;
@@ -292,10 +302,11 @@ fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "capture: {} ({} MB): {} NetFlow v5 datagrams, {} records, {} s of flow time; built in {:.1} s",
+        "capture: {} ({} MB): {} NetFlow {} datagrams, {} records, {} s of flow time; built in {:.1} s",
         path.display(),
         size >> 20,
         grams.len(),
+        s.format,
         grams.iter().map(|g| header_count(g)).sum::<u64>(),
         SPAN_MS / 1000,
         t.elapsed().as_secs_f64()

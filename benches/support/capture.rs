@@ -66,6 +66,100 @@ pub fn v5_exports(flows: &[Flow]) -> Vec<Export> {
         .collect()
 }
 
+/// v9 template 256: 5-tuple, flags, counters, uptime times, interfaces.
+const V9_FIELDS: [(u16, u16); 12] = [
+    (8, 4),  // IPV4_SRC_ADDR
+    (12, 4), // IPV4_DST_ADDR
+    (7, 2),  // L4_SRC_PORT
+    (11, 2), // L4_DST_PORT
+    (4, 1),  // PROTOCOL
+    (6, 1),  // TCP_FLAGS
+    (1, 4),  // IN_BYTES
+    (2, 4),  // IN_PKTS
+    (22, 4), // FIRST_SWITCHED
+    (21, 4), // LAST_SWITCHED
+    (10, 2), // INPUT_SNMP
+    (14, 2), // OUTPUT_SNMP
+];
+const V9_RECORD_LEN: usize = 34;
+const V9_TEMPLATE_ID: u16 = 256;
+/// A template-only datagram leads and then follows every this many data
+/// datagrams, as exporters refresh templates periodically.
+const V9_TEMPLATE_EVERY: usize = 64;
+
+fn v9_header(count: u16, uptime: u32, export_ms: i64, seq: u32) -> Vec<u8> {
+    let mut d = Vec::with_capacity(1100);
+    d.extend_from_slice(&9u16.to_be_bytes());
+    d.extend_from_slice(&count.to_be_bytes());
+    d.extend_from_slice(&uptime.to_be_bytes());
+    d.extend_from_slice(&((export_ms / 1000) as u32).to_be_bytes());
+    d.extend_from_slice(&seq.to_be_bytes());
+    d.extend_from_slice(&0u32.to_be_bytes()); // source id
+    d
+}
+
+fn v9_template(boot_ms: i64, export_ms: i64, seq: u32) -> Vec<u8> {
+    let uptime = u32::try_from(export_ms - boot_ms).unwrap_or(0);
+    let mut d = v9_header(1, uptime, export_ms, seq);
+    d.extend_from_slice(&0u16.to_be_bytes());
+    d.extend_from_slice(&((8 + 4 * V9_FIELDS.len()) as u16).to_be_bytes());
+    d.extend_from_slice(&V9_TEMPLATE_ID.to_be_bytes());
+    d.extend_from_slice(&(V9_FIELDS.len() as u16).to_be_bytes());
+    for (ty, len) in V9_FIELDS {
+        d.extend_from_slice(&ty.to_be_bytes());
+        d.extend_from_slice(&len.to_be_bytes());
+    }
+    d
+}
+
+fn v9_data(boot_ms: i64, export_ms: i64, seq: u32, flows: &[Flow]) -> Vec<u8> {
+    let uptime = |t: i64| u32::try_from(t - boot_ms).unwrap_or(0);
+    let mut d = v9_header(flows.len() as u16, uptime(export_ms), export_ms, seq);
+    d.extend_from_slice(&V9_TEMPLATE_ID.to_be_bytes());
+    d.extend_from_slice(&((4 + V9_RECORD_LEN * flows.len()) as u16).to_be_bytes());
+    for f in flows {
+        d.extend_from_slice(&f.src.octets());
+        d.extend_from_slice(&f.dst.octets());
+        d.extend_from_slice(&f.sport.to_be_bytes());
+        d.extend_from_slice(&f.dport.to_be_bytes());
+        d.extend_from_slice(&[f.prot, f.tcp_flags]);
+        d.extend_from_slice(&f.bytes.to_be_bytes());
+        d.extend_from_slice(&f.packets.to_be_bytes());
+        d.extend_from_slice(&uptime(f.stime).to_be_bytes());
+        d.extend_from_slice(&uptime(f.etime).to_be_bytes());
+        d.extend_from_slice(&1u16.to_be_bytes());
+        d.extend_from_slice(&2u16.to_be_bytes());
+    }
+    // 30 records of 34 bytes end on a 4-byte boundary; shorter tails get padded.
+    while !d.len().is_multiple_of(4) {
+        d.push(0);
+    }
+    d
+}
+
+/// NetFlow v9 datagrams of 30 flows each (plus template datagrams), the
+/// package sequence counting every datagram. The header carries whole
+/// seconds, so export times are whole seconds too.
+pub fn v9_exports(flows: &[Flow]) -> Vec<Export> {
+    let boot_ms = flows.iter().map(|f| f.stime).min().unwrap_or(0) - 3_600_000;
+    let mut seq: u32 = 0;
+    let mut out = Vec::with_capacity(flows.len() / V5_FLOWS + 8);
+    for (i, chunk) in flows.chunks(V5_FLOWS).enumerate() {
+        let last_end = chunk.iter().map(|f| f.etime).max().unwrap_or(boot_ms);
+        let at = last_end + EXPORT_DELAY_MS;
+        let at_ms = at - at.rem_euclid(1000) + 1000;
+        if i % V9_TEMPLATE_EVERY == 0 {
+            let payload = v9_template(boot_ms, at_ms, seq);
+            out.push(Export { at_ms, payload });
+            seq = seq.wrapping_add(1);
+        }
+        let payload = v9_data(boot_ms, at_ms, seq, chunk);
+        out.push(Export { at_ms, payload });
+        seq = seq.wrapping_add(1);
+    }
+    out
+}
+
 /// Ethernet + IPv4 + UDP around `payload` (UDP checksum 0: optional in v4).
 fn udp_frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     let udp_len = 8 + payload.len();
@@ -110,10 +204,30 @@ pub fn write_pcap(
     Ok(())
 }
 
-/// Flow records announced by a v5/v9 header (the count field).
+/// Flow data records in a v5 or v9 datagram (v9: in data flowsets of the
+/// bench's template; template records are not flows).
 pub fn header_count(payload: &[u8]) -> u64 {
-    payload
-        .get(2..4)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], c[1]])))
-        .unwrap_or(0)
+    let be16 = |at: usize| {
+        payload
+            .get(at..at + 2)
+            .map_or(0, |c| usize::from(u16::from_be_bytes([c[0], c[1]])))
+    };
+    match be16(0) {
+        5 => be16(2) as u64,
+        9 => {
+            let (mut at, mut n) = (20, 0);
+            while at + 4 <= payload.len() {
+                let (id, len) = (be16(at), be16(at + 2));
+                if len < 4 {
+                    break;
+                }
+                if id == usize::from(V9_TEMPLATE_ID) {
+                    n += (len - 4) / V9_RECORD_LEN;
+                }
+                at += len;
+            }
+            n as u64
+        }
+        _ => 0,
+    }
 }
