@@ -8,12 +8,13 @@
 //! Modules without such rules scan the open groups oldest first.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::engine::aggregate::Aggregates;
+use crate::engine::fasthash::FastMap;
 use crate::engine::filter::{compare_values, delta_holds, key_value};
 use crate::engine::Group;
 use crate::query::plan::{CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference};
@@ -103,7 +104,7 @@ impl OpenGroup {
 
 struct ModuleIndex {
     key_rules: Vec<usize>,
-    map: HashMap<Key, VecDeque<u64>>,
+    map: FastMap<Key, VecDeque<u64>>,
 }
 
 /// Counters of one grouper.
@@ -144,7 +145,7 @@ impl Grouper {
                 .iter()
                 .map(|m| ModuleIndex {
                     key_rules: key_rules(m),
-                    map: HashMap::new(),
+                    map: FastMap::default(),
                 })
                 .collect()
         });

@@ -5,13 +5,14 @@
 //! the bucket's groups in the relation's time range (a heavy-hitter key
 //! does not make every probe scan its whole bucket).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
+use crate::engine::fasthash::FastMap;
 use crate::engine::filter::key_value;
 use crate::engine::Group;
 use crate::query::plan::GroupField;
@@ -77,7 +78,7 @@ impl Bucket {
 
 struct HashIndex {
     fields: Vec<GroupField>,
-    map: HashMap<HashKey, Bucket>,
+    map: FastMap<HashKey, Bucket>,
 }
 
 impl HashIndex {
@@ -92,7 +93,7 @@ impl HashIndex {
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: HashMap<u64, Arc<Group>>,
+    groups: FastMap<u64, Arc<Group>>,
     by_stime: BTreeSet<(i64, u64)>,
     by_etime: BTreeSet<(i64, u64)>,
     hashes: Vec<HashIndex>,
@@ -109,7 +110,7 @@ impl BranchStore {
         }
         self.hashes.push(HashIndex {
             fields: fields.to_vec(),
-            map: HashMap::new(),
+            map: FastMap::default(),
         });
         self.hashes.len() - 1
     }

@@ -12,10 +12,11 @@
 //! difference modules are held and emitted in (deadline, formation) order
 //! when W passes their deadline, or in formation order at `finish`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::engine::config::EngineConfig;
+use crate::engine::fasthash::FastMap;
 use crate::engine::index::BranchStore;
 use crate::engine::join::JoinPlan;
 use crate::engine::ungroup::ungroup;
@@ -66,7 +67,7 @@ struct Joiner {
     /// seq → `next_held` when the group was stored: an extension group is
     /// kept until every tuple formed before it arrived has been decided, so
     /// a held tuple sees every extension that arrived before its deadline.
-    marks: HashMap<u64, u64>,
+    marks: FastMap<u64, u64>,
 }
 
 pub struct MergerEngine {
@@ -241,7 +242,7 @@ impl Joiner {
             .collect();
         Joiner {
             extension_only,
-            marks: HashMap::new(),
+            marks: FastMap::default(),
             pending: BTreeSet::new(),
             export_branches,
             export_plans,

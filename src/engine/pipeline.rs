@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::engine::branch::BranchEngine;
 use crate::engine::clock::Watermark;
 use crate::engine::config::EngineConfig;
@@ -44,7 +46,34 @@ impl Engine {
         for b in &mut self.branches {
             b.push(&rec, self.released);
         }
-        self.watermark.observe(rec.stime, 0);
+        self.observe(rec.stime, out);
+    }
+
+    /// Like [`Engine::push`] for a record the caller owns: it is wrapped
+    /// in an `Arc` only if some branch's filter lets it in (in a typical
+    /// query most records pass no filter).
+    pub fn push_owned(&mut self, rec: Record, out: &mut Vec<Match>) {
+        let stime = rec.stime;
+        let accepted: SmallVec<[bool; 4]> = self.branches.iter().map(|b| b.accepts(&rec)).collect();
+        if accepted.contains(&true) {
+            let rec = Arc::new(rec);
+            for (b, ok) in self.branches.iter_mut().zip(&accepted) {
+                if *ok {
+                    b.push_accepted(&rec, self.released);
+                } else {
+                    b.count_rejected();
+                }
+            }
+        } else {
+            self.branches
+                .iter_mut()
+                .for_each(BranchEngine::count_rejected);
+        }
+        self.observe(stime, out);
+    }
+
+    fn observe(&mut self, stime: i64, out: &mut Vec<Match>) {
+        self.watermark.observe(stime, 0);
         if let Some(w) = self.watermark.current() {
             self.advance(w, out);
         }
@@ -99,7 +128,7 @@ pub fn run_batch(plan: Arc<Plan>, records: Vec<Record>, window: Option<i64>) -> 
     let mut engine = Engine::new(plan, EngineConfig::batch(window));
     let mut out = Vec::new();
     for r in records {
-        engine.push(Arc::new(r), &mut out);
+        engine.push_owned(r, &mut out);
     }
     engine.finish(&mut out);
     out

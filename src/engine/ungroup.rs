@@ -1,8 +1,8 @@
 //! The ungrouper (SPEC §3.3): a match's groups back to flow records.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::engine::fasthash::FastSet;
 use crate::engine::Group;
 use crate::record::Record;
 
@@ -14,7 +14,7 @@ pub fn ungroup(groups: &[Arc<Group>]) -> Vec<(usize, Arc<Record>)> {
         // One grouper never puts a record in a group twice: nothing to dedup.
         [g] => g.members.iter().map(|r| (g.branch, r.clone())).collect(),
         _ => {
-            let mut seen = HashSet::new();
+            let mut seen = FastSet::default();
             groups
                 .iter()
                 .flat_map(|g| g.members.iter().map(move |r| (g.branch, r)))
