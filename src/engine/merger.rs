@@ -68,6 +68,8 @@ struct Joiner {
     /// kept until every tuple formed before it arrived has been decided, so
     /// a held tuple sees every extension that arrived before its deadline.
     marks: FastMap<u64, u64>,
+    /// Per branch: no more groups will come (see `branch_finished`).
+    finished: Vec<bool>,
 }
 
 pub struct MergerEngine {
@@ -120,8 +122,18 @@ impl MergerEngine {
         }
         self.limit_held(out);
         if let Some(j) = &mut self.joiner {
+            if !j.may_join_later(b) {
+                return;
+            }
             let dropped = j.store(g, self.max_stored);
             self.stats.closed_early += dropped;
+        }
+    }
+
+    /// Branch `b` will send no more groups (end of input).
+    pub fn branch_finished(&mut self, b: usize) {
+        if let Some(slot) = self.joiner.as_mut().and_then(|j| j.finished.get_mut(b)) {
+            *slot = true;
         }
     }
 
@@ -243,6 +255,7 @@ impl Joiner {
         Joiner {
             extension_only,
             marks: FastMap::default(),
+            finished: vec![false; n_branches],
             pending: BTreeSet::new(),
             export_branches,
             export_plans,
@@ -255,6 +268,19 @@ impl Joiner {
             held: BTreeMap::new(),
             next_held: 0,
         }
+    }
+
+    /// Can a group of branch `b` still be part of a future tuple? Not once
+    /// every other branch has finished and no difference module (whose
+    /// checks read the stores until the end) exists.
+    fn may_join_later(&self, b: usize) -> bool {
+        !self.diffs.is_empty()
+            || self
+                .stored
+                .iter()
+                .zip(&self.finished)
+                .enumerate()
+                .any(|(x, (stored, finished))| x != b && *stored && !*finished)
     }
 
     /// Every export tuple `g` completes with stored groups, in the export

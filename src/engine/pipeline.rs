@@ -96,11 +96,16 @@ impl Engine {
     }
 
     pub fn finish(&mut self, out: &mut Vec<Match>) {
-        for b in &mut self.branches {
+        // Same group order as finishing every branch first (a branch's
+        // finish does not depend on the merger), but the merger learns
+        // which branches can send nothing more and stops storing groups
+        // no later group could join.
+        for (i, b) in self.branches.iter_mut().enumerate() {
             b.finish(&mut self.groups);
-        }
-        for g in self.groups.drain(..) {
-            self.merger.push_group(g, out);
+            for g in self.groups.drain(..) {
+                self.merger.push_group(g, out);
+            }
+            self.merger.branch_finished(i);
         }
         self.merger.finish(out);
     }
