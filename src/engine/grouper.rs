@@ -8,7 +8,7 @@
 //! Modules without such rules scan the open groups oldest first.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -122,7 +122,10 @@ pub struct Grouper {
     window: Option<i64>,
     max_open: usize,
     next_id: u64,
-    open: BTreeMap<u64, OpenGroup>,
+    /// Open groups by id (per-record lookups hash, no tree walk)…
+    open: FastMap<u64, OpenGroup>,
+    /// …and their ids in creation order, for oldest-first scans and closes.
+    open_ids: BTreeSet<u64>,
     modules: Vec<ModuleIndex>,
     /// (C, id): the group can take no record with `stime > C`. Entries are
     /// never removed in place: an entry whose C is no longer the group's
@@ -158,7 +161,8 @@ impl Grouper {
             window: window.filter(|w| *w > 0),
             max_open: max_open.max(1),
             next_id: 0,
-            open: BTreeMap::new(),
+            open: FastMap::default(),
+            open_ids: BTreeSet::new(),
             modules,
             closing: BinaryHeap::new(),
             qualified,
@@ -211,8 +215,8 @@ impl Grouper {
                 })
             };
             let found = if index.key_rules.is_empty() {
-                self.open
-                    .keys()
+                self.open_ids
+                    .iter()
                     .take_while(|id| best.is_none_or(|b| **id < b))
                     .find(|id| admits(id))
                     .copied()
@@ -298,6 +302,7 @@ impl Grouper {
             close_at: None,
         };
         self.open.insert(id, group);
+        self.open_ids.insert(id);
         self.reschedule(id);
         id
     }
@@ -340,7 +345,7 @@ impl Grouper {
 
     fn enforce_limit(&mut self) {
         while self.open.len() > self.max_open {
-            let Some(&id) = self.open.keys().next() else {
+            let Some(&id) = self.open_ids.first() else {
                 break;
             };
             self.stats.closed_early += 1;
@@ -363,7 +368,7 @@ impl Grouper {
 
     /// Close every open group, oldest first.
     pub fn close_all(&mut self) {
-        while let Some(&id) = self.open.keys().next() {
+        while let Some(&id) = self.open_ids.first() {
             self.close(id);
         }
     }
@@ -372,6 +377,7 @@ impl Grouper {
         let Some(g) = self.open.remove(&id) else {
             return;
         };
+        self.open_ids.remove(&id);
         for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
             let Some(key) = key else { continue };
             if let Some(ids) = index.map.get_mut(key) {
@@ -384,7 +390,7 @@ impl Grouper {
             }
         }
         let mut values = g.keys;
-        values.extend(g.aggs.values());
+        values.extend(g.aggs.into_values());
         self.stats.groups_closed += 1;
         self.closed.push(Group {
             branch: self.branch,
