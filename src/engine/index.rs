@@ -6,6 +6,7 @@
 //! does not make every probe scan its whole bucket).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -78,10 +79,54 @@ impl Bucket {
 
 struct HashIndex {
     fields: Vec<GroupField>,
-    map: FastMap<HashKey, Bucket>,
+    state: foldhash::fast::RandomState,
+    /// Buckets by their key's hash, so that growing the map never hashes
+    /// a key again (a `union` key hashes a whole set).
+    map: FastMap<u64, SmallVec<[(HashKey, Bucket); 1]>>,
 }
 
 impl HashIndex {
+    fn hash(&self, key: &HashKey) -> u64 {
+        self.state.hash_one(key)
+    }
+
+    fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
+        self.map
+            .get(&self.hash(key))?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, b)| b)
+    }
+
+    fn insert(&mut self, key: HashKey, g: &Group, seq: u64) {
+        let slot = self.map.entry(self.hash(&key)).or_default();
+        match slot.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, b)) => b.insert(g, seq),
+            None => {
+                let mut b = Bucket::default();
+                b.insert(g, seq);
+                slot.push((key, b));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
+        let h = self.hash(key);
+        let Some(slot) = self.map.get_mut(&h) else {
+            return;
+        };
+        let Some(i) = slot.iter().position(|(k, _)| k == key) else {
+            return;
+        };
+        slot[i].1.remove(g, seq);
+        if slot[i].1.by_stime.is_empty() {
+            slot.swap_remove(i);
+            if slot.is_empty() {
+                self.map.remove(&h);
+            }
+        }
+    }
+
     fn key_of(&self, g: &Group) -> Option<HashKey> {
         self.fields
             .iter()
@@ -110,6 +155,7 @@ impl BranchStore {
         }
         self.hashes.push(HashIndex {
             fields: fields.to_vec(),
+            state: foldhash::fast::RandomState::default(),
             map: FastMap::default(),
         });
         self.hashes.len() - 1
@@ -134,7 +180,7 @@ impl BranchStore {
         for h in &mut self.hashes {
             // A group with an absent key field can never satisfy the equality.
             if let Some(k) = h.key_of(&g) {
-                h.map.entry(k).or_default().insert(&g, seq);
+                h.insert(k, &g, seq);
             }
         }
         self.groups.insert(seq, g);
@@ -146,12 +192,7 @@ impl BranchStore {
         self.by_etime.remove(&(g.etime, seq));
         for h in &mut self.hashes {
             let Some(k) = h.key_of(&g) else { continue };
-            if let Some(bucket) = h.map.get_mut(&k) {
-                bucket.remove(&g, seq);
-                if bucket.by_stime.is_empty() {
-                    h.map.remove(&k);
-                }
-            }
+            h.remove(&k, &g, seq);
         }
         Some(g)
     }
@@ -185,7 +226,7 @@ impl BranchStore {
         let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
         self.hashes
             .get(index)
-            .and_then(|h| h.map.get(key))
+            .and_then(|h| h.bucket(key))
             .into_iter()
             .flat_map(move |b| b.range(range))
             .filter_map(|s| self.groups.get(&s))
