@@ -8,7 +8,7 @@
 //! Modules without such rules scan the open groups oldest first.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -125,7 +125,9 @@ pub struct Grouper {
     /// Open groups by id (per-record lookups hash, no tree walk)…
     open: FastMap<u64, OpenGroup>,
     /// …and their ids in creation order, for oldest-first scans and closes.
-    open_ids: BTreeSet<u64>,
+    /// Ids of closed groups are dropped lazily (from the front, and by
+    /// compaction), so closing a group costs no search here.
+    open_ids: VecDeque<u64>,
     modules: Vec<ModuleIndex>,
     /// (C, id): the group can take no record with `stime > C`. Entries are
     /// never removed in place: an entry whose C is no longer the group's
@@ -162,7 +164,7 @@ impl Grouper {
             max_open: max_open.max(1),
             next_id: 0,
             open: FastMap::default(),
-            open_ids: BTreeSet::new(),
+            open_ids: VecDeque::new(),
             modules,
             closing: BinaryHeap::new(),
             qualified,
@@ -302,7 +304,7 @@ impl Grouper {
             close_at: None,
         };
         self.open.insert(id, group);
-        self.open_ids.insert(id);
+        self.open_ids.push_back(id);
         self.reschedule(id);
         id
     }
@@ -333,6 +335,22 @@ impl Grouper {
         self.compact_closing();
     }
 
+    /// Drop ids of closed groups from the front of `open_ids`, and keep
+    /// the rest from outgrowing the open groups.
+    fn forget_closed_ids(&mut self) {
+        while self
+            .open_ids
+            .front()
+            .is_some_and(|id| !self.open.contains_key(id))
+        {
+            self.open_ids.pop_front();
+        }
+        if self.open_ids.len() > 2 * self.open.len() + 1024 {
+            let open = &self.open;
+            self.open_ids.retain(|id| open.contains_key(id));
+        }
+    }
+
     /// Keep stale schedule entries from outgrowing the open groups.
     fn compact_closing(&mut self) {
         if self.closing.len() <= 2 * self.open.len() + 1024 {
@@ -345,7 +363,7 @@ impl Grouper {
 
     fn enforce_limit(&mut self) {
         while self.open.len() > self.max_open {
-            let Some(&id) = self.open_ids.first() else {
+            let Some(&id) = self.open_ids.front() else {
                 break;
             };
             self.stats.closed_early += 1;
@@ -368,7 +386,7 @@ impl Grouper {
 
     /// Close every open group, oldest first.
     pub fn close_all(&mut self) {
-        while let Some(&id) = self.open_ids.first() {
+        while let Some(&id) = self.open_ids.front() {
             self.close(id);
         }
     }
@@ -377,7 +395,7 @@ impl Grouper {
         let Some(g) = self.open.remove(&id) else {
             return;
         };
-        self.open_ids.remove(&id);
+        self.forget_closed_ids();
         for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
             let Some(key) = key else { continue };
             if let Some(ids) = index.map.get_mut(key) {

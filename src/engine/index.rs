@@ -19,7 +19,8 @@ use crate::engine::Group;
 use crate::query::plan::GroupField;
 use crate::value::Value;
 
-pub type HashKey = SmallVec<[Value; 2]>;
+/// Inline room for the usual few join fields: probing allocates nothing.
+pub type HashKey = SmallVec<[Value; 4]>;
 
 /// An inclusive range on a group's start or end.
 pub type TimeRange = (Endpoint, i64, i64);
@@ -215,6 +216,15 @@ impl BranchStore {
         self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
     }
 
+    /// The groups filed under `key` in hash index `index`, found once and
+    /// then walked per time range (see [`Keyed::range`]).
+    pub(crate) fn keyed(&self, index: usize, key: &HashKey) -> Keyed<'_> {
+        Keyed {
+            store: self,
+            bucket: self.hashes.get(index).and_then(|h| h.bucket(key)),
+        }
+    }
+
     /// Groups filed under `key` in hash index `index`, by `stime`; with a
     /// range, only those whose start or end lies in it.
     pub fn hash_lookup(
@@ -248,5 +258,26 @@ impl BranchStore {
             .into_iter()
             .flatten()
             .filter_map(|(_, s)| self.groups.get(s))
+    }
+}
+
+/// One key's groups in a store's hash index.
+pub(crate) struct Keyed<'a> {
+    store: &'a BranchStore,
+    bucket: Option<&'a Bucket>,
+}
+
+impl<'a> Keyed<'a> {
+    /// By `stime`; with a range, only those whose start or end lies in it.
+    pub(crate) fn range(
+        &self,
+        range: Option<TimeRange>,
+    ) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
+        let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
+        let groups = &self.store.groups;
+        self.bucket
+            .into_iter()
+            .flat_map(move |b| b.range(range))
+            .filter_map(move |s| groups.get(&s))
     }
 }
