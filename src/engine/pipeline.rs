@@ -4,7 +4,7 @@
 //! `finish`; the merger's own order is documented in `merger.rs`. Nothing
 //! depends on threads or timing, so a batch run is deterministic.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use smallvec::SmallVec;
 
@@ -96,17 +96,39 @@ impl Engine {
     }
 
     pub fn finish(&mut self, out: &mut Vec<Match>) {
-        // Same group order as finishing every branch first (a branch's
-        // finish does not depend on the merger), but the merger learns
-        // which branches can send nothing more and stops storing groups
-        // no later group could join.
-        for (i, b) in self.branches.iter_mut().enumerate() {
-            b.finish(&mut self.groups);
-            for g in self.groups.drain(..) {
-                self.merger.push_group(g, out);
+        // Branches finish independently (each sorts its buffer and runs its
+        // grouper), so all but the first finish on helper threads while the
+        // first one's groups go through the merger. Groups still reach the
+        // merger branch by branch in plan order, so the output is the same
+        // as finishing one branch after another.
+        let merger = &mut self.merger;
+        let mut branches = self.branches.iter_mut();
+        let first = branches.next();
+        // A helper takes its branch out of the cell; if no thread can be
+        // started the branch stays there and is finished here instead.
+        let cells: Vec<Mutex<Option<&mut BranchEngine>>> =
+            branches.map(|b| Mutex::new(Some(b))).collect();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = cells
+                .iter()
+                .map(|cell| {
+                    std::thread::Builder::new()
+                        .name("flowy-branch".into())
+                        .spawn_scoped(scope, move || finish_branch(take(cell)))
+                        .ok()
+                })
+                .collect();
+            feed(merger, 0, finish_branch(first), out);
+            for (i, (h, cell)) in helpers.into_iter().zip(&cells).enumerate() {
+                let groups = match h {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => finish_branch(take(cell)),
+                };
+                feed(merger, i + 1, groups, out);
             }
-            self.merger.branch_finished(i);
-        }
+        });
         self.merger.finish(out);
     }
 
@@ -126,6 +148,28 @@ impl Engine {
     pub fn merger(&self) -> &MergerEngine {
         &self.merger
     }
+}
+
+fn take<'a>(cell: &Mutex<Option<&'a mut BranchEngine>>) -> Option<&'a mut BranchEngine> {
+    cell.lock()
+        .map_or_else(|poisoned| poisoned.into_inner().take(), |mut b| b.take())
+}
+
+fn finish_branch(b: Option<&mut BranchEngine>) -> Vec<Arc<Group>> {
+    let mut groups = Vec::new();
+    if let Some(b) = b {
+        b.finish(&mut groups);
+    }
+    groups
+}
+
+/// Hand branch `i`'s final groups to the merger; it can send no more. The
+/// merger then stops storing groups no later group could join.
+fn feed(merger: &mut MergerEngine, i: usize, groups: Vec<Arc<Group>>, out: &mut Vec<Match>) {
+    for g in groups {
+        merger.push_group(g, out);
+    }
+    merger.branch_finished(i);
 }
 
 /// Run `plan` once over `records` (batch semantics, SPEC §3.1).
