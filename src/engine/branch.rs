@@ -207,6 +207,11 @@ impl BranchEngine {
         }
     }
 
+    /// `n` records the filter rejected.
+    pub(crate) fn count_rejected_n(&mut self, n: u64) {
+        self.stats.records_in += n;
+    }
+
     /// A record the filter rejected: only counted.
     pub(crate) fn count_rejected(&mut self) {
         self.stats.records_in += 1;

@@ -1,8 +1,11 @@
-//! Single-threaded composition of branches and merger, used by the batch
-//! command and tests. Matches come out in emission order: groups are fed to
-//! the merger branch by branch (plan order) each time W advances, and at
-//! `finish`; the merger's own order is documented in `merger.rs`. Nothing
-//! depends on threads or timing, so a batch run is deterministic.
+//! Composition of branches and merger, used by the batch command and
+//! tests. Matches come out in emission order: groups are fed to the merger
+//! branch by branch (plan order) each time W advances, and at `finish`; the
+//! merger's own order is documented in `merger.rs`. A batch run filters its
+//! input in parallel chunks and finishes the branches on helper threads,
+//! but every branch still sees its records in input order and the merger
+//! its groups in plan order, so nothing depends on scheduling: a batch run
+//! is deterministic.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +27,8 @@ pub struct Engine {
     /// The highest W released so far (event time or an explicit `advance`).
     released: Option<i64>,
     groups: Vec<Arc<Group>>,
+    /// No W ever exists (batch): nothing is released before `finish`.
+    infinite_lateness: bool,
 }
 
 impl Engine {
@@ -38,6 +43,7 @@ impl Engine {
             watermark: Watermark::new(cfg.lateness, i64::MAX),
             released: None,
             groups: Vec::new(),
+            infinite_lateness: cfg.lateness.is_none(),
             plan,
         }
     }
@@ -150,7 +156,7 @@ impl Engine {
     }
 }
 
-fn take<'a>(cell: &Mutex<Option<&'a mut BranchEngine>>) -> Option<&'a mut BranchEngine> {
+fn take<T>(cell: &Mutex<Option<T>>) -> Option<T> {
     cell.lock()
         .map_or_else(|poisoned| poisoned.into_inner().take(), |mut b| b.take())
 }
@@ -176,9 +182,104 @@ fn feed(merger: &mut MergerEngine, i: usize, groups: Vec<Arc<Group>>, out: &mut 
 pub fn run_batch(plan: Arc<Plan>, records: Vec<Record>, window: Option<i64>) -> Vec<Match> {
     let mut engine = Engine::new(plan, EngineConfig::batch(window));
     let mut out = Vec::new();
-    for r in records {
-        engine.push_owned(r, &mut out);
-    }
+    engine.push_all(records, &mut out);
     engine.finish(&mut out);
     out
+}
+
+/// Below this many records a batch is filtered on the calling thread.
+const PARALLEL_FILTER_MIN: usize = 1 << 16;
+
+impl Engine {
+    /// Push a whole input. With infinite lateness nothing is released
+    /// before `finish`, so filtering (and wrapping the records that pass)
+    /// runs on chunks in parallel; each branch then gets its records in
+    /// input order, exactly as record-by-record pushes would give them.
+    fn push_all(&mut self, mut records: Vec<Record>, out: &mut Vec<Match>) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if !self.infinite_lateness
+            || self.released.is_some()
+            || threads < 2
+            || records.len() < PARALLEL_FILTER_MIN
+        {
+            for r in records {
+                self.push_owned(r, out);
+            }
+            return;
+        }
+        let size = records.len().div_ceil(threads);
+        // A helper takes its chunk out of the cell; if no thread can be
+        // started the chunk stays there and is filtered here instead.
+        let cells: Vec<Mutex<Option<&mut [Record]>>> = records
+            .chunks_mut(size)
+            .map(|c| Mutex::new(Some(c)))
+            .collect();
+        let branches = &self.branches;
+        let filtered: Vec<Filtered> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = cells
+                .iter()
+                .map(|cell| {
+                    std::thread::Builder::new()
+                        .name("flowy-filter".into())
+                        .spawn_scoped(scope, move || filter_chunk(branches, take(cell)))
+                        .ok()
+                })
+                .collect();
+            helpers
+                .into_iter()
+                .zip(&cells)
+                .map(|(h, cell)| match h {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => filter_chunk(branches, take(cell)),
+                })
+                .collect()
+        });
+        for f in filtered {
+            for (b, (passed, rejected)) in self.branches.iter_mut().zip(f.per_branch) {
+                b.count_rejected_n(rejected);
+                for r in &passed {
+                    b.push_accepted(r, None);
+                }
+            }
+            if let Some(t) = f.max_stime {
+                self.watermark.observe(t, 0);
+            }
+        }
+    }
+}
+
+/// One chunk's records per branch: those passing its filter (in input
+/// order) and how many it rejected.
+struct Filtered {
+    per_branch: Vec<(Vec<Arc<Record>>, u64)>,
+    max_stime: Option<i64>,
+}
+
+/// Records no filter lets in stay behind (dropped with the input).
+fn filter_chunk(branches: &[BranchEngine], chunk: Option<&mut [Record]>) -> Filtered {
+    let mut per_branch: Vec<(Vec<Arc<Record>>, u64)> =
+        branches.iter().map(|_| (Vec::new(), 0)).collect();
+    let mut max_stime: Option<i64> = None;
+    for rec in chunk.into_iter().flatten() {
+        max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
+        let accepted: SmallVec<[bool; 4]> = branches.iter().map(|b| b.accepts(rec)).collect();
+        if !accepted.contains(&true) {
+            per_branch.iter_mut().for_each(|(_, n)| *n += 1);
+            continue;
+        }
+        let rec = Arc::new(std::mem::take(rec));
+        for ((passed, rejected), ok) in per_branch.iter_mut().zip(&accepted) {
+            if *ok {
+                passed.push(rec.clone());
+            } else {
+                *rejected += 1;
+            }
+        }
+    }
+    Filtered {
+        per_branch,
+        max_stime,
+    }
 }
