@@ -325,7 +325,10 @@ mod tests {
             .collect()
     }
 
-    fn summary(out: &[Match]) -> Vec<(Vec<(usize, u64, Vec<u64>)>, Vec<(usize, u64)>)> {
+    /// Per match: (branch, id, member rec_ids) of its groups, and its records.
+    type Summary = (Vec<(usize, u64, Vec<u64>)>, Vec<(usize, u64)>);
+
+    fn summary(out: &[Match]) -> Vec<Summary> {
         out.iter()
             .map(|m| {
                 let groups = m
