@@ -271,7 +271,12 @@ impl Grouper {
         let window = self.window_of(rec.stime);
         let (keys, mut aggs) = match &self.plan {
             Some(p) => (
-                p.keys.iter().map(|f| rec.get(*f)).collect(),
+                // Room for the aggregates too: `close` appends them here.
+                {
+                    let mut keys = Vec::with_capacity(p.keys.len() + p.aggregates.len());
+                    keys.extend(p.keys.iter().map(|f| rec.get(*f)));
+                    keys
+                },
                 Aggregates::new(&p.aggregates),
             ),
             None => (Vec::new(), Aggregates::new(&[])),
