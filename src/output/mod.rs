@@ -1,6 +1,7 @@
 //! Match output: JSON Lines (SPEC §3.3) and a human-readable text format.
 
 mod json;
+mod stamp;
 mod text;
 mod writer;
 
@@ -105,31 +106,34 @@ pub(crate) fn record_fields(rec: &Record) -> Vec<Named<'static>> {
         ty: f.field_type(),
         value,
     };
-    let mut out = vec![named(Field::RecId, Value::Uint(rec.rec_id))];
-    if let Some(ip) = rec.exporter {
-        out.push(named(Field::Exporter, Value::Ip(ip)));
-    }
-    out.extend(
-        rec.present_fields()
-            .filter(|(f, _)| {
-                !matches!(
-                    f,
-                    Field::RecId | Field::Exporter | Field::Stime | Field::Etime | Field::Duration
-                )
-            })
-            .map(|(f, v)| named(f, v)),
-    );
-    out.push(time_field("stime", rec.stime));
-    out.push(time_field("etime", rec.etime));
+    let mut out = Vec::new();
+    for_each_record_field(rec, |f, value| out.push(named(f, value)));
     out
 }
 
-fn time_field(name: &'static str, t: Time) -> Named<'static> {
-    Named {
-        name,
-        ty: FieldType::Time,
-        value: Value::Uint(crate::record::time_to_u64(t)),
+/// `record_fields` without collecting: calls `visit` with each field (the
+/// times as `Field::Stime`/`Field::Etime`, typed `Time`) in output order.
+pub(crate) fn for_each_record_field(rec: &Record, mut visit: impl FnMut(Field, Value)) {
+    visit(Field::RecId, Value::Uint(rec.rec_id));
+    if let Some(ip) = rec.exporter {
+        visit(Field::Exporter, Value::Ip(ip));
     }
+    for (f, v) in rec.present_fields() {
+        if !matches!(
+            f,
+            Field::RecId | Field::Exporter | Field::Stime | Field::Etime | Field::Duration
+        ) {
+            visit(f, v);
+        }
+    }
+    visit(
+        Field::Stime,
+        Value::Uint(crate::record::time_to_u64(rec.stime)),
+    );
+    visit(
+        Field::Etime,
+        Value::Uint(crate::record::time_to_u64(rec.etime)),
+    );
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-23T08:59:41.003Z`.
