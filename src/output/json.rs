@@ -41,7 +41,7 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
             }
             out.extend_from_slice(b"{\"branch\":");
             write_json_str(out, branch_name(plan, *branch));
-            for_each_record_field(rec, |f, v| field(out, f.name(), f.field_type(), &v));
+            for_each_record_field(rec, |name, ty, v| field(out, name, ty, &v));
             out.push(b'}');
         }
         out.push(b']');

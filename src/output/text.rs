@@ -33,9 +33,9 @@ pub(crate) fn write_match(
         for (branch, rec) in &m.records {
             out.extend_from_slice(b"    ");
             out.extend_from_slice(branch_name(plan, *branch).as_bytes());
-            for_each_record_field(rec, |f, v| {
+            for_each_record_field(rec, |name, ty, v| {
                 out.push(b' ');
-                field(out, f.name(), f.field_type(), &v);
+                field(out, name, ty, &v);
             });
             out.push(b'\n');
         }
