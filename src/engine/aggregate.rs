@@ -100,6 +100,14 @@ impl AggState {
         }
     }
 
+    /// Like [`AggState::value`], but moves a `union` set out.
+    pub fn into_value(self) -> Option<Value> {
+        match self {
+            AggState::Union(set) => Some(Value::Set(Arc::new(set))),
+            other => other.value(),
+        }
+    }
+
     /// The aggregate's value for the closed group.
     pub fn value(&self) -> Option<Value> {
         match self {
@@ -160,5 +168,10 @@ impl Aggregates {
 
     pub fn values(&self) -> impl Iterator<Item = Option<Value>> + '_ {
         self.states.iter().map(AggState::value)
+    }
+
+    /// The final values, moving accumulated sets out instead of copying.
+    pub fn into_values(self) -> impl Iterator<Item = Option<Value>> {
+        self.states.into_iter().map(AggState::into_value)
     }
 }

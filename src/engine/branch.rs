@@ -29,17 +29,24 @@ pub struct BranchStats {
     pub late_dropped: u64,
 }
 
-/// A buffered record, ordered by (stime, rec_id).
-struct Pending(Arc<Record>);
+/// A buffered record with its (stime, rec_id) order key copied out, so
+/// ordering never dereferences the record.
+struct Pending {
+    key: (i64, u64),
+    rec: Arc<Record>,
+}
 
 impl Pending {
-    fn key(&self) -> (i64, u64) {
-        (self.0.stime, self.0.rec_id)
+    fn new(rec: &Arc<Record>) -> Self {
+        Pending {
+            key: (rec.stime, rec.rec_id),
+            rec: rec.clone(),
+        }
     }
 }
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.key == other.key
     }
 }
 impl Eq for Pending {}
@@ -50,14 +57,91 @@ impl PartialOrd for Pending {
 }
 impl Ord for Pending {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
+        self.key.cmp(&other.key)
+    }
+}
+
+/// The reorder buffer. Records pile up in a plain Vec until something
+/// must come out before the end (W passed a buffered record, or the buffer
+/// overflowed); only then is the pile moved into the heap. A batch run
+/// never pays for heap maintenance: `finish` sorts the pile once.
+struct Reorder {
+    pile: Vec<Pending>,
+    /// Smallest stime in `pile`.
+    pile_min: i64,
+    heap: BinaryHeap<Reverse<Pending>>,
+}
+
+impl Reorder {
+    fn new() -> Self {
+        Reorder {
+            pile: Vec::new(),
+            pile_min: i64::MAX,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.pile.len() + self.heap.len()
+    }
+
+    fn push(&mut self, p: Pending) {
+        if self.heap.is_empty() {
+            self.pile_min = self.pile_min.min(p.key.0);
+            self.pile.push(p);
+        } else {
+            self.heap.push(Reverse(p));
+        }
+    }
+
+    fn heapify(&mut self) {
+        if !self.pile.is_empty() {
+            self.heap.extend(self.pile.drain(..).map(Reverse));
+            self.pile_min = i64::MAX;
+        }
+    }
+
+    /// Remove and return the earliest record.
+    fn pop(&mut self) -> Option<Arc<Record>> {
+        self.heapify();
+        self.heap.pop().map(|Reverse(p)| p.rec)
+    }
+
+    /// Remove and return the earliest record if its stime is below `w`.
+    fn pop_before(&mut self, w: i64) -> Option<Arc<Record>> {
+        if self.heap.is_empty() && self.pile_min >= w {
+            return None;
+        }
+        self.heapify();
+        if self.heap.peek().is_some_and(|Reverse(p)| p.key.0 < w) {
+            self.heap.pop().map(|Reverse(p)| p.rec)
+        } else {
+            None
+        }
+    }
+
+    /// Everything, in (stime, rec_id) order; the buffer is left empty.
+    fn take_sorted(&mut self) -> Vec<Pending> {
+        let mut recs = std::mem::take(&mut self.pile);
+        recs.extend(
+            std::mem::take(&mut self.heap)
+                .into_vec()
+                .into_iter()
+                .map(|Reverse(p)| p),
+        );
+        self.pile_min = i64::MAX;
+        // Stable, so equal keys (duplicate rec_ids) keep arrival order.
+        if !recs.is_sorted_by_key(|p| p.key) {
+            recs.sort_by_key(|p| p.key);
+        }
+        recs
     }
 }
 
 pub struct BranchEngine {
     filter: Option<Arc<FilterPlan>>,
     groupfilter: Option<Arc<GroupFilterPlan>>,
-    reorder: BinaryHeap<Reverse<Pending>>,
+    reorder: Reorder,
     grouper: Grouper,
     late: LatePolicy,
     max_reorder: usize,
@@ -73,7 +157,7 @@ impl BranchEngine {
         BranchEngine {
             filter: bp.and_then(|b| b.filter.clone()),
             groupfilter: bp.and_then(|b| b.groupfilter.clone()),
-            reorder: BinaryHeap::new(),
+            reorder: Reorder::new(),
             grouper: Grouper::new(
                 bp.and_then(|b| b.grouper.clone()),
                 branch,
@@ -89,15 +173,22 @@ impl BranchEngine {
 
     /// Filter the record; keep it in the reorder buffer if it passes.
     pub fn push(&mut self, rec: &Arc<Record>, watermark: Option<i64>) {
+        if self.accepts(rec) {
+            self.push_accepted(rec, watermark);
+        } else {
+            self.count_rejected();
+        }
+    }
+
+    /// Would the filter let `rec` in? Lets a caller that owns the record
+    /// skip wrapping it in an `Arc` when no branch wants it.
+    pub(crate) fn accepts(&self, rec: &Record) -> bool {
+        self.valid && self.filter.as_ref().is_none_or(|f| eval_rule(&f.rule, rec))
+    }
+
+    /// A record the filter has let in (see [`BranchEngine::accepts`]).
+    pub(crate) fn push_accepted(&mut self, rec: &Arc<Record>, watermark: Option<i64>) {
         self.stats.records_in += 1;
-        if !self.valid {
-            return;
-        }
-        if let Some(f) = &self.filter {
-            if !eval_rule(&f.rule, rec.as_ref()) {
-                return;
-            }
-        }
         self.stats.records_filtered += 1;
         if watermark.is_some_and(|w| rec.stime < w) {
             self.stats.late += 1;
@@ -107,13 +198,23 @@ impl BranchEngine {
             }
             return;
         }
-        self.reorder.push(Reverse(Pending(rec.clone())));
+        self.reorder.push(Pending::new(rec));
         if self.reorder.len() > self.max_reorder {
-            if let Some(Reverse(Pending(r))) = self.reorder.pop() {
+            if let Some(r) = self.reorder.pop() {
                 self.stats.reorder_overflow += 1;
                 self.release(r);
             }
         }
+    }
+
+    /// `n` records the filter rejected.
+    pub(crate) fn count_rejected_n(&mut self, n: u64) {
+        self.stats.records_in += n;
+    }
+
+    /// A record the filter rejected: only counted.
+    pub(crate) fn count_rejected(&mut self) {
+        self.stats.records_in += 1;
     }
 
     fn release(&mut self, rec: Arc<Record>) {
@@ -125,10 +226,8 @@ impl BranchEngine {
     /// W advanced to `w`: release records with `stime < w`, close groups
     /// that can no longer grow, append those passing the groupfilter.
     pub fn advance(&mut self, w: i64, out: &mut Vec<Arc<Group>>) {
-        while self.reorder.peek().is_some_and(|Reverse(p)| p.0.stime < w) {
-            if let Some(Reverse(Pending(r))) = self.reorder.pop() {
-                self.release(r);
-            }
+        while let Some(r) = self.reorder.pop_before(w) {
+            self.release(r);
         }
         self.grouper.close_before(w);
         self.drain(out);
@@ -136,8 +235,8 @@ impl BranchEngine {
 
     /// End of input: release everything and close every group.
     pub fn finish(&mut self, out: &mut Vec<Arc<Group>>) {
-        while let Some(Reverse(Pending(r))) = self.reorder.pop() {
-            self.release(r);
+        for p in self.reorder.take_sorted() {
+            self.release(p.rec);
         }
         self.grouper.close_all();
         self.drain(out);

@@ -47,8 +47,11 @@ fn eval_cmp<F: Copy, S: FieldSource<F> + ?Sized>(c: &Cmp<F>, src: &S) -> bool {
     let Some(lhs) = operand_value(&c.lhs, src) else {
         return false;
     };
-    if let Operand::Prefix(p) = &c.rhs {
-        return prefix_test(c.op, &lhs, p);
+    match &c.rhs {
+        Operand::Prefix(p) => return prefix_test(c.op, &lhs, p),
+        // The common `field op literal`: compare in place, no clone.
+        Operand::Lit(v) => return compare_values(c.op, &lhs, v),
+        _ => {}
     }
     match operand_value(&c.rhs, src) {
         Some(rhs) => compare_values(c.op, &lhs, &rhs),

@@ -8,12 +8,13 @@
 //! Modules without such rules scan the open groups oldest first.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::engine::aggregate::Aggregates;
+use crate::engine::fasthash::FastMap;
 use crate::engine::filter::{compare_values, delta_holds, key_value};
 use crate::engine::Group;
 use crate::query::plan::{CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference};
@@ -103,7 +104,7 @@ impl OpenGroup {
 
 struct ModuleIndex {
     key_rules: Vec<usize>,
-    map: HashMap<Key, VecDeque<u64>>,
+    map: FastMap<Key, VecDeque<u64>>,
 }
 
 /// Counters of one grouper.
@@ -121,7 +122,12 @@ pub struct Grouper {
     window: Option<i64>,
     max_open: usize,
     next_id: u64,
-    open: BTreeMap<u64, OpenGroup>,
+    /// Open groups by id (per-record lookups hash, no tree walk)…
+    open: FastMap<u64, OpenGroup>,
+    /// …and their ids in creation order, for oldest-first scans and closes.
+    /// Ids of closed groups are dropped lazily (from the front, and by
+    /// compaction), so closing a group costs no search here.
+    open_ids: VecDeque<u64>,
     modules: Vec<ModuleIndex>,
     /// (C, id): the group can take no record with `stime > C`. Entries are
     /// never removed in place: an entry whose C is no longer the group's
@@ -144,7 +150,7 @@ impl Grouper {
                 .iter()
                 .map(|m| ModuleIndex {
                     key_rules: key_rules(m),
-                    map: HashMap::new(),
+                    map: FastMap::default(),
                 })
                 .collect()
         });
@@ -157,7 +163,8 @@ impl Grouper {
             window: window.filter(|w| *w > 0),
             max_open: max_open.max(1),
             next_id: 0,
-            open: BTreeMap::new(),
+            open: FastMap::default(),
+            open_ids: VecDeque::new(),
             modules,
             closing: BinaryHeap::new(),
             qualified,
@@ -210,8 +217,8 @@ impl Grouper {
                 })
             };
             let found = if index.key_rules.is_empty() {
-                self.open
-                    .keys()
+                self.open_ids
+                    .iter()
                     .take_while(|id| best.is_none_or(|b| **id < b))
                     .find(|id| admits(id))
                     .copied()
@@ -264,7 +271,12 @@ impl Grouper {
         let window = self.window_of(rec.stime);
         let (keys, mut aggs) = match &self.plan {
             Some(p) => (
-                p.keys.iter().map(|f| rec.get(*f)).collect(),
+                // Room for the aggregates too: `close` appends them here.
+                {
+                    let mut keys = Vec::with_capacity(p.keys.len() + p.aggregates.len());
+                    keys.extend(p.keys.iter().map(|f| rec.get(*f)));
+                    keys
+                },
                 Aggregates::new(&p.aggregates),
             ),
             None => (Vec::new(), Aggregates::new(&[])),
@@ -297,6 +309,7 @@ impl Grouper {
             close_at: None,
         };
         self.open.insert(id, group);
+        self.open_ids.push_back(id);
         self.reschedule(id);
         id
     }
@@ -327,6 +340,22 @@ impl Grouper {
         self.compact_closing();
     }
 
+    /// Drop ids of closed groups from the front of `open_ids`, and keep
+    /// the rest from outgrowing the open groups.
+    fn forget_closed_ids(&mut self) {
+        while self
+            .open_ids
+            .front()
+            .is_some_and(|id| !self.open.contains_key(id))
+        {
+            self.open_ids.pop_front();
+        }
+        if self.open_ids.len() > 2 * self.open.len() + 1024 {
+            let open = &self.open;
+            self.open_ids.retain(|id| open.contains_key(id));
+        }
+    }
+
     /// Keep stale schedule entries from outgrowing the open groups.
     fn compact_closing(&mut self) {
         if self.closing.len() <= 2 * self.open.len() + 1024 {
@@ -339,7 +368,7 @@ impl Grouper {
 
     fn enforce_limit(&mut self) {
         while self.open.len() > self.max_open {
-            let Some(&id) = self.open.keys().next() else {
+            let Some(&id) = self.open_ids.front() else {
                 break;
             };
             self.stats.closed_early += 1;
@@ -362,7 +391,7 @@ impl Grouper {
 
     /// Close every open group, oldest first.
     pub fn close_all(&mut self) {
-        while let Some(&id) = self.open.keys().next() {
+        while let Some(&id) = self.open_ids.front() {
             self.close(id);
         }
     }
@@ -371,6 +400,7 @@ impl Grouper {
         let Some(g) = self.open.remove(&id) else {
             return;
         };
+        self.forget_closed_ids();
         for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
             let Some(key) = key else { continue };
             if let Some(ids) = index.map.get_mut(key) {
@@ -383,7 +413,7 @@ impl Grouper {
             }
         }
         let mut values = g.keys;
-        values.extend(g.aggs.values());
+        values.extend(g.aggs.into_values());
         self.stats.groups_closed += 1;
         self.closed.push(Group {
             branch: self.branch,

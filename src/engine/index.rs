@@ -5,19 +5,22 @@
 //! the bucket's groups in the relation's time range (a heavy-hitter key
 //! does not make every probe scan its whole bucket).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
+use crate::engine::fasthash::FastMap;
 use crate::engine::filter::key_value;
 use crate::engine::Group;
 use crate::query::plan::GroupField;
 use crate::value::Value;
 
-pub type HashKey = SmallVec<[Value; 2]>;
+/// Inline room for the usual few join fields: probing allocates nothing.
+pub type HashKey = SmallVec<[Value; 4]>;
 
 /// An inclusive range on a group's start or end.
 pub type TimeRange = (Endpoint, i64, i64);
@@ -77,10 +80,54 @@ impl Bucket {
 
 struct HashIndex {
     fields: Vec<GroupField>,
-    map: HashMap<HashKey, Bucket>,
+    state: foldhash::fast::RandomState,
+    /// Buckets by their key's hash, so that growing the map never hashes
+    /// a key again (a `union` key hashes a whole set).
+    map: FastMap<u64, SmallVec<[(HashKey, Bucket); 1]>>,
 }
 
 impl HashIndex {
+    fn hash(&self, key: &HashKey) -> u64 {
+        self.state.hash_one(key)
+    }
+
+    fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
+        self.map
+            .get(&self.hash(key))?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, b)| b)
+    }
+
+    fn insert(&mut self, key: HashKey, g: &Group, seq: u64) {
+        let slot = self.map.entry(self.hash(&key)).or_default();
+        match slot.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, b)) => b.insert(g, seq),
+            None => {
+                let mut b = Bucket::default();
+                b.insert(g, seq);
+                slot.push((key, b));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
+        let h = self.hash(key);
+        let Some(slot) = self.map.get_mut(&h) else {
+            return;
+        };
+        let Some(i) = slot.iter().position(|(k, _)| k == key) else {
+            return;
+        };
+        slot[i].1.remove(g, seq);
+        if slot[i].1.by_stime.is_empty() {
+            slot.swap_remove(i);
+            if slot.is_empty() {
+                self.map.remove(&h);
+            }
+        }
+    }
+
     fn key_of(&self, g: &Group) -> Option<HashKey> {
         self.fields
             .iter()
@@ -92,7 +139,7 @@ impl HashIndex {
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: HashMap<u64, Arc<Group>>,
+    groups: FastMap<u64, Arc<Group>>,
     by_stime: BTreeSet<(i64, u64)>,
     by_etime: BTreeSet<(i64, u64)>,
     hashes: Vec<HashIndex>,
@@ -109,7 +156,8 @@ impl BranchStore {
         }
         self.hashes.push(HashIndex {
             fields: fields.to_vec(),
-            map: HashMap::new(),
+            state: foldhash::fast::RandomState::default(),
+            map: FastMap::default(),
         });
         self.hashes.len() - 1
     }
@@ -133,7 +181,7 @@ impl BranchStore {
         for h in &mut self.hashes {
             // A group with an absent key field can never satisfy the equality.
             if let Some(k) = h.key_of(&g) {
-                h.map.entry(k).or_default().insert(&g, seq);
+                h.insert(k, &g, seq);
             }
         }
         self.groups.insert(seq, g);
@@ -145,12 +193,7 @@ impl BranchStore {
         self.by_etime.remove(&(g.etime, seq));
         for h in &mut self.hashes {
             let Some(k) = h.key_of(&g) else { continue };
-            if let Some(bucket) = h.map.get_mut(&k) {
-                bucket.remove(&g, seq);
-                if bucket.by_stime.is_empty() {
-                    h.map.remove(&k);
-                }
-            }
+            h.remove(&k, &g, seq);
         }
         Some(g)
     }
@@ -173,6 +216,15 @@ impl BranchStore {
         self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
     }
 
+    /// The groups filed under `key` in hash index `index`, found once and
+    /// then walked per time range (see [`Keyed::range`]).
+    pub(crate) fn keyed(&self, index: usize, key: &HashKey) -> Keyed<'_> {
+        Keyed {
+            store: self,
+            bucket: self.hashes.get(index).and_then(|h| h.bucket(key)),
+        }
+    }
+
     /// Groups filed under `key` in hash index `index`, by `stime`; with a
     /// range, only those whose start or end lies in it.
     pub fn hash_lookup(
@@ -184,7 +236,7 @@ impl BranchStore {
         let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
         self.hashes
             .get(index)
-            .and_then(|h| h.map.get(key))
+            .and_then(|h| h.bucket(key))
             .into_iter()
             .flat_map(move |b| b.range(range))
             .filter_map(|s| self.groups.get(&s))
@@ -206,5 +258,26 @@ impl BranchStore {
             .into_iter()
             .flatten()
             .filter_map(|(_, s)| self.groups.get(s))
+    }
+}
+
+/// One key's groups in a store's hash index.
+pub(crate) struct Keyed<'a> {
+    store: &'a BranchStore,
+    bucket: Option<&'a Bucket>,
+}
+
+impl<'a> Keyed<'a> {
+    /// By `stime`; with a range, only those whose start or end lies in it.
+    pub(crate) fn range(
+        &self,
+        range: Option<TimeRange>,
+    ) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
+        let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
+        let groups = &self.store.groups;
+        self.bucket
+            .into_iter()
+            .flat_map(move |b| b.range(range))
+            .filter_map(move |s| groups.get(&s))
     }
 }

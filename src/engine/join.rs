@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::engine::allen::{self, candidate_range, Endpoint};
 use crate::engine::filter::key_value;
 use crate::engine::index::{BranchStore, HashKey, TimeRange};
@@ -162,7 +164,7 @@ impl JoinPlan {
             binding[step.branch] = None;
             keep
         };
-        let mut ranges = Vec::with_capacity(step.access.time.len());
+        let mut ranges: SmallVec<[TimeRange; 4]> = SmallVec::new();
         for (op, other, delta) in &step.access.time {
             let Some(z) = binding.get(*other).copied().flatten() else {
                 return true;
@@ -170,17 +172,18 @@ impl JoinPlan {
             let z = (z.stime, z.etime);
             ranges.push(candidate_range(*op, z, *delta, store.max_duration()));
         }
-        let key = match &step.access.hash {
-            Some((_, probes)) => match probe_key(probes, binding) {
-                Some(k) => Some(k),
+        // The key's bucket is looked up once, then walked per range.
+        let keyed = match &step.access.hash {
+            Some((index, probes)) => match probe_key(probes, binding) {
+                Some(k) => Some(store.keyed(*index, &k)),
                 None => return true,
             },
             None => None,
         };
         if ranges.is_empty() {
-            let all: Box<dyn Iterator<Item = &'a Arc<Group>>> = match (&step.access.hash, &key) {
-                (Some((index, _)), Some(k)) => Box::new(store.hash_lookup(*index, k, None)),
-                _ => Box::new(store.all()),
+            let all = match &keyed {
+                Some(kb) => Either::Left(kb.range(None)),
+                None => Either::Right(store.all()),
             };
             for g in all {
                 if !go(g, binding) {
@@ -190,9 +193,9 @@ impl JoinPlan {
             return true;
         }
         for (i, range) in ranges.iter().enumerate() {
-            let cands: Box<dyn Iterator<Item = &'a Arc<Group>>> = match (&step.access.hash, &key) {
-                (Some((index, _)), Some(k)) => Box::new(store.hash_lookup(*index, k, Some(*range))),
-                _ => Box::new(store.time_range(*range)),
+            let cands = match &keyed {
+                Some(kb) => Either::Left(kb.range(Some(*range))),
+                None => Either::Right(store.time_range(*range)),
             };
             for g in cands {
                 if !in_any(&ranges[..i], g) && !go(g, binding) {
@@ -201,6 +204,23 @@ impl JoinPlan {
             }
         }
         true
+    }
+}
+
+/// One of two candidate iterators, without boxing.
+enum Either<L, R> {
+    Left(L),
+    Right(R),
+}
+
+impl<T, L: Iterator<Item = T>, R: Iterator<Item = T>> Iterator for Either<L, R> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Left(l) => l.next(),
+            Either::Right(r) => r.next(),
+        }
     }
 }
 

@@ -12,10 +12,11 @@
 //! difference modules are held and emitted in (deadline, formation) order
 //! when W passes their deadline, or in formation order at `finish`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::engine::config::EngineConfig;
+use crate::engine::fasthash::FastMap;
 use crate::engine::index::BranchStore;
 use crate::engine::join::JoinPlan;
 use crate::engine::ungroup::ungroup;
@@ -66,7 +67,9 @@ struct Joiner {
     /// seq → `next_held` when the group was stored: an extension group is
     /// kept until every tuple formed before it arrived has been decided, so
     /// a held tuple sees every extension that arrived before its deadline.
-    marks: HashMap<u64, u64>,
+    marks: FastMap<u64, u64>,
+    /// Per branch: no more groups will come (see `branch_finished`).
+    finished: Vec<bool>,
 }
 
 pub struct MergerEngine {
@@ -119,8 +122,18 @@ impl MergerEngine {
         }
         self.limit_held(out);
         if let Some(j) = &mut self.joiner {
+            if !j.may_join_later(b) {
+                return;
+            }
             let dropped = j.store(g, self.max_stored);
             self.stats.closed_early += dropped;
+        }
+    }
+
+    /// Branch `b` will send no more groups (end of input).
+    pub fn branch_finished(&mut self, b: usize) {
+        if let Some(slot) = self.joiner.as_mut().and_then(|j| j.finished.get_mut(b)) {
+            *slot = true;
         }
     }
 
@@ -241,7 +254,8 @@ impl Joiner {
             .collect();
         Joiner {
             extension_only,
-            marks: HashMap::new(),
+            marks: FastMap::default(),
+            finished: vec![false; n_branches],
             pending: BTreeSet::new(),
             export_branches,
             export_plans,
@@ -254,6 +268,19 @@ impl Joiner {
             held: BTreeMap::new(),
             next_held: 0,
         }
+    }
+
+    /// Can a group of branch `b` still be part of a future tuple? Not once
+    /// every other branch has finished and no difference module (whose
+    /// checks read the stores until the end) exists.
+    fn may_join_later(&self, b: usize) -> bool {
+        !self.diffs.is_empty()
+            || self
+                .stored
+                .iter()
+                .zip(&self.finished)
+                .enumerate()
+                .any(|(x, (stored, finished))| x != b && *stored && !*finished)
     }
 
     /// Every export tuple `g` completes with stored groups, in the export

@@ -38,6 +38,7 @@ pub mod allen;
 pub mod branch;
 pub mod clock;
 pub mod config;
+mod fasthash;
 pub mod filter;
 pub mod group;
 pub mod grouper;

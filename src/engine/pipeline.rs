@@ -1,10 +1,15 @@
-//! Single-threaded composition of branches and merger, used by the batch
-//! command and tests. Matches come out in emission order: groups are fed to
-//! the merger branch by branch (plan order) each time W advances, and at
-//! `finish`; the merger's own order is documented in `merger.rs`. Nothing
-//! depends on threads or timing, so a batch run is deterministic.
+//! Composition of branches and merger, used by the batch command and
+//! tests. Matches come out in emission order: groups are fed to the merger
+//! branch by branch (plan order) each time W advances, and at `finish`; the
+//! merger's own order is documented in `merger.rs`. A batch run filters its
+//! input in parallel chunks and finishes the branches on helper threads,
+//! but every branch still sees its records in input order and the merger
+//! its groups in plan order, so nothing depends on scheduling: a batch run
+//! is deterministic.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use smallvec::SmallVec;
 
 use crate::engine::branch::BranchEngine;
 use crate::engine::clock::Watermark;
@@ -22,6 +27,8 @@ pub struct Engine {
     /// The highest W released so far (event time or an explicit `advance`).
     released: Option<i64>,
     groups: Vec<Arc<Group>>,
+    /// No W ever exists (batch): nothing is released before `finish`.
+    infinite_lateness: bool,
 }
 
 impl Engine {
@@ -36,6 +43,7 @@ impl Engine {
             watermark: Watermark::new(cfg.lateness, i64::MAX),
             released: None,
             groups: Vec::new(),
+            infinite_lateness: cfg.lateness.is_none(),
             plan,
         }
     }
@@ -44,7 +52,34 @@ impl Engine {
         for b in &mut self.branches {
             b.push(&rec, self.released);
         }
-        self.watermark.observe(rec.stime, 0);
+        self.observe(rec.stime, out);
+    }
+
+    /// Like [`Engine::push`] for a record the caller owns: it is wrapped
+    /// in an `Arc` only if some branch's filter lets it in (in a typical
+    /// query most records pass no filter).
+    pub fn push_owned(&mut self, rec: Record, out: &mut Vec<Match>) {
+        let stime = rec.stime;
+        let accepted: SmallVec<[bool; 4]> = self.branches.iter().map(|b| b.accepts(&rec)).collect();
+        if accepted.contains(&true) {
+            let rec = Arc::new(rec);
+            for (b, ok) in self.branches.iter_mut().zip(&accepted) {
+                if *ok {
+                    b.push_accepted(&rec, self.released);
+                } else {
+                    b.count_rejected();
+                }
+            }
+        } else {
+            self.branches
+                .iter_mut()
+                .for_each(BranchEngine::count_rejected);
+        }
+        self.observe(stime, out);
+    }
+
+    fn observe(&mut self, stime: i64, out: &mut Vec<Match>) {
+        self.watermark.observe(stime, 0);
         if let Some(w) = self.watermark.current() {
             self.advance(w, out);
         }
@@ -67,12 +102,39 @@ impl Engine {
     }
 
     pub fn finish(&mut self, out: &mut Vec<Match>) {
-        for b in &mut self.branches {
-            b.finish(&mut self.groups);
-        }
-        for g in self.groups.drain(..) {
-            self.merger.push_group(g, out);
-        }
+        // Branches finish independently (each sorts its buffer and runs its
+        // grouper), so all but the first finish on helper threads while the
+        // first one's groups go through the merger. Groups still reach the
+        // merger branch by branch in plan order, so the output is the same
+        // as finishing one branch after another.
+        let merger = &mut self.merger;
+        let mut branches = self.branches.iter_mut();
+        let first = branches.next();
+        // A helper takes its branch out of the cell; if no thread can be
+        // started the branch stays there and is finished here instead.
+        let cells: Vec<Mutex<Option<&mut BranchEngine>>> =
+            branches.map(|b| Mutex::new(Some(b))).collect();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = cells
+                .iter()
+                .map(|cell| {
+                    std::thread::Builder::new()
+                        .name("flowy-branch".into())
+                        .spawn_scoped(scope, move || finish_branch(take(cell)))
+                        .ok()
+                })
+                .collect();
+            feed(merger, 0, finish_branch(first), out);
+            for (i, (h, cell)) in helpers.into_iter().zip(&cells).enumerate() {
+                let groups = match h {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => finish_branch(take(cell)),
+                };
+                feed(merger, i + 1, groups, out);
+            }
+        });
         self.merger.finish(out);
     }
 
@@ -94,13 +156,209 @@ impl Engine {
     }
 }
 
+fn take<T>(cell: &Mutex<Option<T>>) -> Option<T> {
+    cell.lock()
+        .map_or_else(|poisoned| poisoned.into_inner().take(), |mut b| b.take())
+}
+
+fn finish_branch(b: Option<&mut BranchEngine>) -> Vec<Arc<Group>> {
+    let mut groups = Vec::new();
+    if let Some(b) = b {
+        b.finish(&mut groups);
+    }
+    groups
+}
+
+/// Hand branch `i`'s final groups to the merger; it can send no more. The
+/// merger then stops storing groups no later group could join.
+fn feed(merger: &mut MergerEngine, i: usize, groups: Vec<Arc<Group>>, out: &mut Vec<Match>) {
+    for g in groups {
+        merger.push_group(g, out);
+    }
+    merger.branch_finished(i);
+}
+
 /// Run `plan` once over `records` (batch semantics, SPEC §3.1).
 pub fn run_batch(plan: Arc<Plan>, records: Vec<Record>, window: Option<i64>) -> Vec<Match> {
     let mut engine = Engine::new(plan, EngineConfig::batch(window));
     let mut out = Vec::new();
-    for r in records {
-        engine.push(Arc::new(r), &mut out);
-    }
+    engine.push_all(records, &mut out);
     engine.finish(&mut out);
     out
+}
+
+/// Below this many records a batch is filtered on the calling thread.
+const PARALLEL_FILTER_MIN: usize = 1 << 16;
+
+impl Engine {
+    /// Push a whole input. With infinite lateness nothing is released
+    /// before `finish`, so filtering (and wrapping the records that pass)
+    /// runs on chunks in parallel; each branch then gets its records in
+    /// input order, exactly as record-by-record pushes would give them.
+    fn push_all(&mut self, mut records: Vec<Record>, out: &mut Vec<Match>) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if !self.infinite_lateness
+            || self.released.is_some()
+            || threads < 2
+            || records.len() < PARALLEL_FILTER_MIN
+        {
+            for r in records {
+                self.push_owned(r, out);
+            }
+            return;
+        }
+        let size = records.len().div_ceil(threads);
+        // A helper takes its chunk out of the cell; if no thread can be
+        // started the chunk stays there and is filtered here instead.
+        let cells: Vec<Mutex<Option<&mut [Record]>>> = records
+            .chunks_mut(size)
+            .map(|c| Mutex::new(Some(c)))
+            .collect();
+        let branches = &self.branches;
+        let filtered: Vec<Filtered> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = cells
+                .iter()
+                .map(|cell| {
+                    std::thread::Builder::new()
+                        .name("flowy-filter".into())
+                        .spawn_scoped(scope, move || filter_chunk(branches, take(cell)))
+                        .ok()
+                })
+                .collect();
+            helpers
+                .into_iter()
+                .zip(&cells)
+                .map(|(h, cell)| match h {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => filter_chunk(branches, take(cell)),
+                })
+                .collect()
+        });
+        for f in filtered {
+            for (b, (passed, rejected)) in self.branches.iter_mut().zip(f.per_branch) {
+                b.count_rejected_n(rejected);
+                for r in &passed {
+                    b.push_accepted(r, None);
+                }
+            }
+            if let Some(t) = f.max_stime {
+                self.watermark.observe(t, 0);
+            }
+        }
+    }
+}
+
+/// One chunk's records per branch: those passing its filter (in input
+/// order) and how many it rejected.
+struct Filtered {
+    per_branch: Vec<(Vec<Arc<Record>>, u64)>,
+    max_stime: Option<i64>,
+}
+
+/// Records no filter lets in stay behind (dropped with the input).
+fn filter_chunk(branches: &[BranchEngine], chunk: Option<&mut [Record]>) -> Filtered {
+    let mut per_branch: Vec<(Vec<Arc<Record>>, u64)> =
+        branches.iter().map(|_| (Vec::new(), 0)).collect();
+    let mut max_stime: Option<i64> = None;
+    for rec in chunk.into_iter().flatten() {
+        max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
+        let accepted: SmallVec<[bool; 4]> = branches.iter().map(|b| b.accepts(rec)).collect();
+        if !accepted.contains(&true) {
+            per_branch.iter_mut().for_each(|(_, n)| *n += 1);
+            continue;
+        }
+        let rec = Arc::new(std::mem::take(rec));
+        for ((passed, rejected), ok) in per_branch.iter_mut().zip(&accepted) {
+            if *ok {
+                passed.push(rec.clone());
+            } else {
+                *rejected += 1;
+            }
+        }
+    }
+    Filtered {
+        per_branch,
+        max_stime,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    /// Requests to port 80 and their responses between a few hosts, plus
+    /// records no filter wants; `n` records, not in `stime` order.
+    fn records(n: usize) -> Vec<Record> {
+        let ip = |x: u64| Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (x % 40) as u32)));
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (client, server) = (x % 97, 1000 + (x >> 8) % 7);
+                let port = 1024 + (x >> 16) % 5;
+                let (src, dst, sport, dport) = match (x >> 24) % 3 {
+                    0 => (client, server, port, 80),
+                    1 => (server, client, 80, port),
+                    _ => (client, server, port, 443),
+                };
+                let stime = (i as i64) * 37 - ((x >> 32) % 3000) as i64;
+                Record {
+                    rec_id: i as u64,
+                    srcip: ip(src),
+                    dstip: ip(dst),
+                    srcport: Some(sport as u16),
+                    dstport: Some(dport as u16),
+                    prot: Some(6),
+                    tcp_flags: Some(((x >> 40) % 64) as u16),
+                    bytes: Some((x >> 44) % 5000),
+                    stime,
+                    etime: stime + ((x >> 50) % 900) as i64,
+                    ..Record::default()
+                }
+            })
+            .collect()
+    }
+
+    /// Per match: (branch, id, member rec_ids) of its groups, and its records.
+    type Summary = (Vec<(usize, u64, Vec<u64>)>, Vec<(usize, u64)>);
+
+    fn summary(out: &[Match]) -> Vec<Summary> {
+        out.iter()
+            .map(|m| {
+                let groups = m
+                    .groups
+                    .iter()
+                    .map(|g| (g.branch, g.id, g.members.iter().map(|r| r.rec_id).collect()))
+                    .collect();
+                let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id)).collect();
+                (groups, recs)
+            })
+            .collect()
+    }
+
+    /// The parallel batch path gives exactly what record-by-record pushes give.
+    #[test]
+    fn parallel_batch_equals_sequential_pushes() -> Result<(), String> {
+        let source = include_str!("../../config/queries/http-download.flowy");
+        let plan = crate::query::compile_source("http-download", "http-download.flowy", source)
+            .map_err(|d| d.to_string())?;
+        let plan = Arc::new(plan);
+        let recs = records(2 * PARALLEL_FILTER_MIN + 123);
+        let parallel = run_batch(plan.clone(), recs.clone(), None);
+        let mut engine = Engine::new(plan, EngineConfig::batch(None));
+        let mut sequential = Vec::new();
+        for r in recs {
+            engine.push(Arc::new(r), &mut sequential);
+        }
+        engine.finish(&mut sequential);
+        assert!(!sequential.is_empty());
+        assert_eq!(summary(&parallel), summary(&sequential));
+        Ok(())
+    }
 }

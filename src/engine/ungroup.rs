@@ -1,8 +1,8 @@
 //! The ungrouper (SPEC §3.3): a match's groups back to flow records.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::engine::fasthash::FastSet;
 use crate::engine::Group;
 use crate::record::Record;
 
@@ -13,8 +13,20 @@ pub fn ungroup(groups: &[Arc<Group>]) -> Vec<(usize, Arc<Record>)> {
     let mut out: Vec<(usize, Arc<Record>)> = match groups {
         // One grouper never puts a record in a group twice: nothing to dedup.
         [g] => g.members.iter().map(|r| (g.branch, r.clone())).collect(),
+        // A match has few members: a linear scan beats hashing.
+        _ if groups.iter().map(|g| g.members.len()).sum::<usize>() <= 32 => {
+            let mut out: Vec<(usize, Arc<Record>)> = Vec::new();
+            for g in groups {
+                for r in &g.members {
+                    if !out.iter().any(|(_, x)| x.rec_id == r.rec_id) {
+                        out.push((g.branch, r.clone()));
+                    }
+                }
+            }
+            out
+        }
         _ => {
-            let mut seen = HashSet::new();
+            let mut seen = FastSet::default();
             groups
                 .iter()
                 .flat_map(|g| g.members.iter().map(move |r| (g.branch, r)))

@@ -1,8 +1,9 @@
 //! One match as one JSON object (SPEC §3.3), keys in the documented order.
+//! Written straight into a byte buffer: the output path runs once per
+//! record of every match, so nothing here allocates per value.
 
-use std::fmt::Write as _;
-
-use super::{format_time, group_fields, record_fields, Named};
+use super::stamp::{write_ip, write_json_str, write_time, write_uint};
+use super::{for_each_record_field, group_fields, Named};
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
 use crate::record::{FieldType, SetOf};
@@ -17,110 +18,111 @@ pub(crate) struct Header<'a> {
 }
 
 /// Append the match's JSON line (with its newline) to `out`.
-pub(crate) fn write_match(out: &mut String, h: &Header<'_>, plan: &Plan, m: &Match) {
-    out.push_str("{\"query\":");
-    string(out, h.query);
-    let _ = write!(out, ",\"match\":{}", h.number);
-    out.push_str(",\"emitted\":");
-    string(out, &format_time(h.emitted));
-    out.push_str(",\"groups\":[");
+pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Match) {
+    out.extend_from_slice(b"{\"query\":");
+    write_json_str(out, h.query);
+    out.extend_from_slice(b",\"match\":");
+    write_uint(out, h.number);
+    out.extend_from_slice(b",\"emitted\":");
+    quoted_time(out, h.emitted);
+    out.extend_from_slice(b",\"groups\":[");
     for (i, g) in m.groups.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         group(out, plan, g);
     }
-    out.push(']');
+    out.push(b']');
     if h.records {
-        out.push_str(",\"records\":[");
+        out.extend_from_slice(b",\"records\":[");
         for (i, (branch, rec)) in m.records.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str("{\"branch\":");
-            string(out, branch_name(plan, *branch));
-            for f in record_fields(rec) {
-                field(out, &f);
-            }
-            out.push('}');
+            out.extend_from_slice(b"{\"branch\":");
+            write_json_str(out, branch_name(plan, *branch));
+            for_each_record_field(rec, |name, ty, v| field(out, name, ty, &v));
+            out.push(b'}');
         }
-        out.push(']');
+        out.push(b']');
     }
-    out.push_str("}\n");
+    out.extend_from_slice(b"}\n");
 }
 
 pub(crate) fn branch_name(plan: &Plan, branch: usize) -> &str {
     plan.branches.get(branch).map_or("?", |b| b.name.as_str())
 }
 
-fn group(out: &mut String, plan: &Plan, g: &Group) {
-    out.push_str("{\"branch\":");
-    string(out, branch_name(plan, g.branch));
-    out.push_str(",\"stime\":");
-    string(out, &format_time(g.stime));
-    out.push_str(",\"etime\":");
-    string(out, &format_time(g.etime));
-    let _ = write!(out, ",\"count\":{}", g.members.len());
-    out.push_str(",\"fields\":{");
+fn group(out: &mut Vec<u8>, plan: &Plan, g: &Group) {
+    out.extend_from_slice(b"{\"branch\":");
+    write_json_str(out, branch_name(plan, g.branch));
+    out.extend_from_slice(b",\"stime\":");
+    quoted_time(out, g.stime);
+    out.extend_from_slice(b",\"etime\":");
+    quoted_time(out, g.etime);
+    out.extend_from_slice(b",\"count\":");
+    write_uint(out, g.members.len() as u64);
+    out.extend_from_slice(b",\"fields\":{");
     for (i, f) in group_fields(plan, g).iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        string(out, f.name);
-        out.push(':');
-        value(out, f.ty, &f.value);
+        let Named { name, ty, value } = f;
+        write_json_str(out, name);
+        out.push(b':');
+        self::value(out, *ty, value);
     }
-    out.push_str("}}");
+    out.extend_from_slice(b"}}");
 }
 
 /// `,"name":value`
-fn field(out: &mut String, f: &Named<'_>) {
-    out.push(',');
-    string(out, f.name);
-    out.push(':');
-    value(out, f.ty, &f.value);
+fn field(out: &mut Vec<u8>, name: &str, ty: FieldType, v: &Value) {
+    out.push(b',');
+    write_json_str(out, name);
+    out.push(b':');
+    value(out, ty, v);
 }
 
-fn value(out: &mut String, ty: FieldType, v: &Value) {
+fn quoted_time(out: &mut Vec<u8>, ms: i64) {
+    out.push(b'"');
+    write_time(out, ms);
+    out.push(b'"');
+}
+
+fn value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
     match v {
         Value::Uint(u) if ty == FieldType::Time => {
-            string(out, &format_time(i64::try_from(*u).unwrap_or(i64::MAX)))
+            quoted_time(out, i64::try_from(*u).unwrap_or(i64::MAX))
         }
-        Value::Uint(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Uint(u) => write_uint(out, *u),
         Value::Float(f) => match serde_json::Number::from_f64(f.0) {
             Some(n) => {
+                use std::io::Write as _;
+                // Writing into a Vec cannot fail.
                 let _ = write!(out, "{n}");
             }
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         },
         Value::Ip(ip) => {
-            let _ = write!(out, "\"{ip}\"");
+            out.push(b'"');
+            write_ip(out, ip);
+            out.push(b'"');
         }
-        Value::Text(s) => string(out, s),
+        Value::Text(s) => write_json_str(out, s),
         Value::Set(set) => {
             let elem = match ty {
                 FieldType::Set(SetOf::Time) => FieldType::Time,
                 _ => FieldType::Uint,
             };
-            out.push('[');
+            out.push(b'[');
             for (i, e) in set.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 value(out, elem, e);
             }
-            out.push(']');
+            out.push(b']');
         }
-    }
-}
-
-/// A JSON string literal with serde_json's escaping.
-fn string(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(q) => out.push_str(&q),
-        Err(_) => out.push_str("\"\""),
     }
 }
 
@@ -133,7 +135,7 @@ mod tests {
     fn writes_the_spec_layout() {
         let plan = http_plan();
         let m = http_match();
-        let mut s = String::new();
+        let mut s = Vec::new();
         let h = Header {
             query: "http-download",
             number: 17,
@@ -141,6 +143,7 @@ mod tests {
             records: true,
         };
         write_match(&mut s, &h, &plan, &m);
+        let s = String::from_utf8(s).unwrap();
         assert!(s.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["query"], "http-download");
@@ -180,7 +183,7 @@ mod tests {
 
     #[test]
     fn omits_records_when_switched_off() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         let h = Header {
             query: "q",
             number: 1,
@@ -188,6 +191,7 @@ mod tests {
             records: false,
         };
         write_match(&mut s, &h, &http_plan(), &http_match());
+        let s = String::from_utf8(s).unwrap();
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert!(v.get("records").is_none());
         assert_eq!(v["groups"].as_array().unwrap().len(), 2);
@@ -195,8 +199,8 @@ mod tests {
 
     #[test]
     fn escapes_strings() {
-        let mut s = String::new();
-        string(&mut s, "a\"b\\c\n");
-        assert_eq!(s, r#""a\"b\\c\n""#);
+        let mut s = Vec::new();
+        write_json_str(&mut s, "a\"b\\c\n");
+        assert_eq!(s, br#""a\"b\\c\n""#);
     }
 }

@@ -1,6 +1,7 @@
 //! Match output: JSON Lines (SPEC §3.3) and a human-readable text format.
 
 mod json;
+mod stamp;
 mod text;
 mod writer;
 
@@ -11,7 +12,7 @@ use std::str::FromStr;
 
 use crate::engine::Group;
 use crate::query::plan::{GroupField, Plan};
-use crate::record::{Field, FieldType, Record, Time};
+use crate::record::{time_to_u64, Field, FieldType, Record, Time, CANONICAL};
 use crate::value::Value;
 
 /// How matches are written.
@@ -100,36 +101,59 @@ pub(crate) fn group_fields<'a>(plan: &'a Plan, g: &'a Group) -> Vec<Named<'a>> {
 /// other canonical fields, IANA extras, then `stime` and `etime`. `duration`
 /// is left out: it is derived from the two times.
 pub(crate) fn record_fields(rec: &Record) -> Vec<Named<'static>> {
-    let named = |f: Field, value: Value| Named {
-        name: f.name(),
-        ty: f.field_type(),
-        value,
-    };
-    let mut out = vec![named(Field::RecId, Value::Uint(rec.rec_id))];
-    if let Some(ip) = rec.exporter {
-        out.push(named(Field::Exporter, Value::Ip(ip)));
-    }
-    out.extend(
-        rec.present_fields()
-            .filter(|(f, _)| {
-                !matches!(
-                    f,
-                    Field::RecId | Field::Exporter | Field::Stime | Field::Etime | Field::Duration
-                )
-            })
-            .map(|(f, v)| named(f, v)),
-    );
-    out.push(time_field("stime", rec.stime));
-    out.push(time_field("etime", rec.etime));
+    let mut out = Vec::new();
+    for_each_record_field(rec, |name, ty, value| out.push(Named { name, ty, value }));
     out
 }
 
-fn time_field(name: &'static str, t: Time) -> Named<'static> {
-    Named {
-        name,
-        ty: FieldType::Time,
-        value: Value::Uint(crate::record::time_to_u64(t)),
+/// `record_fields` without collecting: calls `visit` with each field's name,
+/// type and value in output order. It walks `CANONICAL` itself, in the order
+/// of `Record::present_fields`, because `Field::name`/`field_type` search
+/// that table per call, which showed up per output value.
+pub(crate) fn for_each_record_field(
+    rec: &Record,
+    mut visit: impl FnMut(&'static str, FieldType, Value),
+) {
+    visit("rec_id", FieldType::Uint, Value::Uint(rec.rec_id));
+    if let Some(ip) = rec.exporter {
+        visit("exporter", FieldType::Ip, Value::Ip(ip));
     }
+    for (f, name, ty, _) in CANONICAL {
+        if matches!(
+            f,
+            Field::RecId
+                | Field::Exporter
+                | Field::Stime
+                | Field::Etime
+                | Field::Duration
+                | Field::IcmpType
+                | Field::IcmpCode
+                | Field::Sampling
+        ) {
+            continue;
+        }
+        if let Some(v) = rec.get(*f) {
+            visit(name, *ty, v);
+        }
+    }
+    if let Some(s) = rec.sampling {
+        let f = Field::Sampling;
+        visit(f.name(), f.field_type(), Value::Uint(u64::from(s)));
+    }
+    for (id, v) in &rec.extra {
+        let f = Field::Extra(*id);
+        visit(f.name(), f.field_type(), v.clone());
+    }
+    visit(
+        "stime",
+        FieldType::Time,
+        Value::Uint(time_to_u64(rec.stime)),
+    );
+    visit(
+        "etime",
+        FieldType::Time,
+        Value::Uint(time_to_u64(rec.etime)),
+    );
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-23T08:59:41.003Z`.
@@ -171,6 +195,57 @@ mod tests {
         assert_eq!(format_time(1_795_424_381_003), "2026-11-23T08:59:41.003Z");
         assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_time(1_260_226_734_835), "2009-12-07T22:58:54.835Z");
+    }
+
+    /// The fast field walk must list exactly what the table-searching
+    /// original (`present_fields` + `Field::name`/`field_type`) lists.
+    #[test]
+    fn record_fields_follow_present_fields() {
+        let rec = Record {
+            rec_id: 7,
+            exporter: "192.0.2.1".parse().ok(),
+            srcip: "10.0.0.1".parse().ok(),
+            dstip: "2001:db8::1".parse().ok(),
+            nexthop: "10.0.0.254".parse().ok(),
+            srcport: Some(1),
+            dstport: Some(2),
+            prot: Some(1),
+            tcp_flags: Some(3),
+            tos: Some(4),
+            bytes: Some(5),
+            packets: Some(6),
+            stime: 1000,
+            etime: 2500,
+            input: Some(8),
+            output: Some(9),
+            src_as: Some(10),
+            dst_as: Some(11),
+            src_mask: Some(12),
+            dst_mask: Some(13),
+            sampling: Some(100),
+            extra: vec![(82, Value::Text("eth0".into()))],
+        };
+        let mut expected = vec![("rec_id".to_string(), FieldType::Uint, Value::Uint(7))];
+        expected.push((
+            "exporter".into(),
+            FieldType::Ip,
+            Value::Ip(rec.exporter.unwrap()),
+        ));
+        for (f, v) in rec.present_fields() {
+            if !matches!(
+                f,
+                Field::RecId | Field::Exporter | Field::Stime | Field::Etime | Field::Duration
+            ) {
+                expected.push((f.name().to_string(), f.field_type(), v));
+            }
+        }
+        expected.push(("stime".into(), FieldType::Time, Value::Uint(1000)));
+        expected.push(("etime".into(), FieldType::Time, Value::Uint(2500)));
+        let got: Vec<_> = record_fields(&rec)
+            .into_iter()
+            .map(|n| (n.name.to_string(), n.ty, n.value))
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The human-readable format: one summary line per match, one indented line
 //! per record.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::json::branch_name;
-use super::{format_time, group_fields, record_fields, Named};
+use super::stamp::{write_ip, write_time, write_uint};
+use super::{for_each_record_field, group_fields};
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
 use crate::record::{FieldType, SetOf};
@@ -12,81 +13,85 @@ use crate::value::Value;
 
 /// Append the match's lines to `out`.
 pub(crate) fn write_match(
-    out: &mut String,
+    out: &mut Vec<u8>,
     query: &str,
     number: u64,
     plan: &Plan,
     m: &Match,
     records: bool,
 ) {
-    let _ = write!(out, "{query} #{number}:");
+    out.extend_from_slice(query.as_bytes());
+    out.extend_from_slice(b" #");
+    write_uint(out, number);
+    out.push(b':');
     for g in &m.groups {
-        out.push(' ');
+        out.push(b' ');
         group(out, plan, g);
     }
-    out.push('\n');
+    out.push(b'\n');
     if records {
         for (branch, rec) in &m.records {
-            let _ = write!(out, "    {}", branch_name(plan, *branch));
-            for f in record_fields(rec) {
-                out.push(' ');
-                field(out, &f);
-            }
-            out.push('\n');
+            out.extend_from_slice(b"    ");
+            out.extend_from_slice(branch_name(plan, *branch).as_bytes());
+            for_each_record_field(rec, |name, ty, v| {
+                out.push(b' ');
+                field(out, name, ty, &v);
+            });
+            out.push(b'\n');
         }
     }
 }
 
-fn group(out: &mut String, plan: &Plan, g: &Group) {
-    let _ = write!(
-        out,
-        "{}[{} .. {} count={}",
-        branch_name(plan, g.branch),
-        format_time(g.stime),
-        format_time(g.etime),
-        g.members.len()
-    );
+fn group(out: &mut Vec<u8>, plan: &Plan, g: &Group) {
+    out.extend_from_slice(branch_name(plan, g.branch).as_bytes());
+    out.push(b'[');
+    write_time(out, g.stime);
+    out.extend_from_slice(b" .. ");
+    write_time(out, g.etime);
+    out.extend_from_slice(b" count=");
+    write_uint(out, g.members.len() as u64);
     for f in group_fields(plan, g) {
-        out.push(' ');
-        field(out, &f);
+        out.push(b' ');
+        field(out, f.name, f.ty, &f.value);
     }
-    out.push(']');
+    out.push(b']');
 }
 
-fn field(out: &mut String, f: &Named<'_>) {
-    let _ = write!(out, "{}=", f.name);
-    value(out, f.ty, &f.value);
+fn field(out: &mut Vec<u8>, name: &str, ty: FieldType, v: &Value) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    value(out, ty, v);
 }
 
-fn value(out: &mut String, ty: FieldType, v: &Value) {
-    let _ = match v {
+fn value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
+    match v {
         Value::Uint(u) if ty == FieldType::Time => {
-            write!(
-                out,
-                "{}",
-                format_time(i64::try_from(*u).unwrap_or(i64::MAX))
-            )
+            write_time(out, i64::try_from(*u).unwrap_or(i64::MAX))
         }
-        Value::Uint(u) => write!(out, "{u}"),
-        Value::Float(f) => write!(out, "{}", f.0),
-        Value::Ip(ip) => write!(out, "{ip}"),
-        Value::Text(s) => write!(out, "{s:?}"),
+        Value::Uint(u) => write_uint(out, *u),
+        // Writing into a Vec cannot fail.
+        Value::Float(f) => {
+            let _ = write!(out, "{}", f.0);
+        }
+        Value::Ip(ip) => write_ip(out, ip),
+        Value::Text(s) => {
+            let _ = write!(out, "{s:?}");
+        }
         Value::Set(set) => {
             let elem = match ty {
                 FieldType::Set(SetOf::Time) => FieldType::Time,
                 _ => FieldType::Uint,
             };
-            out.push('{');
+            out.push(b'{');
             for (i, e) in set.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 value(out, elem, e);
             }
-            out.push('}');
-            Ok(())
+            out.push(b'}');
         }
-    };
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +101,7 @@ mod tests {
 
     #[test]
     fn one_summary_line_and_indented_records() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         write_match(
             &mut s,
             "http-download",
@@ -105,6 +110,7 @@ mod tests {
             &http_match(),
             true,
         );
+        let s = String::from_utf8(s).unwrap();
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("http-download #3: A[2026-11-23T08:59:41.003Z .. "));
@@ -112,8 +118,9 @@ mod tests {
         assert!(lines[0].contains(" B["), "{}", lines[0]);
         assert!(lines[1].starts_with("    A rec_id=1021 exporter=192.0.2.1 srcip=10.0.0.5"));
         assert!(lines[2].starts_with("    B rec_id=1022"));
-        let mut s = String::new();
+        let mut s = Vec::new();
         write_match(&mut s, "q", 1, &http_plan(), &http_match(), false);
+        let s = String::from_utf8(s).unwrap();
         assert_eq!(s.lines().count(), 1);
     }
 }

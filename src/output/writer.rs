@@ -13,7 +13,8 @@ pub struct MatchWriter {
     records: bool,
     sink: Box<dyn Write + Send>,
     written: u64,
-    buf: String,
+    /// Reused for every match: one allocation for the writer's lifetime.
+    buf: Vec<u8>,
 }
 
 impl MatchWriter {
@@ -29,7 +30,7 @@ impl MatchWriter {
             records,
             sink,
             written: 0,
-            buf: String::new(),
+            buf: Vec::with_capacity(4096),
         }
     }
 
@@ -51,7 +52,7 @@ impl MatchWriter {
                 text::write_match(&mut self.buf, &self.query, number, plan, m, self.records)
             }
         }
-        self.sink.write_all(self.buf.as_bytes())?;
+        self.sink.write_all(&self.buf)?;
         self.sink.flush()?;
         self.written = number;
         Ok(())
