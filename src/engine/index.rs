@@ -5,7 +5,7 @@
 //! the bucket's groups in the relation's time range (a heavy-hitter key
 //! does not make every probe scan its whole bucket).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -27,52 +27,82 @@ pub type TimeRange = (Endpoint, i64, i64);
 
 /// The groups of one key, as (time, seq) sorted by start and by end.
 /// Groups arrive roughly in time order and expire oldest first, so the
-/// sorted inserts and removals happen near the deque's ends.
+/// sorted inserts and removals happen near the runs' ends.
 #[derive(Default)]
 struct Bucket {
-    by_stime: VecDeque<(i64, u64)>,
-    by_etime: VecDeque<(i64, u64)>,
+    by_stime: Run,
+    by_etime: Run,
 }
 
-fn sorted_insert(d: &mut VecDeque<(i64, u64)>, x: (i64, u64)) {
-    // In-order arrival is the common case: no search.
-    if d.back().is_none_or(|b| *b <= x) {
-        d.push_back(x);
-        return;
-    }
-    let i = d.partition_point(|y| *y < x);
-    d.insert(i, x);
+/// A sorted run of (time, seq). Most keys hold a handful of groups, so the
+/// entries live inline (no allocation, nothing to free per key); removals
+/// from the front only advance `head`, and the dead prefix is compacted
+/// once it is half the run, so expiry stays amortised O(1) per group even
+/// for a key holding very many.
+#[derive(Default)]
+struct Run {
+    items: SmallVec<[(i64, u64); 4]>,
+    head: usize,
 }
 
-fn sorted_remove(d: &mut VecDeque<(i64, u64)>, x: (i64, u64)) {
-    // Expiry removes the oldest first.
-    if d.front() == Some(&x) {
-        d.pop_front();
-        return;
+impl Run {
+    fn live(&self) -> &[(i64, u64)] {
+        self.items.get(self.head..).unwrap_or(&[])
     }
-    if let Ok(i) = d.binary_search(&x) {
-        d.remove(i);
+
+    fn is_empty(&self) -> bool {
+        self.live().is_empty()
+    }
+
+    fn insert(&mut self, x: (i64, u64)) {
+        // In-order arrival is the common case: no search.
+        if self.items.last().is_none_or(|b| *b <= x) {
+            self.items.push(x);
+            return;
+        }
+        let i = self.head + self.live().partition_point(|y| *y < x);
+        self.items.insert(i, x);
+    }
+
+    fn remove(&mut self, x: (i64, u64)) {
+        // Expiry removes the oldest first.
+        if self.live().first() == Some(&x) {
+            self.head += 1;
+            if self.head == self.items.len() {
+                self.items.clear();
+                self.head = 0;
+            } else if self.head * 2 >= self.items.len() {
+                self.items.drain(..self.head);
+                self.head = 0;
+            }
+            return;
+        }
+        if let Ok(i) = self.live().binary_search(&x) {
+            self.items.remove(self.head + i);
+        }
     }
 }
 
 impl Bucket {
     fn insert(&mut self, g: &Group, seq: u64) {
-        sorted_insert(&mut self.by_stime, (g.stime, seq));
-        sorted_insert(&mut self.by_etime, (g.etime, seq));
+        self.by_stime.insert((g.stime, seq));
+        self.by_etime.insert((g.etime, seq));
     }
 
     fn remove(&mut self, g: &Group, seq: u64) {
-        sorted_remove(&mut self.by_stime, (g.stime, seq));
-        sorted_remove(&mut self.by_etime, (g.etime, seq));
+        self.by_stime.remove((g.stime, seq));
+        self.by_etime.remove((g.etime, seq));
     }
 
     fn range(&self, (which, lo, hi): TimeRange) -> impl Iterator<Item = u64> + '_ {
         let d = match which {
-            Endpoint::Start => &self.by_stime,
-            Endpoint::End => &self.by_etime,
+            Endpoint::Start => self.by_stime.live(),
+            Endpoint::End => self.by_etime.live(),
         };
         let start = d.partition_point(|(t, _)| *t < lo);
-        d.range(start..)
+        d.get(start..)
+            .unwrap_or(&[])
+            .iter()
             .take_while(move |(t, _)| *t <= hi)
             .map(|(_, s)| *s)
     }

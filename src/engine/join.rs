@@ -16,6 +16,10 @@ use crate::engine::mergerule::{self, branches_of, conjuncts};
 use crate::engine::Group;
 use crate::query::plan::{AllenOp, CmpOp, GroupField, MergeModule, MergeOperand, MergeRule};
 
+/// A group per branch (by plan branch), `None` while unbound. Inline for
+/// the usual few branches: a probe allocates nothing.
+pub type Binding<'a> = SmallVec<[Option<&'a Arc<Group>>; 4]>;
+
 /// Called with each complete binding; returns false to stop the search.
 pub type Visitor<'a, 'f> = dyn FnMut(&[Option<&'a Arc<Group>>]) -> bool + 'f;
 
@@ -116,7 +120,7 @@ impl JoinPlan {
     pub fn search<'a>(
         &self,
         stores: &'a [BranchStore],
-        binding: &mut Vec<Option<&'a Arc<Group>>>,
+        binding: &mut Binding<'a>,
         f: &mut Visitor<'a, '_>,
     ) -> bool {
         if binding.len() < stores.len() {
@@ -133,11 +137,7 @@ impl JoinPlan {
     }
 
     /// Is there at least one completion?
-    pub fn exists<'a>(
-        &self,
-        stores: &'a [BranchStore],
-        binding: &mut Vec<Option<&'a Arc<Group>>>,
-    ) -> bool {
+    pub fn exists<'a>(&self, stores: &'a [BranchStore], binding: &mut Binding<'a>) -> bool {
         !self.search(stores, binding, &mut |_| false)
     }
 
@@ -145,7 +145,7 @@ impl JoinPlan {
         &self,
         k: usize,
         stores: &'a [BranchStore],
-        binding: &mut Vec<Option<&'a Arc<Group>>>,
+        binding: &mut Binding<'a>,
         f: &mut Visitor<'a, '_>,
     ) -> bool {
         let Some(step) = self.steps.get(k) else {
@@ -154,7 +154,7 @@ impl JoinPlan {
         let Some(store) = stores.get(step.branch) else {
             return true;
         };
-        let mut go = |g: &'a Arc<Group>, binding: &mut Vec<Option<&'a Arc<Group>>>| -> bool {
+        let mut go = |g: &'a Arc<Group>, binding: &mut Binding<'a>| -> bool {
             binding[step.branch] = Some(g);
             let keep = !step
                 .checks

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::engine::config::EngineConfig;
 use crate::engine::fasthash::FastMap;
 use crate::engine::index::BranchStore;
-use crate::engine::join::JoinPlan;
+use crate::engine::join::{Binding, JoinPlan};
 use crate::engine::ungroup::ungroup;
 use crate::engine::{Group, Match};
 use crate::query::plan::{MergerPlan, Plan};
@@ -290,7 +290,7 @@ impl Joiner {
             return Vec::new();
         };
         let mut found = Vec::new();
-        let mut binding: Vec<Option<&Arc<Group>>> = vec![None; self.stores.len()];
+        let mut binding: Binding = smallvec::smallvec![None; self.stores.len()];
         binding[g.branch] = Some(g);
         plan.search(&self.stores, &mut binding, &mut |b| {
             let t: Option<Vec<Arc<Group>>> = self
@@ -307,7 +307,7 @@ impl Joiner {
     /// Does some difference module extend this export tuple?
     fn extended(&self, t: &[Arc<Group>]) -> bool {
         self.diffs.iter().any(|d| {
-            let mut binding: Vec<Option<&Arc<Group>>> = vec![None; self.stores.len()];
+            let mut binding: Binding = smallvec::smallvec![None; self.stores.len()];
             for &b in &d.shared {
                 let pos = self.export_branches.iter().position(|x| *x == b);
                 if let Some(slot) = binding.get_mut(b) {

@@ -184,7 +184,17 @@ pub fn run_batch(plan: Arc<Plan>, records: Vec<Record>, window: Option<i64>) -> 
     let mut out = Vec::new();
     engine.push_all(records, &mut out);
     engine.finish(&mut out);
+    drop_in_background(engine);
     out
+}
+
+/// The engine's stores hold every group and record of a batch; freeing
+/// them is pure cleanup the caller need not wait for. If no thread can be
+/// started, the refused closure (and with it the engine) is freed here.
+fn drop_in_background(engine: Engine) {
+    let _ = std::thread::Builder::new()
+        .name("flowy-drop".into())
+        .spawn(move || drop(engine));
 }
 
 /// Below this many records a batch is filtered on the calling thread.
