@@ -111,48 +111,101 @@ impl Bucket {
 struct HashIndex {
     fields: Vec<GroupField>,
     state: foldhash::fast::RandomState,
-    /// Buckets by their key's hash, so that growing the map never hashes
-    /// a key again (a `union` key hashes a whole set).
-    map: FastMap<u64, SmallVec<[(HashKey, Bucket); 1]>>,
+    /// Slots of `entries` by their key's hash, so that growing the map
+    /// never hashes a key again (a `union` key hashes a whole set). The
+    /// map holds only small slot numbers: with the (large) keys and buckets
+    /// inline, a million keys made a table far beyond the caches that every
+    /// probe missed in and every resize copied.
+    map: FastMap<u64, SmallVec<[u32; 2]>>,
+    /// Keys and their buckets, densely; `free` lists emptied slots.
+    entries: Vec<(HashKey, Bucket)>,
+    free: Vec<u32>,
 }
 
 impl HashIndex {
+    fn new(fields: &[GroupField]) -> Self {
+        HashIndex {
+            fields: fields.to_vec(),
+            state: foldhash::fast::RandomState::default(),
+            map: FastMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
     fn hash(&self, key: &HashKey) -> u64 {
         self.state.hash_one(key)
     }
 
-    fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
-        self.map
-            .get(&self.hash(key))?
+    /// The slot holding `key` among the candidates of its hash.
+    fn find(&self, cands: &[u32], key: &HashKey) -> Option<usize> {
+        cands
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, b)| b)
+            .position(|&e| self.entries.get(e as usize).is_some_and(|(k, _)| k == key))
+    }
+
+    fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
+        let cands = self.map.get(&self.hash(key))?;
+        let e = *cands.get(self.find(cands, key)?)?;
+        self.entries.get(e as usize).map(|(_, b)| b)
     }
 
     fn insert(&mut self, key: HashKey, g: &Group, seq: u64) {
-        let slot = self.map.entry(self.hash(&key)).or_default();
-        match slot.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, b)) => b.insert(g, seq),
-            None => {
-                let mut b = Bucket::default();
+        let h = self.hash(&key);
+        let found = self
+            .map
+            .get(&h)
+            .and_then(|c| c.get(self.find(c, &key)?).copied());
+        if let Some(e) = found {
+            if let Some((_, b)) = self.entries.get_mut(e as usize) {
                 b.insert(g, seq);
-                slot.push((key, b));
             }
+            return;
         }
+        let mut b = Bucket::default();
+        b.insert(g, seq);
+        let e = match self.free.pop() {
+            Some(e) => {
+                if let Some(slot) = self.entries.get_mut(e as usize) {
+                    *slot = (key, b);
+                }
+                e
+            }
+            None => {
+                // Slot numbers are u32: more than 4 billion distinct keys
+                // cannot be stored in memory anyway.
+                let e = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+                self.entries.push((key, b));
+                e
+            }
+        };
+        self.map.entry(h).or_default().push(e);
     }
 
     fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
         let h = self.hash(key);
-        let Some(slot) = self.map.get_mut(&h) else {
+        let Some(cands) = self.map.get(&h) else {
             return;
         };
-        let Some(i) = slot.iter().position(|(k, _)| k == key) else {
+        let Some(i) = self.find(cands, key) else {
             return;
         };
-        slot[i].1.remove(g, seq);
-        if slot[i].1.by_stime.is_empty() {
-            slot.swap_remove(i);
-            if slot.is_empty() {
+        let e = cands[i];
+        let Some((_, b)) = self.entries.get_mut(e as usize) else {
+            return;
+        };
+        b.remove(g, seq);
+        if !b.by_stime.is_empty() {
+            return;
+        }
+        // Free the key's memory now; the slot is reused by a later key.
+        if let Some(slot) = self.entries.get_mut(e as usize) {
+            *slot = (HashKey::new(), Bucket::default());
+        }
+        self.free.push(e);
+        if let Some(cands) = self.map.get_mut(&h) {
+            cands.swap_remove(i);
+            if cands.is_empty() {
                 self.map.remove(&h);
             }
         }
@@ -184,11 +237,7 @@ impl BranchStore {
         if let Some(i) = self.hashes.iter().position(|h| h.fields == fields) {
             return i;
         }
-        self.hashes.push(HashIndex {
-            fields: fields.to_vec(),
-            state: foldhash::fast::RandomState::default(),
-            map: FastMap::default(),
-        });
+        self.hashes.push(HashIndex::new(fields));
         self.hashes.len() - 1
     }
 
