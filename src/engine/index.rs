@@ -6,7 +6,8 @@
 //! does not make every probe scan its whole bucket).
 
 use std::collections::BTreeSet;
-use std::hash::BuildHasher;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -219,10 +220,40 @@ impl HashIndex {
     }
 }
 
+/// Hashes a store's sequence numbers to themselves (the tag bits taken
+/// from their low bits): groups stored close in time sit in neighbouring
+/// table slots, so the inserts and the lookups of one key's groups (which
+/// arrived close together) share cache lines, where a scattering hash
+/// missed the cache on each once the store outgrew it. The live sequence
+/// numbers are mostly one recent window, shorter than the table, which the
+/// identity maps to distinct slots; the few long-lived groups outside it
+/// collide only with each other's slots. Sequence numbers come from the
+/// merger, not from input.
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 << 57)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+}
+
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: FastMap<u64, Arc<Group>>,
+    groups: SeqMap<Arc<Group>>,
     by_stime: BTreeSet<(i64, u64)>,
     by_etime: BTreeSet<(i64, u64)>,
     hashes: Vec<HashIndex>,
