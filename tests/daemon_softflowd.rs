@@ -240,12 +240,11 @@ fn softflowd_available() -> bool {
 
 const ALL_RECORDS: &str = "# Every record is its own match.\nsplitter S {}\nfilter everything {\n    bytes >= 0\n}\n\"input\" -> S\nS branch A -> everything\n";
 
-/// The HTTP-download signature for exporters that time both directions of
-/// a connection alike (softflowd tracks connections bidirectionally), so
-/// the response may also *equal* the request in time.
+/// The HTTP-download signature narrowed to downloads: the response carries
+/// more bytes than the request.
 fn http_bidir(example: &str) -> String {
     example.replace(
-        "B oi A OR B d A OR B f A",
+        "B oi A OR B d A OR B f A OR B = A",
         "B oi A OR B d A OR B f A OR B = A\n        A.bytes < B.bytes",
     )
 }
@@ -429,4 +428,65 @@ fn softflowd_ipfix() {
     // IPFIX times (flowStartSysUpTime) lie before the exporter's start and
     // wrap; absolute milliseconds are what a live exporter is set up with.
     run_version("10", &["-A", "milli"]);
+}
+
+/// The daemon as an operator first runs it: `flowy serve` with no
+/// arguments (embedded defaults: UDP 2055, the example queries, matches on
+/// stdout) prints the HTTP downloads of softflowd's export sent to
+/// 127.0.0.1:2055. softflowd exports NetFlow v9 here, so the IPv6 download
+/// is reported too.
+#[test]
+fn serve_with_no_configuration_prints_softflowd_matches() {
+    assert!(
+        softflowd_available(),
+        "softflowd is not installed: `apt-get install -y softflowd` (.ci/run does this)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let packets = traffic(now_ms() - 30_000);
+    write_pcap(
+        &dir.path().join(CAPTURE),
+        &packets.iter().map(Packet::frame).collect::<Vec<_>>(),
+    );
+    let mut d = Daemon::start_default(dir.path());
+    assert_eq!(d.udp.port(), 2055, "the embedded default port");
+    let status = Command::new("softflowd")
+        .current_dir(dir.path())
+        .args(["-d", "-r", CAPTURE, "-p", "sf.pid", "-c", "sf.ctl"])
+        .args(["-n", "127.0.0.1:2055", "-v", "9"])
+        .output()
+        .expect("run softflowd");
+    assert!(
+        status.status.success(),
+        "softflowd: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    d.wait_processed(expected_flows(&packets).len() as u64);
+    assert!(d.terminate().success());
+
+    let mut downloads: Vec<(String, String)> = d
+        .log_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["query"] == "http-download")
+        .map(|m| {
+            let a = m["groups"]
+                .as_array()
+                .and_then(|gs| gs.iter().find(|g| g["branch"] == "A"))
+                .expect("a request group");
+            let ip = |k: &str| a["fields"][k].as_str().unwrap_or_default().to_string();
+            (ip("srcip"), ip("dstip"))
+        })
+        .collect();
+    downloads.sort();
+    let pair = |c: &str, s: &str| (c.to_string(), s.to_string());
+    assert_eq!(
+        downloads,
+        vec![
+            pair("10.0.0.5", "198.51.100.7"),
+            pair("10.0.0.6", "198.51.100.7"),
+            pair("2001:db8::5", "2001:db8::80"),
+        ],
+        "log:\n{}",
+        d.log_lines().join("\n")
+    );
 }

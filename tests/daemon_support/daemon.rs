@@ -58,13 +58,26 @@ impl Daemon {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET") // tests that want it pass it in `env`
-            .env("FLOWY__METRICS__LISTEN", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("FLOWY__METRICS__LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Daemon::spawn(cmd)
+    }
+
+    /// Start `flowy serve` exactly as an operator first does: no arguments,
+    /// no configuration file, no `FLOWY__` variables (embedded defaults:
+    /// UDP 2055, metrics on 127.0.0.1:9555, the example queries, stdout).
+    pub fn start_default(cwd: &Path) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(cwd).arg("serve").env_clear();
+        Daemon::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Daemon {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn flowy serve");
         let log: Log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         collect_lines(child.stderr.take().expect("stderr piped"), log.clone());

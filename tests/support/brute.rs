@@ -122,7 +122,7 @@ impl GroupSig {
 /// flow starts less than a second after the previous one ended, groups kept
 /// when their byte sum is positive; a match pairs B with A when they connect
 /// the same two hosts in opposite directions, A's source ports equal B's
-/// destination ports, and B is overlapped-by, during or finishes A.
+/// destination ports, and B is overlapped-by, during, finishes or equals A.
 pub fn http_download(recs: &[Record]) -> Vec<Vec<GroupSig>> {
     let key = |r: &Record| (r.srcip, r.dstip);
     let bytes = |g: &RefGroup| g.sum(recs, |r| r.bytes.unwrap_or(0));
@@ -153,7 +153,10 @@ pub fn http_download(recs: &[Record]) -> Vec<Vec<GroupSig>> {
             let overlapped_by = ys < xs && xs < ye && ye < xe;
             let during = ys < xs && xe < ye;
             let finishes = xe == ye && xs > ys;
-            if (overlapped_by || during || finishes) && ga.union(recs, |r| r.srcport) == b_ports {
+            let equals = xs == ys && xe == ye;
+            if (overlapped_by || during || finishes || equals)
+                && ga.union(recs, |r| r.srcport) == b_ports
+            {
                 matches.push(vec![
                     GroupSig::of("B", gb, recs),
                     GroupSig::of("A", ga, recs),
