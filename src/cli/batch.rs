@@ -1,6 +1,7 @@
 //! `flowy check` and `flowy query`: compile, read files, run the engine once,
 //! write the matches.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use super::{CheckArgs, QueryArgs, EXIT_BAD_QUERY, EXIT_FAILURE};
 use crate::engine;
 use crate::input;
-use crate::output::{open_output, MatchWriter};
+use crate::output::{open_output, MatchFormatter, WRITE_CHUNK};
 use crate::query::{self, plan::Plan, CompileError};
 
 /// Compile every query, print each plan; every error of every file goes to
@@ -56,13 +57,20 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let sink = open_output(&args.output)
+    let mut sink = open_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
-    let mut writer = MatchWriter::new(plan.name.clone(), args.format, !args.no_records, sink);
-    for m in engine::run_batch(Arc::clone(&plan), records, args.window) {
-        match writer.write(&plan, &m) {
-            Ok(()) => {}
+    let mut formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records);
+    let mut buf = Vec::with_capacity(WRITE_CHUNK);
+    let matches = engine::run_batch(Arc::clone(&plan), records, args.window);
+    let last = matches.len();
+    for (i, m) in matches.iter().enumerate() {
+        formatter.append(&plan, m, &mut buf);
+        if buf.len() < WRITE_CHUNK && i + 1 < last {
+            continue;
+        }
+        match sink.write_all(&buf).and_then(|()| sink.flush()) {
+            Ok(()) => buf.clear(),
             // The reader went away (`flowy query … | head`): nothing more to do.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
             Err(e) => return Err(e).with_context(|| format!("cannot write to '{}'", args.output)),

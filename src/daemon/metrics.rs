@@ -226,7 +226,7 @@ impl Metrics {
             ),
             c(
                 "flowy_output_write_errors_total",
-                "failed output writes",
+                "matches lost to failed output writes",
                 Counter,
                 &self.output_write_errors,
             ),

@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 
 use crate::engine::Match;
-use crate::output::{open_output, MatchWriter, OutputFormat};
+use crate::output::{open_output, MatchFormatter, OutputFormat, WRITE_CHUNK};
 use crate::query::plan::Plan;
 
 use super::config::Format;
@@ -27,34 +27,14 @@ pub enum OutMsg {
     Reopen(String),
 }
 
-/// A sink every query's writer shares; reopening swaps the inner writer
-/// for all of them at once.
-#[derive(Clone)]
-struct SharedSink(Arc<Mutex<Box<dyn Write + Send>>>);
-
-impl SharedSink {
-    fn swap(&self, new: Box<dyn Write + Send>) {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = guard.flush();
-        *guard = new;
-    }
-}
-
-impl Write for SharedSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
-    }
-}
-
 pub struct Output {
-    sink: SharedSink,
+    sink: Box<dyn Write + Send>,
     format: OutputFormat,
     records: bool,
-    writers: HashMap<String, MatchWriter>,
+    formatters: HashMap<String, MatchFormatter>,
+    /// Lines formatted but not yet written, and how many they are.
+    pending: Vec<u8>,
+    pending_lines: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -74,10 +54,12 @@ impl Output {
             Format::Text => OutputFormat::Text,
         };
         Ok(Output {
-            sink: SharedSink(Arc::new(Mutex::new(open_output(path)?))),
+            sink: open_output(path)?,
             format,
             records,
-            writers: HashMap::new(),
+            formatters: HashMap::new(),
+            pending: Vec::with_capacity(WRITE_CHUNK),
+            pending_lines: 0,
             metrics,
         })
     }
@@ -88,45 +70,72 @@ impl Output {
             .spawn(move || self.run(rx))
     }
 
+    /// Matches are written and flushed as soon as the queue is empty: what
+    /// is already waiting joins the same write, nothing waits for more.
     fn run(mut self, mut rx: mpsc::Receiver<OutMsg>) {
         while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                OutMsg::Matches { plan, matches } => {
-                    for m in &matches {
-                        self.write(&plan, m);
-                    }
+            self.handle(msg);
+            while self.pending.len() < WRITE_CHUNK {
+                match rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
                 }
-                OutMsg::Reopen(path) => match open_output(&path) {
+            }
+            self.write_pending();
+        }
+        self.write_pending();
+    }
+
+    fn handle(&mut self, msg: OutMsg) {
+        match msg {
+            OutMsg::Matches { plan, matches } => {
+                let (format, records) = (self.format, self.records);
+                let f = self
+                    .formatters
+                    .entry(plan.name.clone())
+                    .or_insert_with(|| MatchFormatter::new(plan.name.clone(), format, records));
+                for m in &matches {
+                    f.append(&plan, m, &mut self.pending);
+                }
+                self.pending_lines += matches.len() as u64;
+            }
+            OutMsg::Reopen(path) => {
+                self.write_pending();
+                match open_output(&path) {
                     Ok(sink) => {
-                        self.sink.swap(sink);
+                        self.sink = sink;
                         tracing::info!(path = %path, "output reopened");
                     }
                     Err(e) => {
                         tracing::error!(path = %path, error = %e, "cannot reopen output; keeping the old one")
                     }
-                },
-            }
-        }
-        let _ = self.sink.flush();
-    }
-
-    fn write(&mut self, plan: &Plan, m: &Match) {
-        let writer = self.writers.entry(plan.name.clone()).or_insert_with(|| {
-            MatchWriter::new(
-                plan.name.clone(),
-                self.format,
-                self.records,
-                Box::new(self.sink.clone()),
-            )
-        });
-        match writer.write(plan, m) {
-            Ok(()) => add(&self.metrics.output_lines, 1),
-            Err(e) => {
-                add(&self.metrics.output_write_errors, 1);
-                if super::metrics::get(&self.metrics.output_write_errors) <= LOGGED_ERRORS {
-                    tracing::error!(query = %plan.name, error = %e, "output write failed");
                 }
             }
+        }
+    }
+
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let written = self
+            .sink
+            .write_all(&self.pending)
+            .and_then(|()| self.sink.flush());
+        match written {
+            Ok(()) => add(&self.metrics.output_lines, self.pending_lines),
+            Err(e) => {
+                add(&self.metrics.output_write_errors, self.pending_lines);
+                if super::metrics::get(&self.metrics.output_write_errors) <= LOGGED_ERRORS {
+                    tracing::error!(lines = self.pending_lines, error = %e, "output write failed");
+                }
+            }
+        }
+        self.pending.clear();
+        self.pending_lines = 0;
+        // One burst of huge matches must not pin its buffer for good.
+        if self.pending.capacity() > 4 * WRITE_CHUNK {
+            self.pending.shrink_to(WRITE_CHUNK);
         }
     }
 }

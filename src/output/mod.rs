@@ -5,7 +5,7 @@ mod stamp;
 mod text;
 mod writer;
 
-pub use writer::{open_output, MatchWriter};
+pub use writer::{open_output, MatchFormatter, WRITE_CHUNK};
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! The match writer: numbers matches, formats them and flushes each one.
+//! Numbering and formatting matches into output lines, and opening the output.
 
 use std::io::Write;
 
@@ -6,38 +6,29 @@ use super::{json, now_ms, text, OutputFormat};
 use crate::engine::Match;
 use crate::query::plan::Plan;
 
-/// Writes the matches of one query to a sink, numbering them 1, 2, …
-pub struct MatchWriter {
+/// Numbers the matches of one query 1, 2, … and formats each as a line.
+pub struct MatchFormatter {
     query: String,
     format: OutputFormat,
     records: bool,
-    sink: Box<dyn Write + Send>,
-    written: u64,
-    /// Reused for every match: one allocation for the writer's lifetime.
-    buf: Vec<u8>,
+    numbered: u64,
 }
 
-impl MatchWriter {
-    pub fn new(
-        query_name: impl Into<String>,
-        format: OutputFormat,
-        records: bool,
-        sink: Box<dyn Write + Send>,
-    ) -> Self {
-        MatchWriter {
+impl MatchFormatter {
+    pub fn new(query_name: impl Into<String>, format: OutputFormat, records: bool) -> Self {
+        MatchFormatter {
             query: query_name.into(),
             format,
             records,
-            sink,
-            written: 0,
-            buf: Vec::with_capacity(4096),
+            numbered: 0,
         }
     }
 
-    /// Write one match and flush, so that readers see it at once.
-    pub fn write(&mut self, plan: &Plan, m: &Match) -> std::io::Result<()> {
-        let number = self.written + 1;
-        self.buf.clear();
+    /// Number the match and append its line to `out`. The number counts as
+    /// used even if the caller's write then fails, so a gap in the
+    /// numbering shows the loss.
+    pub fn append(&mut self, plan: &Plan, m: &Match, out: &mut Vec<u8>) {
+        let number = self.numbered + 1;
         match self.format {
             OutputFormat::Json => {
                 let header = json::Header {
@@ -46,29 +37,25 @@ impl MatchWriter {
                     emitted: now_ms(),
                     records: self.records,
                 };
-                json::write_match(&mut self.buf, &header, plan, m);
+                json::write_match(out, &header, plan, m);
             }
             OutputFormat::Text => {
-                text::write_match(&mut self.buf, &self.query, number, plan, m, self.records)
+                text::write_match(out, &self.query, number, plan, m, self.records)
             }
         }
-        self.sink.write_all(&self.buf)?;
-        self.sink.flush()?;
-        self.written = number;
-        Ok(())
+        self.numbered = number;
     }
 
-    /// Number of matches written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Swap the sink (e.g. the output file reopened after SIGHUP); the match
-    /// numbering continues.
-    pub fn set_sink(&mut self, sink: Box<dyn Write + Send>) {
-        self.sink = sink;
+    /// Number of matches formatted so far.
+    pub fn numbered(&self) -> u64 {
+        self.numbered
     }
 }
+
+/// Lines are written in chunks of up to this many bytes (a few hundred
+/// matches): one system call per line cost as much as formatting the line.
+/// Whatever is at hand when the producer pauses is written at once.
+pub const WRITE_CHUNK: usize = 1 << 20;
 
 /// `-` is stdout; anything else is a file opened for appending (created if
 /// missing).
@@ -94,16 +81,13 @@ mod tests {
         let path = dir.path().join("out.jsonl");
         let p = path.to_str().unwrap();
         std::fs::write(&path, "earlier line\n").unwrap();
-        let mut w = MatchWriter::new(
-            "http-download",
-            OutputFormat::Json,
-            true,
-            open_output(p).unwrap(),
-        );
+        let mut f = MatchFormatter::new("http-download", OutputFormat::Json, true);
         let (plan, m) = (http_plan(), http_match());
-        w.write(&plan, &m).unwrap();
-        w.write(&plan, &m).unwrap();
-        assert_eq!(w.written(), 2);
+        let mut buf = Vec::new();
+        f.append(&plan, &m, &mut buf);
+        f.append(&plan, &m, &mut buf);
+        assert_eq!(f.numbered(), 2);
+        open_output(p).unwrap().write_all(&buf).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
