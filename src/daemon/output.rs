@@ -89,15 +89,18 @@ impl Output {
     fn handle(&mut self, msg: OutMsg) {
         match msg {
             OutMsg::Matches { plan, matches } => {
-                let (format, records) = (self.format, self.records);
-                let f = self
-                    .formatters
-                    .entry(plan.name.clone())
-                    .or_insert_with(|| MatchFormatter::new(plan.name.clone(), format, records));
+                // Out of the map while writing, which needs all of `self`.
+                let mut f = self.formatters.remove(&plan.name).unwrap_or_else(|| {
+                    MatchFormatter::new(plan.name.clone(), self.format, self.records)
+                });
                 for m in &matches {
                     f.append(&plan, m, &mut self.pending);
+                    self.pending_lines += 1;
+                    if self.pending.len() >= WRITE_CHUNK {
+                        self.write_pending();
+                    }
                 }
-                self.pending_lines += matches.len() as u64;
+                self.formatters.insert(plan.name.clone(), f);
             }
             OutMsg::Reopen(path) => {
                 self.write_pending();
@@ -133,8 +136,9 @@ impl Output {
         }
         self.pending.clear();
         self.pending_lines = 0;
-        // One burst of huge matches must not pin its buffer for good.
-        if self.pending.capacity() > 4 * WRITE_CHUNK {
+        // A single huge match must not pin its buffer for good; ordinary
+        // ones keep it, so its pages are not faulted in again every time.
+        if self.pending.capacity() > 16 * WRITE_CHUNK {
             self.pending.shrink_to(WRITE_CHUNK);
         }
     }
