@@ -384,7 +384,12 @@ impl Grouper {
             window,
             stime: rec.stime,
             etime: rec.etime,
-            members: vec![rec],
+            members: {
+                // Groups that grow at all usually take a few members.
+                let mut members = Vec::with_capacity(4);
+                members.push(rec);
+                members
+            },
             keys,
             aggs,
             index_keys,
