@@ -8,20 +8,19 @@
 //! Modules without such rules scan the open groups oldest first.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::engine::aggregate::Aggregates;
-use crate::engine::fasthash::FastMap;
 use crate::engine::filter::{compare_values, delta_holds, key_value};
 use crate::engine::Group;
 use crate::query::plan::{CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference};
 use crate::record::{Field, Record};
 use crate::value::Value;
-
-type Key = (i64, SmallVec<[Value; 2]>);
 
 /// Does `rule` admit `rec` into a group whose first/last members are given?
 #[inline]
@@ -80,17 +79,29 @@ fn stime_upper_bound(rule: &GroupRule, first: &Record, last: &Record) -> Option<
     }
 }
 
+/// Where an open group lives: its id (creation order, which is what
+/// "oldest" means) and its slot in the grouper's slab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Handle {
+    id: u64,
+    slot: usize,
+}
+
 struct OpenGroup {
+    id: u64,
     window: i64,
     stime: i64,
     etime: i64,
     members: Vec<Arc<Record>>,
     keys: Vec<Option<Value>>,
     aggs: Aggregates,
-    /// Per module: the index key this group is filed under (if any).
-    index_keys: Vec<Option<Key>>,
-    /// Entry in `Grouper::closing`.
+    /// Per module: the fingerprint this group is filed under (if any).
+    index_keys: SmallVec<[Option<u64>; 2]>,
+    /// No record with a later `stime` can join.
     close_at: Option<i64>,
+    /// The C of this group's live entry in `Grouper::closing`: never later
+    /// than `close_at`, so the entry surfaces in time.
+    sched: Option<i64>,
 }
 
 impl OpenGroup {
@@ -102,9 +113,84 @@ impl OpenGroup {
     }
 }
 
+/// Open groups in reusable slots: a closed group's memory goes to the next
+/// new one, and a lookup is an index, not a hash.
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Option<OpenGroup>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    fn get(&self, h: Handle) -> Option<&OpenGroup> {
+        self.slots.get(h.slot)?.as_ref().filter(|g| g.id == h.id)
+    }
+
+    fn get_mut(&mut self, h: Handle) -> Option<&mut OpenGroup> {
+        self.slots
+            .get_mut(h.slot)?
+            .as_mut()
+            .filter(|g| g.id == h.id)
+    }
+
+    fn contains(&self, h: Handle) -> bool {
+        self.get(h).is_some()
+    }
+
+    fn insert(&mut self, g: OpenGroup) -> Handle {
+        let id = g.id;
+        self.len += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(g);
+                Handle { id, slot }
+            }
+            None => {
+                self.slots.push(Some(g));
+                Handle {
+                    id,
+                    slot: self.slots.len() - 1,
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, h: Handle) -> Option<OpenGroup> {
+        self.get(h)?;
+        let g = self.slots.get_mut(h.slot)?.take()?;
+        self.free.push(h.slot);
+        self.len -= 1;
+        Some(g)
+    }
+}
+
+/// Fingerprints are already seeded hashes: the index map uses them as is.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Open groups by the fingerprint of their key values, oldest first. Equal
+/// keys have equal fingerprints; a collision only adds candidates, which
+/// the module's own `=` rules then reject.
+type KeyIndex = HashMap<u64, SmallVec<[Handle; 2]>, BuildHasherDefault<PassThrough>>;
+
 struct ModuleIndex {
     key_rules: Vec<usize>,
-    map: FastMap<Key, VecDeque<u64>>,
+    map: KeyIndex,
 }
 
 /// Counters of one grouper.
@@ -122,17 +208,21 @@ pub struct Grouper {
     window: Option<i64>,
     max_open: usize,
     next_id: u64,
-    /// Open groups by id (per-record lookups hash, no tree walk)…
-    open: FastMap<u64, OpenGroup>,
-    /// …and their ids in creation order, for oldest-first scans and closes.
-    /// Ids of closed groups are dropped lazily (from the front, and by
-    /// compaction), so closing a group costs no search here.
-    open_ids: VecDeque<u64>,
+    open: Slab,
+    /// Open groups in creation order, for oldest-first scans and closes.
+    /// Closed ones are dropped lazily (from the front, and by compaction),
+    /// so closing a group costs no search here.
+    open_ids: VecDeque<Handle>,
     modules: Vec<ModuleIndex>,
-    /// (C, id): the group can take no record with `stime > C`. Entries are
-    /// never removed in place: an entry whose C is no longer the group's
-    /// `close_at` (or whose group is closed) is skipped when it surfaces.
-    closing: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Seed of the key fingerprints (per process, so keys cannot be
+    /// crafted to collide).
+    seed: foldhash::fast::RandomState,
+    /// (C, group): the group can take no record with `stime > C`. Entries
+    /// are never removed in place, and a group's `close_at` may move past
+    /// its entry (every join with `rdelta` moves it): the entry is moved on
+    /// when it surfaces. Entries that are not their group's `sched` are
+    /// skipped.
+    closing: BinaryHeap<Reverse<(i64, Handle)>>,
     qualified: bool,
     closed: Vec<Group>,
     stats: GrouperStats,
@@ -150,7 +240,7 @@ impl Grouper {
                 .iter()
                 .map(|m| ModuleIndex {
                     key_rules: key_rules(m),
-                    map: FastMap::default(),
+                    map: KeyIndex::default(),
                 })
                 .collect()
         });
@@ -163,9 +253,10 @@ impl Grouper {
             window: window.filter(|w| *w > 0),
             max_open: max_open.max(1),
             next_id: 0,
-            open: FastMap::default(),
+            open: Slab::default(),
             open_ids: VecDeque::new(),
             modules,
+            seed: foldhash::fast::RandomState::default(),
             closing: BinaryHeap::new(),
             qualified,
             closed: Vec::new(),
@@ -174,7 +265,7 @@ impl Grouper {
     }
 
     pub fn open_count(&self) -> usize {
-        self.open.len()
+        self.open.len
     }
 
     pub fn stats(&self) -> GrouperStats {
@@ -193,13 +284,13 @@ impl Grouper {
     /// Offer a record (in `stime` order, except late ones).
     pub fn offer(&mut self, rec: Arc<Record>) {
         let Some(plan) = self.plan.clone().filter(|p| !p.modules.is_empty()) else {
-            let id = self.create(rec);
-            self.close(id);
+            let h = self.create(rec);
+            self.close(h);
             return;
         };
         let window = self.window_of(rec.stime);
         match self.find_group(&plan, window, &rec) {
-            Some(id) => self.join(&plan, id, rec),
+            Some(h) => self.join(&plan, h, rec),
             None => {
                 self.create(rec);
                 self.enforce_limit();
@@ -208,29 +299,23 @@ impl Grouper {
     }
 
     /// The oldest open group some module admits `rec` into.
-    fn find_group(&self, plan: &GrouperPlan, window: i64, rec: &Record) -> Option<u64> {
-        let mut best: Option<u64> = None;
+    fn find_group(&self, plan: &GrouperPlan, window: i64, rec: &Record) -> Option<Handle> {
+        let mut best: Option<Handle> = None;
         for (module, index) in plan.modules.iter().zip(&self.modules) {
-            let admits = |id: &u64| {
-                self.open.get(id).is_some_and(|g| {
+            let admits = |h: &&Handle| {
+                self.open.get(**h).is_some_and(|g| {
                     g.window == window && module_holds(module, g.first(), g.last(), rec)
                 })
             };
+            let older = |h: &&Handle| best.is_none_or(|b| h.id < b.id);
             let found = if index.key_rules.is_empty() {
-                self.open_ids
-                    .iter()
-                    .take_while(|id| best.is_none_or(|b| **id < b))
-                    .find(|id| admits(id))
-                    .copied()
+                self.open_ids.iter().take_while(older).find(admits).copied()
             } else {
-                probe_key(module, &index.key_rules, window, rec)
-                    .and_then(|k| index.map.get(&k))
-                    .and_then(|ids| {
-                        ids.iter()
-                            .take_while(|id| best.is_none_or(|b| **id < b))
-                            .find(|id| admits(id))
-                            .copied()
-                    })
+                fingerprint(&self.seed, module, &index.key_rules, window, rec, |r| {
+                    r.right
+                })
+                .and_then(|k| index.map.get(&k))
+                .and_then(|hs| hs.iter().take_while(older).find(admits).copied())
             };
             if found.is_some() {
                 best = found;
@@ -239,8 +324,8 @@ impl Grouper {
         best
     }
 
-    fn join(&mut self, plan: &GrouperPlan, id: u64, rec: Arc<Record>) {
-        let Some(g) = self.open.get_mut(&id) else {
+    fn join(&mut self, plan: &GrouperPlan, h: Handle, rec: Arc<Record>) {
+        let Some(g) = self.open.get_mut(h) else {
             return;
         };
         // Which modules admit the record must be judged against the group as
@@ -259,13 +344,13 @@ impl Grouper {
             via.get(i).copied().unwrap_or(false)
         });
         g.members.push(rec);
-        self.reschedule(id);
+        self.reschedule(h);
     }
 
     /// Open a new group with `rec` as its first member. The founding record
     /// counts for every module's qualified aggregates: it joined through no
     /// module, and every module's rules are relative to it.
-    fn create(&mut self, rec: Arc<Record>) -> u64 {
+    fn create(&mut self, rec: Arc<Record>) -> Handle {
         let id = self.next_id;
         self.next_id += 1;
         let window = self.window_of(rec.stime);
@@ -281,133 +366,153 @@ impl Grouper {
             ),
             None => (Vec::new(), Aggregates::new(&[])),
         };
+        let mut index_keys = SmallVec::new();
         if let Some(p) = &self.plan {
             aggs.update(&p.aggregates, &rec, |_| true);
-        }
-        let mut index_keys = Vec::with_capacity(self.modules.len());
-        if let Some(p) = &self.plan {
-            for (module, index) in p.modules.iter().zip(self.modules.iter_mut()) {
-                let key = if index.key_rules.is_empty() {
+            for (module, index) in p.modules.iter().zip(&self.modules) {
+                index_keys.push(if index.key_rules.is_empty() {
                     None
                 } else {
-                    group_key(module, &index.key_rules, window, &rec)
-                };
-                if let Some(k) = &key {
-                    index.map.entry(k.clone()).or_default().push_back(id);
-                }
-                index_keys.push(key);
+                    fingerprint(&self.seed, module, &index.key_rules, window, &rec, |r| {
+                        r.left
+                    })
+                });
             }
         }
-        let group = OpenGroup {
+        let h = self.open.insert(OpenGroup {
+            id,
             window,
             stime: rec.stime,
             etime: rec.etime,
-            members: vec![rec],
+            members: {
+                // Groups that grow at all usually take a few members.
+                let mut members = Vec::with_capacity(4);
+                members.push(rec);
+                members
+            },
             keys,
             aggs,
             index_keys,
             close_at: None,
-        };
-        self.open.insert(id, group);
-        self.open_ids.push_back(id);
-        self.reschedule(id);
-        id
+            sched: None,
+        });
+        if let Some(g) = self.open.get(h) {
+            for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
+                if let Some(k) = key {
+                    index.map.entry(*k).or_default().push(h);
+                }
+            }
+        }
+        self.open_ids.push_back(h);
+        self.reschedule(h);
+        h
     }
 
-    /// Recompute when group `id` can close (window end or early close).
-    fn reschedule(&mut self, id: u64) {
-        let Some(g) = self.open.get(&id) else { return };
-        let window_end = self.window.map(|w| {
+    /// Recompute when group `h` can close (window end or early close).
+    fn reschedule(&mut self, h: Handle) {
+        let (window, plan) = (self.window, self.plan.as_deref());
+        let Some(g) = self.open.get_mut(h) else {
+            return;
+        };
+        let window_end = window.map(|w| {
             g.window
                 .saturating_add(1)
                 .saturating_mul(w)
                 .saturating_sub(1)
         });
-        let early = self.plan.as_ref().and_then(|p| early_bound(p, g));
-        let c = match (window_end, early) {
+        let early = plan.and_then(|p| early_bound(p, g));
+        g.close_at = match (window_end, early) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if g.close_at == c {
+        let Some(c) = g.close_at else { return };
+        if g.sched.is_some_and(|s| s <= c) {
             return;
         }
-        if let Some(c) = c {
-            self.closing.push(Reverse((c, id)));
-        }
-        if let Some(g) = self.open.get_mut(&id) {
-            g.close_at = c;
-        }
+        g.sched = Some(c);
+        self.closing.push(Reverse((c, h)));
         self.compact_closing();
     }
 
-    /// Drop ids of closed groups from the front of `open_ids`, and keep
-    /// the rest from outgrowing the open groups.
+    /// Drop handles of closed groups from the front of `open_ids`, and
+    /// keep the rest from outgrowing the open groups.
     fn forget_closed_ids(&mut self) {
         while self
             .open_ids
             .front()
-            .is_some_and(|id| !self.open.contains_key(id))
+            .is_some_and(|h| !self.open.contains(*h))
         {
             self.open_ids.pop_front();
         }
-        if self.open_ids.len() > 2 * self.open.len() + 1024 {
+        if self.open_ids.len() > 2 * self.open.len + 1024 {
             let open = &self.open;
-            self.open_ids.retain(|id| open.contains_key(id));
+            self.open_ids.retain(|h| open.contains(*h));
         }
     }
 
-    /// Keep stale schedule entries from outgrowing the open groups.
+    /// Keep superseded schedule entries from outgrowing the open groups.
     fn compact_closing(&mut self) {
-        if self.closing.len() <= 2 * self.open.len() + 1024 {
+        if self.closing.len() <= 2 * self.open.len + 1024 {
             return;
         }
         let open = &self.open;
         self.closing
-            .retain(|Reverse((c, id))| open.get(id).is_some_and(|g| g.close_at == Some(*c)));
+            .retain(|Reverse((c, h))| open.get(*h).is_some_and(|g| g.sched == Some(*c)));
     }
 
     fn enforce_limit(&mut self) {
-        while self.open.len() > self.max_open {
-            let Some(&id) = self.open_ids.front() else {
+        while self.open.len > self.max_open {
+            let Some(&h) = self.open_ids.front() else {
                 break;
             };
             self.stats.closed_early += 1;
-            self.close(id);
+            self.close(h);
         }
     }
 
-    /// Close every group that no record with `stime >= t` can join.
+    /// Close every group that no record with `stime >= t` can join, in
+    /// (`close_at`, id) order.
     pub fn close_before(&mut self, t: i64) {
-        while let Some(&Reverse((c, id))) = self.closing.peek() {
+        while let Some(&Reverse((c, h))) = self.closing.peek() {
             if c >= t {
                 break;
             }
             self.closing.pop();
-            if self.open.get(&id).is_some_and(|g| g.close_at == Some(c)) {
-                self.close(id);
+            let Some(g) = self.open.get_mut(h).filter(|g| g.sched == Some(c)) else {
+                continue;
+            };
+            match g.close_at {
+                Some(a) if a == c => self.close(h),
+                // Joins moved the bound on: queue the group at its real C,
+                // which keeps the pops in (C, id) order.
+                Some(a) => {
+                    g.sched = Some(a);
+                    self.closing.push(Reverse((a, h)));
+                }
+                None => g.sched = None,
             }
         }
     }
 
     /// Close every open group, oldest first.
     pub fn close_all(&mut self) {
-        while let Some(&id) = self.open_ids.front() {
-            self.close(id);
+        while let Some(&h) = self.open_ids.front() {
+            self.close(h);
         }
     }
 
-    fn close(&mut self, id: u64) {
-        let Some(g) = self.open.remove(&id) else {
+    fn close(&mut self, h: Handle) {
+        let Some(g) = self.open.remove(h) else {
             return;
         };
         self.forget_closed_ids();
         for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
             let Some(key) = key else { continue };
-            if let Some(ids) = index.map.get_mut(key) {
-                if let Some(pos) = ids.iter().position(|x| *x == id) {
-                    ids.remove(pos);
+            if let Some(hs) = index.map.get_mut(key) {
+                if let Some(pos) = hs.iter().position(|x| *x == h) {
+                    hs.remove(pos);
                 }
-                if ids.is_empty() {
+                if hs.is_empty() {
                     index.map.remove(key);
                 }
             }
@@ -417,7 +522,7 @@ impl Grouper {
         self.stats.groups_closed += 1;
         self.closed.push(Group {
             branch: self.branch,
-            id,
+            id: g.id,
             stime: g.stime,
             etime: g.etime,
             members: g.members,
@@ -426,24 +531,47 @@ impl Grouper {
     }
 }
 
-/// The key a group is filed under for a module: its first member's
-/// left-hand values. `None` when one is absent (the module can never admit
-/// anything into the group then).
-fn group_key(m: &ModulePlan, rules: &[usize], window: i64, first: &Record) -> Option<Key> {
-    let mut vals = SmallVec::new();
+/// A seeded hash of a record's key values for a module (`side` picks the
+/// left-hand fields for a group's first member, the right-hand ones for a
+/// probing record). `None` when one is absent (nothing can match then).
+fn fingerprint(
+    seed: &foldhash::fast::RandomState,
+    m: &ModulePlan,
+    rules: &[usize],
+    window: i64,
+    rec: &Record,
+    side: impl Fn(&GroupRule) -> Field,
+) -> Option<u64> {
+    let mut h = seed.build_hasher();
+    h.write_i64(window);
     for &i in rules {
-        vals.push(key_value(first.get(m.rules.get(i)?.left)?));
+        hash_key(&mut h, key_value(rec.get(side(m.rules.get(i)?))?));
     }
-    Some((window, vals))
+    Some(h.finish())
 }
 
-/// The key a record probes with: its right-hand values.
-fn probe_key(m: &ModulePlan, rules: &[usize], window: i64, rec: &Record) -> Option<Key> {
-    let mut vals = SmallVec::new();
-    for &i in rules {
-        vals.push(key_value(rec.get(m.rules.get(i)?.right)?));
+/// Like `Value::hash` (equal values hash alike), minus the generic
+/// enum walk for the common numbers and addresses.
+#[inline]
+fn hash_key(h: &mut impl Hasher, v: Value) {
+    match v {
+        Value::Uint(u) => {
+            h.write_u8(0);
+            h.write_u64(u);
+        }
+        Value::Ip(IpAddr::V4(a)) => {
+            h.write_u8(1);
+            h.write_u32(u32::from(a));
+        }
+        Value::Ip(IpAddr::V6(a)) => {
+            h.write_u8(2);
+            h.write_u128(u128::from(a));
+        }
+        other => {
+            h.write_u8(3);
+            other.hash(h);
+        }
     }
-    Some((window, vals))
 }
 
 /// Early close (SPEC §3.2): the group can take no record with a later
