@@ -5,15 +5,14 @@
 //! the bucket's groups in the relation's time range (a heavy-hitter key
 //! does not make every probe scan its whole bucket).
 
-use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::ops::Bound;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
+use crate::engine::blocks::SortedBlocks;
 use crate::engine::fasthash::FastMap;
 use crate::engine::filter::key_value;
 use crate::engine::Group;
@@ -254,8 +253,8 @@ type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 #[derive(Default)]
 pub struct BranchStore {
     groups: SeqMap<Arc<Group>>,
-    by_stime: BTreeSet<(i64, u64)>,
-    by_etime: BTreeSet<(i64, u64)>,
+    by_stime: SortedBlocks,
+    by_etime: SortedBlocks,
     hashes: Vec<HashIndex>,
     /// Upper bound of `etime − stime` over stored groups (never shrinks).
     max_duration: i64,
@@ -299,8 +298,8 @@ impl BranchStore {
 
     pub fn remove(&mut self, seq: u64) -> Option<Arc<Group>> {
         let g = self.groups.remove(&seq)?;
-        self.by_stime.remove(&(g.stime, seq));
-        self.by_etime.remove(&(g.etime, seq));
+        self.by_stime.remove((g.stime, seq));
+        self.by_etime.remove((g.etime, seq));
         for h in &mut self.hashes {
             let Some(k) = h.key_of(&g) else { continue };
             h.remove(&k, &g, seq);
@@ -310,7 +309,7 @@ impl BranchStore {
 
     /// The stored group with the smallest `etime`, as (etime, seq).
     pub fn earliest_end(&self) -> Option<(i64, u64)> {
-        self.by_etime.first().copied()
+        self.by_etime.first()
     }
 
     pub fn get(&self, seq: u64) -> Option<&Arc<Group>> {
@@ -323,7 +322,9 @@ impl BranchStore {
 
     /// Every stored group, by (`stime`, arrival).
     pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
+        self.by_stime
+            .iter()
+            .filter_map(|(_, s)| self.groups.get(&s))
     }
 
     /// The groups filed under `key` in hash index `index`, found once and
@@ -358,16 +359,11 @@ impl BranchStore {
             Endpoint::Start => &self.by_stime,
             Endpoint::End => &self.by_etime,
         };
-        let range = (lo <= hi).then(|| {
-            set.range((
-                Bound::Included((lo, u64::MIN)),
-                Bound::Included((hi, u64::MAX)),
-            ))
-        });
+        let range = (lo <= hi).then(|| set.range(lo, hi));
         range
             .into_iter()
             .flatten()
-            .filter_map(|(_, s)| self.groups.get(s))
+            .filter_map(|(_, s)| self.groups.get(&s))
     }
 }
 
