@@ -154,6 +154,25 @@ impl SortedBlocks {
     }
 }
 
+/// `partition_point` for a query that is usually near the end of a long
+/// sorted slice (recent times): steps back from the end in growing strides,
+/// then binary-searches the last stride, so a probe touches the cache lines
+/// near the end instead of a full binary search's spread.
+pub(crate) fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
+    let mut hi = v.len();
+    let mut step = 1;
+    while hi > 0 {
+        let lo = hi.saturating_sub(step);
+        if v.get(lo).is_some_and(&pred) {
+            let tail = v.get(lo + 1..hi).unwrap_or(&[]);
+            return lo + 1 + tail.partition_point(&pred);
+        }
+        hi = lo;
+        step *= 2;
+    }
+    0
+}
+
 pub(crate) struct Iter<'a> {
     blocks: &'a VecDeque<Vec<Entry>>,
     block: usize,
@@ -216,6 +235,9 @@ mod tests {
                 assert_eq!(s.range(lo, hi).collect::<Vec<_>>(), want);
             }
             assert_eq!(s.first(), r.first().copied());
+            let v: Vec<_> = r.iter().copied().collect();
+            let p = |e: &Entry| e.0 < t;
+            assert_eq!(partition_point_from_end(&v, p), v.partition_point(p));
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
-use crate::engine::blocks::SortedBlocks;
+use crate::engine::blocks::{partition_point_from_end, SortedBlocks};
 use crate::engine::fasthash::FastMap;
 use crate::engine::filter::key_value;
 use crate::engine::Group;
@@ -60,7 +60,7 @@ impl Run {
             self.items.push(x);
             return;
         }
-        let i = self.head + self.live().partition_point(|y| *y < x);
+        let i = self.head + partition_point_from_end(self.live(), |y| *y < x);
         self.items.insert(i, x);
     }
 
@@ -99,7 +99,7 @@ impl Bucket {
             Endpoint::Start => self.by_stime.live(),
             Endpoint::End => self.by_etime.live(),
         };
-        let start = d.partition_point(|(t, _)| *t < lo);
+        let start = partition_point_from_end(d, |(t, _)| *t < lo);
         d.get(start..)
             .unwrap_or(&[])
             .iter()
