@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
 use crate::engine::blocks::{partition_point_from_end, SortedBlocks};
-use crate::engine::fasthash::FastMap;
 use crate::engine::filter::key_value;
 use crate::engine::Group;
 use crate::query::plan::GroupField;
@@ -111,14 +111,14 @@ impl Bucket {
 struct HashIndex {
     fields: Vec<GroupField>,
     state: foldhash::fast::RandomState,
-    /// Slots of `entries` by their key's hash, so that growing the map
-    /// never hashes a key again (a `union` key hashes a whole set). The
-    /// map holds only small slot numbers: with the (large) keys and buckets
-    /// inline, a million keys made a table far beyond the caches that every
-    /// probe missed in and every resize copied.
-    map: FastMap<u64, SmallVec<[u32; 2]>>,
-    /// Keys and their buckets, densely; `free` lists emptied slots.
-    entries: Vec<(HashKey, Bucket)>,
+    /// Slots of `entries`, found by their key's hash. The table holds only
+    /// 4-byte slot numbers: with a million stored groups a table of keys,
+    /// buckets or even (hash, slot list) pairs outgrew the caches, so every
+    /// probe and insert missed in it. Growing it reads the hashes kept in
+    /// `entries`, never hashing a key again (a `union` key hashes a set).
+    table: HashTable<u32>,
+    /// (hash, key, bucket), densely; `free` lists emptied slots.
+    entries: Vec<(u64, HashKey, Bucket)>,
     free: Vec<u32>,
 }
 
@@ -127,7 +127,7 @@ impl HashIndex {
         HashIndex {
             fields: fields.to_vec(),
             state: foldhash::fast::RandomState::default(),
-            map: FastMap::default(),
+            table: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
         }
@@ -137,27 +137,26 @@ impl HashIndex {
         self.state.hash_one(key)
     }
 
-    /// The slot holding `key` among the candidates of its hash.
-    fn find(&self, cands: &[u32], key: &HashKey) -> Option<usize> {
-        cands
-            .iter()
-            .position(|&e| self.entries.get(e as usize).is_some_and(|(k, _)| k == key))
+    /// The slot holding `key`, whose hash is `h`.
+    fn find(&self, h: u64, key: &HashKey) -> Option<u32> {
+        let entries = &self.entries;
+        let hit = |e: &u32| {
+            entries
+                .get(*e as usize)
+                .is_some_and(|(eh, k, _)| *eh == h && k == key)
+        };
+        self.table.find(h, hit).copied()
     }
 
     fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
-        let cands = self.map.get(&self.hash(key))?;
-        let e = *cands.get(self.find(cands, key)?)?;
-        self.entries.get(e as usize).map(|(_, b)| b)
+        let e = self.find(self.hash(key), key)?;
+        self.entries.get(e as usize).map(|(_, _, b)| b)
     }
 
     fn insert(&mut self, key: HashKey, g: &Group, seq: u64) {
         let h = self.hash(&key);
-        let found = self
-            .map
-            .get(&h)
-            .and_then(|c| c.get(self.find(c, &key)?).copied());
-        if let Some(e) = found {
-            if let Some((_, b)) = self.entries.get_mut(e as usize) {
+        if let Some(e) = self.find(h, &key) {
+            if let Some((_, _, b)) = self.entries.get_mut(e as usize) {
                 b.insert(g, seq);
             }
             return;
@@ -167,7 +166,7 @@ impl HashIndex {
         let e = match self.free.pop() {
             Some(e) => {
                 if let Some(slot) = self.entries.get_mut(e as usize) {
-                    *slot = (key, b);
+                    *slot = (h, key, b);
                 }
                 e
             }
@@ -175,23 +174,22 @@ impl HashIndex {
                 // Slot numbers are u32: more than 4 billion distinct keys
                 // cannot be stored in memory anyway.
                 let e = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-                self.entries.push((key, b));
+                self.entries.push((h, key, b));
                 e
             }
         };
-        self.map.entry(h).or_default().push(e);
+        let entries = &self.entries;
+        self.table.insert_unique(h, e, |e| {
+            entries.get(*e as usize).map_or(0, |(eh, _, _)| *eh)
+        });
     }
 
     fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
         let h = self.hash(key);
-        let Some(cands) = self.map.get(&h) else {
+        let Some(e) = self.find(h, key) else {
             return;
         };
-        let Some(i) = self.find(cands, key) else {
-            return;
-        };
-        let e = cands[i];
-        let Some((_, b)) = self.entries.get_mut(e as usize) else {
+        let Some((_, _, b)) = self.entries.get_mut(e as usize) else {
             return;
         };
         b.remove(g, seq);
@@ -200,14 +198,11 @@ impl HashIndex {
         }
         // Free the key's memory now; the slot is reused by a later key.
         if let Some(slot) = self.entries.get_mut(e as usize) {
-            *slot = (HashKey::new(), Bucket::default());
+            *slot = (0, HashKey::new(), Bucket::default());
         }
         self.free.push(e);
-        if let Some(cands) = self.map.get_mut(&h) {
-            cands.swap_remove(i);
-            if cands.is_empty() {
-                self.map.remove(&h);
-            }
+        if let Ok(found) = self.table.find_entry(h, |x| *x == e) {
+            found.remove();
         }
     }
 
