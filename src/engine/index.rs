@@ -5,16 +5,15 @@
 //! the bucket's groups in the relation's time range (a heavy-hitter key
 //! does not make every probe scan its whole bucket).
 
-use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::ops::Bound;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
-use crate::engine::fasthash::FastMap;
+use crate::engine::blocks::{partition_point_from_end, SortedBlocks};
 use crate::engine::filter::key_value;
 use crate::engine::Group;
 use crate::query::plan::GroupField;
@@ -61,7 +60,7 @@ impl Run {
             self.items.push(x);
             return;
         }
-        let i = self.head + self.live().partition_point(|y| *y < x);
+        let i = self.head + partition_point_from_end(self.live(), |y| *y < x);
         self.items.insert(i, x);
     }
 
@@ -100,7 +99,7 @@ impl Bucket {
             Endpoint::Start => self.by_stime.live(),
             Endpoint::End => self.by_etime.live(),
         };
-        let start = d.partition_point(|(t, _)| *t < lo);
+        let start = partition_point_from_end(d, |(t, _)| *t < lo);
         d.get(start..)
             .unwrap_or(&[])
             .iter()
@@ -112,14 +111,14 @@ impl Bucket {
 struct HashIndex {
     fields: Vec<GroupField>,
     state: foldhash::fast::RandomState,
-    /// Slots of `entries` by their key's hash, so that growing the map
-    /// never hashes a key again (a `union` key hashes a whole set). The
-    /// map holds only small slot numbers: with the (large) keys and buckets
-    /// inline, a million keys made a table far beyond the caches that every
-    /// probe missed in and every resize copied.
-    map: FastMap<u64, SmallVec<[u32; 2]>>,
-    /// Keys and their buckets, densely; `free` lists emptied slots.
-    entries: Vec<(HashKey, Bucket)>,
+    /// Slots of `entries`, found by their key's hash. The table holds only
+    /// 4-byte slot numbers: with a million stored groups a table of keys,
+    /// buckets or even (hash, slot list) pairs outgrew the caches, so every
+    /// probe and insert missed in it. Growing it reads the hashes kept in
+    /// `entries`, never hashing a key again (a `union` key hashes a set).
+    table: HashTable<u32>,
+    /// (hash, key, bucket), densely; `free` lists emptied slots.
+    entries: Vec<(u64, HashKey, Bucket)>,
     free: Vec<u32>,
 }
 
@@ -128,7 +127,7 @@ impl HashIndex {
         HashIndex {
             fields: fields.to_vec(),
             state: foldhash::fast::RandomState::default(),
-            map: FastMap::default(),
+            table: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
         }
@@ -138,27 +137,26 @@ impl HashIndex {
         self.state.hash_one(key)
     }
 
-    /// The slot holding `key` among the candidates of its hash.
-    fn find(&self, cands: &[u32], key: &HashKey) -> Option<usize> {
-        cands
-            .iter()
-            .position(|&e| self.entries.get(e as usize).is_some_and(|(k, _)| k == key))
+    /// The slot holding `key`, whose hash is `h`.
+    fn find(&self, h: u64, key: &HashKey) -> Option<u32> {
+        let entries = &self.entries;
+        let hit = |e: &u32| {
+            entries
+                .get(*e as usize)
+                .is_some_and(|(eh, k, _)| *eh == h && k == key)
+        };
+        self.table.find(h, hit).copied()
     }
 
     fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
-        let cands = self.map.get(&self.hash(key))?;
-        let e = *cands.get(self.find(cands, key)?)?;
-        self.entries.get(e as usize).map(|(_, b)| b)
+        let e = self.find(self.hash(key), key)?;
+        self.entries.get(e as usize).map(|(_, _, b)| b)
     }
 
     fn insert(&mut self, key: HashKey, g: &Group, seq: u64) {
         let h = self.hash(&key);
-        let found = self
-            .map
-            .get(&h)
-            .and_then(|c| c.get(self.find(c, &key)?).copied());
-        if let Some(e) = found {
-            if let Some((_, b)) = self.entries.get_mut(e as usize) {
+        if let Some(e) = self.find(h, &key) {
+            if let Some((_, _, b)) = self.entries.get_mut(e as usize) {
                 b.insert(g, seq);
             }
             return;
@@ -168,7 +166,7 @@ impl HashIndex {
         let e = match self.free.pop() {
             Some(e) => {
                 if let Some(slot) = self.entries.get_mut(e as usize) {
-                    *slot = (key, b);
+                    *slot = (h, key, b);
                 }
                 e
             }
@@ -176,23 +174,22 @@ impl HashIndex {
                 // Slot numbers are u32: more than 4 billion distinct keys
                 // cannot be stored in memory anyway.
                 let e = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-                self.entries.push((key, b));
+                self.entries.push((h, key, b));
                 e
             }
         };
-        self.map.entry(h).or_default().push(e);
+        let entries = &self.entries;
+        self.table.insert_unique(h, e, |e| {
+            entries.get(*e as usize).map_or(0, |(eh, _, _)| *eh)
+        });
     }
 
     fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
         let h = self.hash(key);
-        let Some(cands) = self.map.get(&h) else {
+        let Some(e) = self.find(h, key) else {
             return;
         };
-        let Some(i) = self.find(cands, key) else {
-            return;
-        };
-        let e = cands[i];
-        let Some((_, b)) = self.entries.get_mut(e as usize) else {
+        let Some((_, _, b)) = self.entries.get_mut(e as usize) else {
             return;
         };
         b.remove(g, seq);
@@ -201,14 +198,11 @@ impl HashIndex {
         }
         // Free the key's memory now; the slot is reused by a later key.
         if let Some(slot) = self.entries.get_mut(e as usize) {
-            *slot = (HashKey::new(), Bucket::default());
+            *slot = (0, HashKey::new(), Bucket::default());
         }
         self.free.push(e);
-        if let Some(cands) = self.map.get_mut(&h) {
-            cands.swap_remove(i);
-            if cands.is_empty() {
-                self.map.remove(&h);
-            }
+        if let Ok(found) = self.table.find_entry(h, |x| *x == e) {
+            found.remove();
         }
     }
 
@@ -254,8 +248,8 @@ type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 #[derive(Default)]
 pub struct BranchStore {
     groups: SeqMap<Arc<Group>>,
-    by_stime: BTreeSet<(i64, u64)>,
-    by_etime: BTreeSet<(i64, u64)>,
+    by_stime: SortedBlocks,
+    by_etime: SortedBlocks,
     hashes: Vec<HashIndex>,
     /// Upper bound of `etime − stime` over stored groups (never shrinks).
     max_duration: i64,
@@ -299,8 +293,8 @@ impl BranchStore {
 
     pub fn remove(&mut self, seq: u64) -> Option<Arc<Group>> {
         let g = self.groups.remove(&seq)?;
-        self.by_stime.remove(&(g.stime, seq));
-        self.by_etime.remove(&(g.etime, seq));
+        self.by_stime.remove((g.stime, seq));
+        self.by_etime.remove((g.etime, seq));
         for h in &mut self.hashes {
             let Some(k) = h.key_of(&g) else { continue };
             h.remove(&k, &g, seq);
@@ -310,7 +304,7 @@ impl BranchStore {
 
     /// The stored group with the smallest `etime`, as (etime, seq).
     pub fn earliest_end(&self) -> Option<(i64, u64)> {
-        self.by_etime.first().copied()
+        self.by_etime.first()
     }
 
     pub fn get(&self, seq: u64) -> Option<&Arc<Group>> {
@@ -323,7 +317,9 @@ impl BranchStore {
 
     /// Every stored group, by (`stime`, arrival).
     pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
+        self.by_stime
+            .iter()
+            .filter_map(|(_, s)| self.groups.get(&s))
     }
 
     /// The groups filed under `key` in hash index `index`, found once and
@@ -358,16 +354,11 @@ impl BranchStore {
             Endpoint::Start => &self.by_stime,
             Endpoint::End => &self.by_etime,
         };
-        let range = (lo <= hi).then(|| {
-            set.range((
-                Bound::Included((lo, u64::MIN)),
-                Bound::Included((hi, u64::MAX)),
-            ))
-        });
+        let range = (lo <= hi).then(|| set.range(lo, hi));
         range
             .into_iter()
             .flatten()
-            .filter_map(|(_, s)| self.groups.get(s))
+            .filter_map(|(_, s)| self.groups.get(&s))
     }
 }
 

@@ -293,15 +293,21 @@ impl Joiner {
         let mut binding: Binding = smallvec::smallvec![None; self.stores.len()];
         binding[g.branch] = Some(g);
         plan.search(&self.stores, &mut binding, &mut |b| {
-            let t: Option<Vec<Arc<Group>>> = self
-                .export_branches
-                .iter()
-                .map(|x| b.get(*x).copied().flatten().cloned())
-                .collect();
-            found.extend(t);
+            found.extend(self.tuple(b));
             true
         });
         found
+    }
+
+    /// The export tuple of a complete binding. Sized exactly: it becomes
+    /// the match's `groups`, kept for every match (a collected `Option`
+    /// started at four slots, twice the usual two branches).
+    fn tuple(&self, b: &[Option<&Arc<Group>>]) -> Option<Vec<Arc<Group>>> {
+        let mut t = Vec::with_capacity(self.export_branches.len());
+        for x in &self.export_branches {
+            t.push(b.get(*x).copied().flatten()?.clone());
+        }
+        Some(t)
     }
 
     /// Does some difference module extend this export tuple?

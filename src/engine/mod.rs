@@ -35,6 +35,7 @@
 
 pub mod aggregate;
 pub mod allen;
+mod blocks;
 pub mod branch;
 pub mod clock;
 pub mod config;
