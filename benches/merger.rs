@@ -3,8 +3,10 @@
 //! (`A.k = B.k`, `A < B delta 200ms`), an Allen-only join (`B d A`)
 //! that goes through the time index, and `B d A` on a key with only two
 //! values (hash buckets narrowed by time). Growth from 10k to 1M groups should
-//! stay near linear. A second group measures one branch (filter →
-//! reorder → grouper) on a record stream.
+//! stay near linear. `merger` runs them in batch configuration (every group
+//! stays stored to the end); `merger_streaming` as the daemon does (1 s
+//! horizon, W advancing), with the same matches. A last group measures one
+//! branch (filter → reorder → grouper) on a record stream.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -130,6 +132,28 @@ fn run(plan: &Arc<Plan>, gs: &[Arc<Group>]) -> usize {
     out.len()
 }
 
+/// The daemon's way: a 1 s horizon and W advanced every 256 groups to
+/// 100 ms behind the latest group's start, so stored groups expire and the
+/// store stays small whatever the stream's length.
+fn run_streaming(plan: &Arc<Plan>, gs: &[Arc<Group>]) -> usize {
+    let cfg = EngineConfig {
+        lateness: Some(100),
+        horizon: Some(1_000),
+        ..EngineConfig::default()
+    };
+    let mut m = MergerEngine::new(plan, &cfg);
+    let mut out: Vec<Match> = Vec::new();
+    for (i, g) in gs.iter().enumerate() {
+        let stime = g.stime;
+        m.push_group(g.clone(), &mut out);
+        if i % 256 == 255 {
+            m.advance(stime - 100, &mut out);
+        }
+    }
+    m.finish(&mut out);
+    out.len()
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("merger");
     group
@@ -147,6 +171,37 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::new(name, n), &gs, |b, gs| {
                 b.iter(|| black_box(run(&p, gs)))
+            });
+        }
+    }
+    group.finish();
+    bench_streaming(c);
+}
+
+/// The same groups and plans through a streaming merger (horizon, advancing
+/// W): the same matches as the batch run, from a bounded store.
+fn bench_streaming(c: &mut Criterion) {
+    let mut group = c.benchmark_group("merger_streaming");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let plans = [
+        ("key+before", keyed_plan()),
+        ("during", during_plan()),
+        ("hotkey+during", hot_key_plan()),
+    ];
+    for (name, p) in plans {
+        for n in [10_000usize, 100_000, 1_000_000] {
+            let gs = groups(n);
+            assert_eq!(
+                run_streaming(&p, &gs),
+                run(&p, &gs),
+                "{name}/{n}: streaming and batch matches differ"
+            );
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::new(name, n), &gs, |b, gs| {
+                b.iter(|| black_box(run_streaming(&p, gs)))
             });
         }
     }
