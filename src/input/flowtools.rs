@@ -286,21 +286,25 @@ mod tests {
     use flate2::Compression;
     use std::io::Write;
 
+    fn u32_bytes(little: bool, v: u32) -> [u8; 4] {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    }
+
+    fn u16_bytes(little: bool, v: u16) -> [u8; 2] {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    }
+
     fn header(little: bool, ex_ver: u16, flags: u32) -> Vec<u8> {
-        let o = |v: u32| {
-            if little {
-                v.to_le_bytes()
-            } else {
-                v.to_be_bytes()
-            }
-        };
-        let o16 = |v: u16| {
-            if little {
-                v.to_le_bytes()
-            } else {
-                v.to_be_bytes()
-            }
-        };
+        let o = |v: u32| u32_bytes(little, v);
+        let o16 = |v: u16| u16_bytes(little, v);
         let mut h = vec![0xCF, 0x10, if little { 1 } else { 2 }, 3];
         h.extend_from_slice(&o(24));
         h.extend_from_slice(&o16(TLV_EX_VER));
@@ -315,20 +319,8 @@ mod tests {
 
     /// A v5 record with the times of the doc's first trace-2009 record.
     fn record(little: bool, src: [u8; 4], dport: u16) -> Vec<u8> {
-        let o = |v: u32| {
-            if little {
-                v.to_le_bytes()
-            } else {
-                v.to_be_bytes()
-            }
-        };
-        let o16 = |v: u16| {
-            if little {
-                v.to_le_bytes()
-            } else {
-                v.to_be_bytes()
-            }
-        };
+        let o = |v: u32| u32_bytes(little, v);
+        let o16 = |v: u16| u16_bytes(little, v);
         let mut r = Vec::new();
         for v in [1_260_226_804, 6_027_000, 1_048_581_001, 0x7f00_0001] {
             r.extend_from_slice(&o(v));

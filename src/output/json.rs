@@ -2,11 +2,11 @@
 //! Written straight into a byte buffer: the output path runs once per
 //! record of every match, so nothing here allocates per value.
 
-use super::stamp::{write_ip, write_json_str, write_time, write_uint};
+use super::stamp::{write_ip, write_json_str, write_set, write_time, write_uint};
 use super::{for_each_record_field, group_fields, Named};
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
-use crate::record::{FieldType, SetOf};
+use crate::record::FieldType;
 use crate::value::Value;
 
 /// Everything one JSON line says besides the plan and the match.
@@ -109,20 +109,7 @@ fn value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
             out.push(b'"');
         }
         Value::Text(s) => write_json_str(out, s),
-        Value::Set(set) => {
-            let elem = match ty {
-                FieldType::Set(SetOf::Time) => FieldType::Time,
-                _ => FieldType::Uint,
-            };
-            out.push(b'[');
-            for (i, e) in set.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                value(out, elem, e);
-            }
-            out.push(b']');
-        }
+        Value::Set(set) => write_set(out, ty, set, (b'[', b']'), value),
     }
 }
 

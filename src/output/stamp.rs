@@ -1,8 +1,11 @@
-//! Allocation-free RFC 3339 timestamps and JSON string literals for the
-//! output hot path. Both must produce exactly the bytes of the slow paths
+//! Allocation-free RFC 3339 timestamps, JSON string literals and set
+//! lists for the output hot path. Both must produce exactly the bytes of the slow paths
 //! they replace (`format_time`, `serde_json::to_string`).
 
-use crate::record::Time;
+use std::collections::BTreeSet;
+
+use crate::record::{FieldType, SetOf, Time};
+use crate::value::Value;
 
 /// The last millisecond of year 9999: beyond it the four-digit year of the
 /// fast path would no longer match `format_time`.
@@ -91,6 +94,29 @@ pub(crate) fn write_ip(out: &mut Vec<u8>, ip: &std::net::IpAddr) {
             let _ = write!(out, "{v6}");
         }
     }
+}
+
+/// A set field's members, `open`ed and `close`d, comma-separated, each
+/// written by `elem` with the members' type (times or plain numbers).
+pub(crate) fn write_set(
+    out: &mut Vec<u8>,
+    ty: FieldType,
+    set: &BTreeSet<Value>,
+    (open, close): (u8, u8),
+    elem: impl Fn(&mut Vec<u8>, FieldType, &Value),
+) {
+    let elem_ty = match ty {
+        FieldType::Set(SetOf::Time) => FieldType::Time,
+        _ => FieldType::Uint,
+    };
+    out.push(open);
+    for (i, e) in set.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        elem(out, elem_ty, e);
+    }
+    out.push(close);
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 use std::io::Write as _;
 
 use super::json::branch_name;
-use super::stamp::{write_ip, write_time, write_uint};
+use super::stamp::{write_ip, write_set, write_time, write_uint};
 use super::{for_each_record_field, group_fields};
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
-use crate::record::{FieldType, SetOf};
+use crate::record::FieldType;
 use crate::value::Value;
 
 /// Append the match's lines to `out`.
@@ -77,20 +77,7 @@ fn value(out: &mut Vec<u8>, ty: FieldType, v: &Value) {
         Value::Text(s) => {
             let _ = write!(out, "{s:?}");
         }
-        Value::Set(set) => {
-            let elem = match ty {
-                FieldType::Set(SetOf::Time) => FieldType::Time,
-                _ => FieldType::Uint,
-            };
-            out.push(b'{');
-            for (i, e) in set.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                value(out, elem, e);
-            }
-            out.push(b'}');
-        }
+        Value::Set(set) => write_set(out, ty, set, (b'{', b'}'), value),
     }
 }
 
