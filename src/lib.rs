@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod engine;
 pub mod iana;
 pub mod input;
+pub mod memory;
 pub mod output;
 pub mod query;
 pub mod record;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    flowy::memory::tune_allocator();
     let cli = flowy::cli::Cli::parse();
     match flowy::cli::run(cli) {
         Ok(code) => code,
