@@ -98,5 +98,16 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The `flowy` binary tunes the allocator before it starts (src/memory.rs);
+/// the benches run the engine under the same settings.
+fn as_the_binary() -> Criterion {
+    flowy::memory::tune_allocator();
+    Criterion::default()
+}
+
+criterion_group! {
+    name = benches;
+    config = as_the_binary();
+    targets = bench
+}
 criterion_main!(benches);
