@@ -196,6 +196,9 @@ fn flowy_step(
     grams: &[&[u8]],
     rate: u64,
 ) -> anyhow::Result<Row> {
+    // Each step writes its own output, so its size is this step's.
+    let output = dir.join(flowy_proc::OUTPUT);
+    let _ = std::fs::remove_file(&output);
     let daemon = Flowy::start(dir, queries, RECV_BUFFER)?;
     let sent: u64 = grams.iter().map(|g| header_count(g)).sum();
     let report = sender::send_paced(daemon.udp, grams, rate as f64 / 30.0)?;
@@ -224,7 +227,8 @@ fn flowy_step(
     let errors = flowy_proc::total(&samples, "flowy_decode_errors_total");
     let gaps = flowy_proc::total(&samples, "flowy_sequence_gaps_total");
     let lines = flowy_proc::total(&samples, "flowy_output_lines_total");
-    let row = Row {
+    let busy = (report.elapsed + drain).as_secs_f64();
+    let mut row = Row {
         collector,
         target: rate,
         achieved: sent as f64 / report.elapsed.as_secs_f64(),
@@ -237,8 +241,7 @@ fn flowy_step(
             "dgrams {}/{} seq.gaps {gaps} dec.err {errors} matches {lines} eff {:.0}/s{}",
             flowy_proc::total(&samples, "flowy_datagrams_received_total"),
             report.datagrams,
-            flowy_proc::total(&samples, "flowy_records_processed_total") as f64
-                / (report.elapsed + drain).as_secs_f64(),
+            flowy_proc::total(&samples, "flowy_records_processed_total") as f64 / busy,
             if report.errors > 0 {
                 format!(" send.err {}", report.errors)
             } else {
@@ -247,6 +250,13 @@ fn flowy_step(
         ),
     };
     daemon.stop()?;
+    // Match output is work too: with JSON records it can be hundreds of MB/s.
+    let written = std::fs::metadata(&output).map_or(0, |m| m.len());
+    row.note.push_str(&format!(
+        " out {:.0} MB ({:.0} MB/s)",
+        written as f64 / 1e6,
+        written as f64 / 1e6 / busy
+    ));
     Ok(row)
 }
 

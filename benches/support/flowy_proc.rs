@@ -23,6 +23,9 @@ pub struct Flowy {
     pub metrics: SocketAddr,
 }
 
+/// The match output file, in the run's directory.
+pub const OUTPUT: &str = "matches.jsonl";
+
 /// The config: everything default except addresses, buffer, queries, output.
 fn config(dir: &Path, queries: &str, recv_buffer: u64) -> String {
     format!(
@@ -38,7 +41,7 @@ listen = "127.0.0.1:0"
 [log]
 level = "info"
 "#,
-        out = dir.join("matches.jsonl").display(),
+        out = dir.join(OUTPUT).display(),
     )
 }
 
