@@ -14,6 +14,8 @@
 //! - `FLOWY_LOAD_COLLECTORS` any of `flowy` (the queries above), `flowy-ingest`
 //!   (one query no record passes: receive, decode, dispatch and filter only)
 //!   and `nfcapd` (default all three)
+//! - `FLOWY_LOAD_OUTPUT_RECORDS` `false` writes match lines without their
+//!   flow records (default `true`, as the embedded configuration does)
 //! - `FLOWY_LOAD_FORMAT` `v5` (default) or `v9` (template datagram every 64)
 //! - `FLOWY_LOAD_KEEP` keep the temp dir (capture, outputs) and print its path
 //! - `FLOWY_BIN` another flowy binary to test
@@ -64,6 +66,7 @@ struct Settings {
     collectors: Vec<String>,
     keep: bool,
     format: String,
+    output_records: bool,
 }
 
 fn parse_count(s: &str) -> Option<u64> {
@@ -106,6 +109,13 @@ impl Settings {
             queries,
             collectors,
             keep: var("FLOWY_LOAD_KEEP").is_some(),
+            output_records: match var("FLOWY_LOAD_OUTPUT_RECORDS").as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    anyhow::bail!("FLOWY_LOAD_OUTPUT_RECORDS: {other:?} is not true or false")
+                }
+            },
             format: match var("FLOWY_LOAD_FORMAT").as_deref() {
                 None | Some("v5") => "v5".into(),
                 Some("v9") => "v9".into(),
@@ -195,11 +205,12 @@ fn flowy_step(
     dir: &Path,
     grams: &[&[u8]],
     rate: u64,
+    output_records: bool,
 ) -> anyhow::Result<Row> {
     // Each step writes its own output, so its size is this step's.
     let output = dir.join(flowy_proc::OUTPUT);
     let _ = std::fs::remove_file(&output);
-    let daemon = Flowy::start(dir, queries, RECV_BUFFER)?;
+    let daemon = Flowy::start(dir, queries, RECV_BUFFER, output_records)?;
     let sent: u64 = grams.iter().map(|g| header_count(g)).sum();
     let report = sender::send_paced(daemon.udp, grams, rate as f64 / 30.0)?;
     let sent_at = Instant::now();
@@ -369,8 +380,10 @@ fn run(s: &Settings) -> anyhow::Result<()> {
             let sub = dir.join(format!("{c}-{step}"));
             std::fs::create_dir_all(&sub)?;
             let row = match c {
-                "flowy" => flowy_step(c, &s.queries, &sub, &step_grams, rate),
-                "flowy-ingest" => flowy_step(c, INGEST_ONLY, &sub, &step_grams, rate),
+                "flowy" => flowy_step(c, &s.queries, &sub, &step_grams, rate, s.output_records),
+                "flowy-ingest" => {
+                    flowy_step(c, INGEST_ONLY, &sub, &step_grams, rate, s.output_records)
+                }
                 _ => nfcapd_step(&sub, &step_grams, rate),
             }
             .with_context(|| format!("{c} at {rate} records/s"))?;

@@ -27,7 +27,7 @@ pub struct Flowy {
 pub const OUTPUT: &str = "matches.jsonl";
 
 /// The config: everything default except addresses, buffer, queries, output.
-fn config(dir: &Path, queries: &str, recv_buffer: u64) -> String {
+fn config(dir: &Path, queries: &str, recv_buffer: u64, records: bool) -> String {
     format!(
         r#"[collector]
 listen = ["127.0.0.1:0"]
@@ -36,6 +36,7 @@ recv_buffer = {recv_buffer}
 paths = ["{queries}"]
 [output]
 path = "{out}"
+records = {records}
 [metrics]
 listen = "127.0.0.1:0"
 [log]
@@ -56,9 +57,15 @@ fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
 impl Flowy {
     /// Start the daemon running the query files matching `queries` (a glob)
     /// and wait until it reports ready.
-    pub fn start(dir: &Path, queries: &str, recv_buffer: u64) -> anyhow::Result<Flowy> {
+    /// `records`: whether match lines carry their flow records.
+    pub fn start(
+        dir: &Path,
+        queries: &str,
+        recv_buffer: u64,
+        records: bool,
+    ) -> anyhow::Result<Flowy> {
         let cfg = dir.join("flowy.toml");
-        std::fs::write(&cfg, config(dir, queries, recv_buffer))?;
+        std::fs::write(&cfg, config(dir, queries, recv_buffer, records))?;
         let mut child = Command::new(binary())
             .current_dir(dir)
             .arg("serve")
