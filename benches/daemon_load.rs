@@ -16,6 +16,9 @@
 //!   and `nfcapd` (default all three)
 //! - `FLOWY_LOAD_OUTPUT_RECORDS` `false` writes match lines without their
 //!   flow records (default `true`, as the embedded configuration does)
+//! - `FLOWY_LOAD_HTTP_PERCENT` share of the generator's draws that start an
+//!   HTTP session rather than one noise flow (default 50: nine flows in ten
+//!   are HTTP and one record in six ends up in a match)
 //! - `FLOWY_LOAD_FORMAT` `v5` (default) or `v9` (template datagram every 64)
 //! - `FLOWY_LOAD_KEEP` keep the temp dir (capture, outputs) and print its path
 //! - `FLOWY_BIN` another flowy binary to test
@@ -67,6 +70,7 @@ struct Settings {
     keep: bool,
     format: String,
     output_records: bool,
+    http_percent: u64,
 }
 
 fn parse_count(s: &str) -> Option<u64> {
@@ -109,6 +113,10 @@ impl Settings {
             queries,
             collectors,
             keep: var("FLOWY_LOAD_KEEP").is_some(),
+            http_percent: match var("FLOWY_LOAD_HTTP_PERCENT") {
+                Some(p) => p.parse().context("FLOWY_LOAD_HTTP_PERCENT")?,
+                None => 50,
+            },
             output_records: match var("FLOWY_LOAD_OUTPUT_RECORDS").as_deref() {
                 None | Some("true") => true,
                 Some("false") => false,
@@ -307,7 +315,7 @@ fn nfcapd_step(dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::Result<Row> {
 /// `flowy replay` does; the UDP payloads to send.
 fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let t = Instant::now();
-    let flows = support::flows::generate(s.records, T0_MS, SPAN_MS, 0x5eed);
+    let flows = support::flows::generate(s.records, T0_MS, SPAN_MS, 0x5eed, s.http_percent);
     let exports = match s.format.as_str() {
         "v9" => capture::v9_exports(&flows),
         _ => capture::v5_exports(&flows),
@@ -323,13 +331,15 @@ fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "capture: {} ({} MB): {} NetFlow {} datagrams, {} records, {} s of flow time; built in {:.1} s",
+        "capture: {} ({} MB): {} NetFlow {} datagrams, {} records, {} s of flow time, \
+         {}% HTTP draws; built in {:.1} s",
         path.display(),
         size >> 20,
         grams.len(),
         s.format,
         grams.iter().map(|g| header_count(g)).sum::<u64>(),
         SPAN_MS / 1000,
+        s.http_percent,
         t.elapsed().as_secs_f64()
     );
     Ok(grams)

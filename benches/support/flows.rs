@@ -144,12 +144,14 @@ fn noise(rng: &mut Rng, t: i64, out: &mut Vec<Flow>) {
 
 /// About `n` flows whose start times spread evenly over `span_ms` from
 /// `t0`, sorted by end time (the order an exporter expires them in).
-pub fn generate(n: usize, t0: i64, span_ms: i64, seed: u64) -> Vec<Flow> {
+/// `http_percent` of the draws start an HTTP session (2–8 flows), the rest
+/// one noise flow each.
+pub fn generate(n: usize, t0: i64, span_ms: i64, seed: u64, http_percent: u64) -> Vec<Flow> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(n + 8);
     while out.len() < n {
         let t = t0 + (out.len() as i64 * span_ms) / n.max(1) as i64;
-        if rng.chance(50) {
+        if rng.chance(http_percent) {
             http_session(&mut rng, t, &mut out);
         } else {
             noise(&mut rng, t, &mut out);
