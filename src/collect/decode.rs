@@ -24,6 +24,7 @@ use netflow_parser::{NetflowError, NetflowPacket, NetflowParser};
 
 use super::check::{self, Frame, Malformed};
 use super::exporter::{new_exporter, sync_metrics, Exporter, ScopeKey};
+use super::fastpath;
 use super::lru::Lru;
 use super::packets::{ipfix_packet, v9_packet, Ctx};
 use super::sequence::{SeqEvent, SequenceTracker};
@@ -41,6 +42,12 @@ pub struct Decoder {
     store: Option<Arc<FileTemplateStore>>,
     stats: DecodeStats,
     buf: Vec<u8>,
+    /// Decode data sets of known templates without netflow_parser (`fastpath`).
+    fast_path: bool,
+    sets: Vec<fastpath::SetRef>,
+    /// Messages the fast path decoded.
+    #[cfg(test)]
+    pub(super) fast_messages: u64,
 }
 
 impl Decoder {
@@ -57,8 +64,19 @@ impl Decoder {
             store,
             stats: DecodeStats::default(),
             buf: Vec::with_capacity(64),
+            fast_path: true,
+            sets: Vec::new(),
+            #[cfg(test)]
+            fast_messages: 0,
             cfg,
         }
+    }
+
+    /// Switch the data-set fast path off (or on again): every message then
+    /// goes through netflow_parser. For tests and benchmarks comparing both.
+    #[doc(hidden)]
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
     }
 
     pub fn stats(&self) -> &DecodeStats {
@@ -201,7 +219,34 @@ impl Decoder {
                 .template_cache_size
                 .saturating_sub(gone.cache_size);
         }
+        if self.fast_path
+            && fastpath::decode(
+                msg,
+                frame,
+                exp,
+                from,
+                (self.cfg.max_exporters, self.cfg.apply_sampling),
+                &mut self.stats,
+                &mut self.sets,
+                &mut self.buf,
+                out,
+            )
+        {
+            self.stats.exporters = self.exporters.len() as u64;
+            #[cfg(test)]
+            {
+                self.fast_messages += 1;
+            }
+            return;
+        }
+        fastpath::sync_lru(exp, frame.version);
+        let restored = |s: Option<&Arc<FileTemplateStore>>| {
+            s.map(|s| s.restored.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let restored_before = restored(store);
         let result = exp.parser.parse_bytes(msg);
+        let reset = result.error.is_some() || restored(store) != restored_before;
+        fastpath::learn(exp, frame.version, &result.packets, reset);
         if let Some(err) = &result.error {
             // Refused templates were counted already; their parse error is the same fault.
             if !frame.templates.any() {

@@ -8,6 +8,7 @@ use netflow_parser::{NetflowParser, PendingFlowsConfig, TemplateStore};
 
 use super::check::MAX_TEMPLATE_FIELDS;
 use super::fields::ExporterOptions;
+use super::layout::LayoutCache;
 use super::sequence::SequenceTracker;
 use super::stats::DecodeStats;
 use super::templates::FileTemplateStore;
@@ -51,6 +52,8 @@ pub(super) struct Exporter {
     pub(super) parser: NetflowParser,
     pub(super) seq: SequenceTracker,
     pub(super) options: ExporterOptions,
+    /// Templates the parser holds, compiled for the fast path.
+    pub(super) layouts: LayoutCache,
     /// Parser metrics already added to the global stats.
     seen: Seen,
     pub(super) cache_size: u64,
@@ -63,6 +66,7 @@ fn new_exporter_fallback() -> Exporter {
         parser: NetflowParser::default(),
         seq: SequenceTracker::default(),
         options: ExporterOptions::default(),
+        layouts: LayoutCache::default(),
         seen: Seen::default(),
         cache_size: 0,
     }

@@ -4,7 +4,11 @@
 mod check;
 pub mod decode;
 mod exporter;
+mod fastpath;
+#[cfg(test)]
+mod fastpath_tests;
 pub mod fields;
+mod layout;
 mod lru;
 mod packets;
 pub mod replay;

@@ -85,7 +85,13 @@ fn v9_record(rec: &[(V9Field, FieldValue)], rctx: &RecordContext, buf: &mut Vec<
     b.finish(rctx)
 }
 
-fn record_counts(stats: &mut DecodeStats, ctx: &Ctx, version: u16, n: usize, event: SeqEvent) {
+pub(super) fn record_counts(
+    stats: &mut DecodeStats,
+    ctx: &Ctx,
+    version: u16,
+    n: usize,
+    event: SeqEvent,
+) {
     let (ip, cap) = (ctx.from.ip(), ctx.cap);
     if n > 0 {
         bump(
@@ -132,7 +138,7 @@ type IdTable = HashMap<IANAIPFixField, u16, std::hash::BuildHasherDefault<IdHash
 
 /// Numeric element id of an IANA IPFIX field (enterprise fields have none
 /// flowy maps).
-fn ipfix_id(f: &IPFixField) -> Option<u16> {
+pub(super) fn ipfix_id(f: &IPFixField) -> Option<u16> {
     static IDS: OnceLock<IdTable> = OnceLock::new();
     match f {
         IPFixField::IANA(IANAIPFixField::Unknown(n)) => Some(*n),

@@ -36,7 +36,7 @@ impl ErrorCounts {
 }
 
 /// Everything the decoder counts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
     pub datagrams: u64,
     pub bytes: u64,

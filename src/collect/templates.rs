@@ -22,6 +22,8 @@ pub struct FileTemplateStore {
     inner: Mutex<HashMap<TemplateStoreKey, Vec<u8>>>,
     /// Writes refused because the store was full.
     pub refused: AtomicU64,
+    /// Templates handed back to a parser (read-through after a cache miss).
+    pub restored: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,11 @@ impl TemplateStore for FileTemplateStore {
             .inner
             .lock()
             .map_err(|_| backend("template store lock poisoned"))?;
-        Ok(map.get(key).cloned())
+        let found = map.get(key).cloned();
+        if found.is_some() {
+            self.restored.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(found)
     }
 
     fn put(&self, key: &TemplateStoreKey, value: &[u8]) -> Result<(), TemplateStoreError> {
@@ -162,6 +168,7 @@ impl FileTemplateStore {
         Ok(Self {
             inner: Mutex::new(map),
             refused: AtomicU64::new(0),
+            restored: AtomicU64::new(0),
         })
     }
 
