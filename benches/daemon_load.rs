@@ -8,7 +8,9 @@
 //! for the bench and passes its path as CARGO_BIN_EXE_flowy). Knobs, all
 //! optional, as environment variables:
 //! - `FLOWY_LOAD_RATES`   records/s steps, e.g. `500k,1M,2M` (default 250k…4M)
-//! - `FLOWY_LOAD_RECORDS` capture size in records (default 4.5M)
+//! - `FLOWY_LOAD_RECORDS` capture size in records (default 12M: a step at
+//!   4M records/s still lasts 3 s; shorter bursts fit in the socket buffers
+//!   and hide loss)
 //! - `FLOWY_LOAD_STEP_SECS` seconds of sending per step (default 3; capped by the capture)
 //! - `FLOWY_LOAD_QUERIES` query glob for `flowy` (default: the example queries)
 //! - `FLOWY_LOAD_COLLECTORS` any of `flowy` (the queries above), `flowy-ingest`
@@ -93,7 +95,7 @@ impl Settings {
             .collect::<anyhow::Result<Vec<u64>>>()?;
         let records = match var("FLOWY_LOAD_RECORDS") {
             Some(r) => parse_count(&r).context("FLOWY_LOAD_RECORDS")? as usize,
-            None => 4_500_000,
+            None => 12_000_000,
         };
         let step_secs = match var("FLOWY_LOAD_STEP_SECS") {
             Some(s) => s.parse().context("FLOWY_LOAD_STEP_SECS")?,
