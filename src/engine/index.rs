@@ -111,12 +111,13 @@ impl Bucket {
 struct HashIndex {
     fields: Vec<GroupField>,
     state: foldhash::fast::RandomState,
-    /// Slots of `entries`, found by their key's hash. The table holds only
-    /// 4-byte slot numbers: with a million stored groups a table of keys,
-    /// buckets or even (hash, slot list) pairs outgrew the caches, so every
-    /// probe and insert missed in it. Growing it reads the hashes kept in
-    /// `entries`, never hashing a key again (a `union` key hashes a set).
-    table: HashTable<u32>,
+    /// Slots of `entries` with the high half of their key's hash, found by
+    /// that half. With a million stored groups a table of keys or buckets
+    /// outgrew the caches, so every probe missed in it; slot numbers alone
+    /// kept it small, but then growing the table and every candidate a
+    /// probe rejected had to read `entries` at random. The 8-byte (slot,
+    /// tag) pairs let both happen within the table.
+    table: HashTable<(u32, u32)>,
     /// (hash, key, bucket), densely; `free` lists emptied slots.
     entries: Vec<(u64, HashKey, Bucket)>,
     free: Vec<u32>,
@@ -140,12 +141,14 @@ impl HashIndex {
     /// The slot holding `key`, whose hash is `h`.
     fn find(&self, h: u64, key: &HashKey) -> Option<u32> {
         let entries = &self.entries;
-        let hit = |e: &u32| {
-            entries
-                .get(*e as usize)
-                .is_some_and(|(eh, k, _)| *eh == h && k == key)
+        let t = tag(h);
+        let hit = |(e, et): &(u32, u32)| {
+            *et == t
+                && entries
+                    .get(*e as usize)
+                    .is_some_and(|(eh, k, _)| *eh == h && k == key)
         };
-        self.table.find(h, hit).copied()
+        self.table.find(table_hash(t), hit).map(|(e, _)| *e)
     }
 
     fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
@@ -178,10 +181,9 @@ impl HashIndex {
                 e
             }
         };
-        let entries = &self.entries;
-        self.table.insert_unique(h, e, |e| {
-            entries.get(*e as usize).map_or(0, |(eh, _, _)| *eh)
-        });
+        let t = tag(h);
+        self.table
+            .insert_unique(table_hash(t), (e, t), |(_, t)| table_hash(*t));
     }
 
     fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
@@ -201,7 +203,7 @@ impl HashIndex {
             *slot = (0, HashKey::new(), Bucket::default());
         }
         self.free.push(e);
-        if let Ok(found) = self.table.find_entry(h, |x| *x == e) {
+        if let Ok(found) = self.table.find_entry(table_hash(tag(h)), |(x, _)| *x == e) {
             found.remove();
         }
     }
@@ -212,6 +214,18 @@ impl HashIndex {
             .map(|f| g.get(*f).map(key_value))
             .collect()
     }
+}
+
+/// The part of a key's hash the table keeps.
+fn tag(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
+/// The table's hash, recomputable from the tag alone: the multiply spreads
+/// the tag over the high bits (hashbrown's control byte) and keeps its low
+/// bits (the bucket position) uniform.
+fn table_hash(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Hashes a store's sequence numbers to themselves (the tag bits taken
