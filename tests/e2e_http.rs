@@ -138,3 +138,54 @@ fn http_download_on_a_synthetic_trace() {
     got.sort();
     assert_eq!(got, expected);
 }
+
+/// Each match as its groups' member ids, in emission order.
+fn in_order(ms: &[flowy::engine::Match]) -> Vec<Vec<Vec<u64>>> {
+    ms.iter()
+        .map(|m| {
+            m.groups
+                .iter()
+                .map(|g| g.members.iter().map(|r| r.rec_id).collect())
+                .collect()
+        })
+        .collect()
+}
+
+/// `flowy query` takes matches from the engine as they are found: the
+/// merger's buffer is handed over every few hundred matches while the
+/// branches' groups are still being fed in, and nothing changes in what or
+/// in which order matches come out.
+#[test]
+fn batch_matches_are_handed_over_while_the_run_goes_on() {
+    use flowy::engine::{Engine, EngineConfig, Match};
+    let recs = trace_gen::generate(30_000, 600_000, 300, 7);
+    let plan = std::sync::Arc::new(flowy::query::compile_file(&repo(QUERY)).unwrap());
+    let run = |drain: &mut dyn FnMut(&mut Vec<Match>)| {
+        let mut e = Engine::new(plan.clone(), EngineConfig::batch(None));
+        let mut out = Vec::new();
+        for r in recs.clone() {
+            e.push(std::sync::Arc::new(r), &mut out);
+        }
+        e.finish_with(&mut out, drain);
+        out
+    };
+    let all = run(&mut |_| {});
+    assert!(
+        all.len() > 1_000,
+        "the trace must give many matches ({})",
+        all.len()
+    );
+    let mut handed: Vec<Match> = Vec::new();
+    let mut calls = 0;
+    let rest = run(&mut |out: &mut Vec<Match>| {
+        calls += 1;
+        handed.append(out);
+    });
+    assert!(calls > 1, "handed over {calls} times");
+    assert!(rest.len() < 256, "{} matches left at the end", rest.len());
+    handed.extend(rest);
+    assert_eq!(in_order(&handed), in_order(&all));
+    let mut streamed = Vec::new();
+    flowy::engine::run_batch_with(plan.clone(), recs.clone(), None, |m| streamed.push(m));
+    assert_eq!(in_order(&streamed), in_order(&all));
+}

@@ -57,24 +57,70 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let mut sink = open_output(&args.output)
+    let sink = open_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
-    let mut formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records);
-    let mut buf = Vec::with_capacity(WRITE_CHUNK);
-    let matches = engine::run_batch(Arc::clone(&plan), records, args.window);
-    let last = matches.len();
-    for (i, m) in matches.iter().enumerate() {
-        formatter.append(&plan, m, &mut buf);
-        if buf.len() < WRITE_CHUNK && i + 1 < last {
-            continue;
-        }
-        match sink.write_all(&buf).and_then(|()| sink.flush()) {
-            Ok(()) => buf.clear(),
-            // The reader went away (`flowy query … | head`): nothing more to do.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
-            Err(e) => return Err(e).with_context(|| format!("cannot write to '{}'", args.output)),
+    let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records);
+    let mut writer = ChunkWriter::new(sink, formatter, Arc::clone(&plan));
+    engine::run_batch_with(Arc::clone(&plan), records, args.window, |m| {
+        writer.append(&m)
+    });
+    writer
+        .finish()
+        .with_context(|| format!("cannot write to '{}'", args.output))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats matches as the engine hands them over and writes them in chunks
+/// of about [`WRITE_CHUNK`] bytes. The first write error ends the writing;
+/// the run goes on (the engine cannot be stopped midway) and `finish`
+/// reports the error.
+struct ChunkWriter {
+    sink: Box<dyn Write>,
+    formatter: MatchFormatter,
+    plan: Arc<Plan>,
+    buf: Vec<u8>,
+    state: std::io::Result<()>,
+}
+
+impl ChunkWriter {
+    fn new(sink: Box<dyn Write>, formatter: MatchFormatter, plan: Arc<Plan>) -> Self {
+        ChunkWriter {
+            sink,
+            formatter,
+            plan,
+            buf: Vec::with_capacity(WRITE_CHUNK),
+            state: Ok(()),
         }
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn append(&mut self, m: &engine::Match) {
+        if self.state.is_err() {
+            return;
+        }
+        self.formatter.append(&self.plan, m, &mut self.buf);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.write();
+        }
+    }
+
+    fn write(&mut self) {
+        self.state = self
+            .sink
+            .write_all(&self.buf)
+            .and_then(|()| self.sink.flush());
+        self.buf.clear();
+    }
+
+    /// Write what is left. A reader that went away (`flowy query … | head`)
+    /// is not an error: there is nothing more to do.
+    fn finish(mut self) -> std::io::Result<()> {
+        if self.state.is_ok() {
+            self.write();
+        }
+        match self.state {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! Data flow per branch: [`BranchEngine`] (filter → reorder buffer →
 //! grouper → groupfilter), then [`MergerEngine`] (merger → ungrouper).
-//! [`Engine`] composes them single-threaded; [`run_batch`] runs it once.
+//! [`Engine`] composes them single-threaded; [`run_batch`] runs it once
+//! ([`run_batch_with`] hands matches on as they are found).
 //!
 //! Choices where the specification leaves room (kept here so operators and
 //! the docs can refer to them):
@@ -55,7 +56,7 @@ pub use clock::Watermark;
 pub use config::{EngineConfig, LatePolicy};
 pub use group::Group;
 pub use merger::{MergerEngine, MergerStats};
-pub use pipeline::{run_batch, Engine};
+pub use pipeline::{run_batch, run_batch_with, Engine};
 
 use std::sync::Arc;
 

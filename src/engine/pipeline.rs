@@ -102,6 +102,12 @@ impl Engine {
     }
 
     pub fn finish(&mut self, out: &mut Vec<Match>) {
+        self.finish_with(out, &mut |_| {});
+    }
+
+    /// [`Engine::finish`], calling `drain` whenever `out` has collected a
+    /// few hundred matches (the last ones stay in `out`).
+    pub fn finish_with(&mut self, out: &mut Vec<Match>, drain: Drain<'_>) {
         // Branches finish independently (each sorts its buffer and runs its
         // grouper), so all but the first finish on helper threads while the
         // first one's groups go through the merger. Groups still reach the
@@ -124,7 +130,7 @@ impl Engine {
                         .ok()
                 })
                 .collect();
-            feed(merger, 0, finish_branch(first), out);
+            feed(merger, 0, finish_branch(first), out, drain);
             for (i, (h, cell)) in helpers.into_iter().zip(&cells).enumerate() {
                 let groups = match h {
                     Some(handle) => handle
@@ -132,7 +138,7 @@ impl Engine {
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                     None => finish_branch(take(cell)),
                 };
-                feed(merger, i + 1, groups, out);
+                feed(merger, i + 1, groups, out, drain);
             }
         });
         self.merger.finish(out);
@@ -169,23 +175,54 @@ fn finish_branch(b: Option<&mut BranchEngine>) -> Vec<Arc<Group>> {
     groups
 }
 
+/// Takes the matches found so far out of the engine's output buffer.
+type Drain<'a> = &'a mut dyn FnMut(&mut Vec<Match>);
+
+/// Matches collected in the output buffer before `finish_with` hands them on.
+const DRAIN_AT: usize = 256;
+
 /// Hand branch `i`'s final groups to the merger; it can send no more. The
 /// merger then stops storing groups no later group could join.
-fn feed(merger: &mut MergerEngine, i: usize, groups: Vec<Arc<Group>>, out: &mut Vec<Match>) {
+fn feed(
+    merger: &mut MergerEngine,
+    i: usize,
+    groups: Vec<Arc<Group>>,
+    out: &mut Vec<Match>,
+    drain: Drain<'_>,
+) {
     for g in groups {
         merger.push_group(g, out);
+        if out.len() >= DRAIN_AT {
+            drain(out);
+        }
     }
     merger.branch_finished(i);
 }
 
 /// Run `plan` once over `records` (batch semantics, SPEC §3.1).
 pub fn run_batch(plan: Arc<Plan>, records: Vec<Record>, window: Option<i64>) -> Vec<Match> {
+    let mut matches = Vec::new();
+    run_batch_with(plan, records, window, |m| matches.push(m));
+    matches
+}
+
+/// Like [`run_batch`], but each match goes to `sink` in emission order as
+/// soon as the merger has found it, so a run with millions of matches never
+/// holds them all: `flowy query` formats and drops them as they come.
+pub fn run_batch_with(
+    plan: Arc<Plan>,
+    records: Vec<Record>,
+    window: Option<i64>,
+    mut sink: impl FnMut(Match),
+) {
     let mut engine = Engine::new(plan, EngineConfig::batch(window));
     let mut out = Vec::new();
     engine.push_all(records, &mut out);
-    engine.finish(&mut out);
+    let mut drain = |out: &mut Vec<Match>| out.drain(..).for_each(&mut sink);
+    drain(&mut out);
+    engine.finish_with(&mut out, &mut drain);
+    drain(&mut out);
     drop_in_background(engine);
-    out
 }
 
 /// The engine's stores hold every group and record of a batch; freeing
