@@ -149,3 +149,30 @@ fn jsonl_input_runs_a_query() {
     assert_eq!(r["etime"], "2026-11-23T08:59:42.118Z");
     assert_eq!(r["bytes"], 612);
 }
+
+/// `flowy query … | head -1`: the reader goes away after the first line
+/// while matches are still being written; flowy stops writing and exits 0
+/// without an error message, as `grep` or `nfdump` piped into `head` do.
+#[test]
+fn reader_going_away_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let q = repo("config/queries/http-download.flowy");
+    let input = trace("trace-2012.ftz");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowy"))
+        .args(["query", q.to_str().unwrap(), "--input"])
+        .arg(&input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"query\":\"http-download\""), "{first}");
+    // The pipe's read end is closed here; 3 024 matches with their records
+    // are far more than a pipe buffer, so flowy's next writes fail.
+    let o = child.wait_with_output().unwrap();
+    let err = assert_clean_failure(&o, 0);
+    assert!(err.is_empty(), "{err}");
+}
