@@ -188,6 +188,54 @@ fn ipfix_sequence_counts_records() {
     assert_eq!(d.stats().sequence_gaps.get(&ip), Some(&6));
 }
 
+/// RFC 7011 §3.1: the sequence number counts all Data Records, and Options
+/// Data Records are Data Records (§2). An exporter that mixes options into
+/// its messages, as many do with their sampling and interface tables, has
+/// no gap; one data record lost still shows as one. Both the fast path
+/// (data sets of known templates only) and netflow_parser's path count them.
+#[test]
+fn ipfix_sequence_counts_options_records_too() {
+    let mut d = Decoder::new(cfg(TemplateScope::Address));
+    // Options template 500: scope observationDomainId(149)/4, samplingPacketInterval(305)/4.
+    let mut ot = Vec::new();
+    ot.extend(be16(500));
+    ot.extend(be16(2));
+    ot.extend(be16(1));
+    ot.extend([0, 149, 0, 4, 1, 49, 0, 4]);
+    let mut od = be32(1).to_vec();
+    od.extend(be32(1));
+    let mut two = base();
+    two.extend(base());
+    // seq 100: 2 flow + 1 options records (templates in the message: slow path).
+    decode(
+        &mut d,
+        &ipfix(
+            EXPORT,
+            100,
+            1,
+            &[set(3, &ot), tpl(256, &[]), set(500, &od), set(256, &two)],
+        ),
+        SRC,
+    );
+    // seq 103: 1 options + 2 flow records (known templates: fast path).
+    decode(
+        &mut d,
+        &ipfix(EXPORT, 103, 1, &[set(500, &od), set(256, &two)]),
+        SRC,
+    );
+    // seq 106: 2 flow records; then one record is missing before seq 109.
+    decode(&mut d, &ipfix(EXPORT, 106, 1, &[set(256, &two)]), SRC);
+    decode(&mut d, &ipfix(EXPORT, 109, 1, &[set(256, &two)]), SRC);
+    let ip = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+    assert_eq!(d.stats().options_records, 2);
+    assert_eq!(
+        d.stats().sequence_gaps.get(&ip),
+        Some(&1),
+        "{:?}",
+        d.stats()
+    );
+}
+
 #[test]
 fn ipfix_options_sampling() {
     let mut d = Decoder::new(flowy::collect::DecoderConfig {

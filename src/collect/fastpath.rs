@@ -241,6 +241,7 @@ pub(super) fn decode(
     let (cap, apply_sampling) = cfg;
     // As in the slow path, options anywhere in the message apply to all of
     // its flow records.
+    let options_before = stats.options_records;
     for s in sets.iter() {
         if let Some(l) = exp.layouts.get(s.id).filter(|l| l.kind == Kind::Options) {
             learn_options(l, &msg[s.start..s.end], &mut exp.options, stats);
@@ -262,11 +263,13 @@ pub(super) fn decode(
         exp.layouts.touch(s.id);
     }
     let n = out.len() - before;
-    // v9 sequence numbers count packets; IPFIX counts data records.
+    // v9 sequence numbers count packets; IPFIX counts data records, options
+    // data records included (RFC 7011 §2, §3.1).
+    let options = stats.options_records.saturating_sub(options_before);
     let advance = if version == 9 {
         1
     } else {
-        u32::try_from(n).unwrap_or(u32::MAX)
+        u32::try_from((n as u64).saturating_add(options)).unwrap_or(u32::MAX)
     };
     let event = exp.seq.observe(seq, Some(advance));
     let ctx = Ctx {

@@ -194,6 +194,10 @@ pub(super) fn ipfix_packet(
                 }
                 d.fields.len()
             }
+            // Options records are Data Records too (RFC 7011 §2): the
+            // sequence number counts them (their content was learnt above).
+            IpfixBody::OptionsData(o) => o.fields.len(),
+            IpfixBody::V9OptionsData(o) => o.fields.len(),
             IpfixBody::NoTemplate(_) => {
                 stats.errors.no_template += 1;
                 advance_known = false;
