@@ -188,9 +188,17 @@ impl Aggregates {
         self.states.iter().map(AggState::value)
     }
 
-    /// The final values, moving accumulated sets out instead of copying.
-    pub fn into_values(self) -> impl Iterator<Item = Option<Value>> {
-        self.states.into_iter().map(AggState::into_value)
+    /// The final values, moving accumulated sets out instead of copying;
+    /// leaves the accumulators empty, their memory kept for [`Aggregates::reset`].
+    pub fn drain_values(&mut self) -> impl Iterator<Item = Option<Value>> + '_ {
+        self.states.drain(..).map(AggState::into_value)
+    }
+
+    /// Start over for a new group, reusing the accumulators' memory.
+    pub fn reset(&mut self, plans: &[AggregatePlan]) {
+        self.states.clear();
+        self.states
+            .extend(plans.iter().map(|a| AggState::new(a.func)));
     }
 }
 
@@ -241,5 +249,34 @@ mod tests {
         st.update(None);
         let want: ValueSet = [1, 3, 5].map(Value::Uint).into_iter().collect();
         assert_eq!(st.into_value(), Some(Value::Set(want)));
+    }
+
+    /// A reset accumulator set starts from scratch in the old memory.
+    #[test]
+    fn drained_aggregates_reset_for_a_new_group() {
+        let plans = [AggregatePlan {
+            name: "n".into(),
+            func: AggFunc::Count,
+            field: crate::record::Field::Bytes,
+            module: None,
+        }];
+        let rec = crate::record::Record {
+            bytes: Some(10),
+            ..Default::default()
+        };
+        let mut aggs = Aggregates::new(&plans);
+        aggs.update(&plans, &rec, |_| true);
+        aggs.update(&plans, &rec, |_| true);
+        assert_eq!(
+            aggs.drain_values().collect::<Vec<_>>(),
+            [Some(Value::Uint(2))]
+        );
+        assert_eq!(aggs.values().count(), 0);
+        aggs.reset(&plans);
+        aggs.update(&plans, &rec, |_| true);
+        assert_eq!(
+            aggs.drain_values().collect::<Vec<_>>(),
+            [Some(Value::Uint(1))]
+        );
     }
 }
