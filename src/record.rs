@@ -331,6 +331,25 @@ impl Record {
         }
     }
 
+    /// The value of an integer field of the record's own columns without
+    /// building a [`Value`]: `None` when the field is absent or is not one
+    /// of them (ask [`Record::get`]). Filters compare such fields with
+    /// integer literals on every record.
+    #[inline]
+    pub fn get_uint(&self, field: Field) -> Option<u64> {
+        match field {
+            Field::RecId => Some(self.rec_id),
+            Field::SrcPort => self.srcport.map(u64::from),
+            Field::DstPort => self.dstport.map(u64::from),
+            Field::Prot => self.prot.map(u64::from),
+            Field::TcpFlags => self.tcp_flags.map(u64::from),
+            Field::Tos => self.tos.map(u64::from),
+            Field::Bytes => self.bytes,
+            Field::Packets => self.packets,
+            _ => None,
+        }
+    }
+
     /// `etime - stime` in ms (0 if an exporter reported them reversed).
     pub fn duration(&self) -> u64 {
         u64::try_from(self.etime.saturating_sub(self.stime)).unwrap_or(0)

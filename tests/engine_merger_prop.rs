@@ -302,7 +302,7 @@ fn build_group(branch: usize, id: u64, r: &RawGroup) -> Arc<Group> {
         r.stime + r.dur,
         vec![
             r.k.map(Value::Uint),
-            Some(Value::Set(Arc::new(set))),
+            Some(Value::Set(set.into_iter().collect())),
             Some(Value::Uint(r.n)),
         ],
     )

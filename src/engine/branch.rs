@@ -3,12 +3,32 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::engine::config::{EngineConfig, LatePolicy};
 use crate::engine::filter::eval_rule;
 use crate::engine::grouper::Grouper;
 use crate::engine::Group;
 use crate::query::plan::{FilterPlan, GroupFilterPlan, Plan};
 use crate::record::Record;
+
+/// Each branch's filter verdict on `rec`. Branches that share a filter
+/// (ipv6-failure's three login branches) evaluate it once: filtering runs
+/// on every record of every query.
+pub(crate) fn filter_verdicts(branches: &[BranchEngine], rec: &Record) -> SmallVec<[bool; 4]> {
+    let mut out: SmallVec<[bool; 4]> = SmallVec::with_capacity(branches.len());
+    for (i, b) in branches.iter().enumerate() {
+        let earlier = branches
+            .get(..i)
+            .and_then(|bs| bs.iter().position(|e| b.same_filter(e)));
+        let verdict = match earlier.and_then(|j| out.get(j)) {
+            Some(v) => *v,
+            None => b.accepts(rec),
+        };
+        out.push(verdict);
+    }
+    out
+}
 
 /// Counters of one branch (SPEC §4.4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -397,6 +417,19 @@ impl BranchEngine {
     /// skip wrapping it in an `Arc` when no branch wants it.
     pub(crate) fn accepts(&self, rec: &Record) -> bool {
         self.valid && self.filter.as_ref().is_none_or(|f| eval_rule(&f.rule, rec))
+    }
+
+    /// Does this branch run the very filter `other` runs (the same plan,
+    /// as branches naming one filter share it)? Then its verdict on a
+    /// record is `other`'s.
+    fn same_filter(&self, other: &BranchEngine) -> bool {
+        self.valid
+            && other.valid
+            && match (&self.filter, &other.filter) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     /// A record the filter has let in (see [`BranchEngine::accepts`]).

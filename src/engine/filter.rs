@@ -15,12 +15,24 @@ use crate::value::{Prefix, Value};
 /// Something whose fields rules can read.
 pub trait FieldSource<F> {
     fn value(&self, field: F) -> Option<Value>;
+
+    /// The field as an integer when that is cheap to read; `None` means
+    /// "ask [`FieldSource::value`]" (absent, not an integer, or no shortcut).
+    #[inline]
+    fn uint(&self, _field: F) -> Option<u64> {
+        None
+    }
 }
 
 impl FieldSource<Field> for Record {
     #[inline]
     fn value(&self, field: Field) -> Option<Value> {
         self.get(field)
+    }
+
+    #[inline]
+    fn uint(&self, field: Field) -> Option<u64> {
+        self.get_uint(field)
     }
 }
 
@@ -44,6 +56,12 @@ pub fn eval_rule<F: Copy, S: FieldSource<F> + ?Sized>(rule: &Rule<F>, src: &S) -
 }
 
 fn eval_cmp<F: Copy, S: FieldSource<F> + ?Sized>(c: &Cmp<F>, src: &S) -> bool {
+    // The most common filter line, `port = 80`, on integers in place.
+    if let (Operand::Field(f), Operand::Lit(Value::Uint(b))) = (&c.lhs, &c.rhs) {
+        if let Some(a) = src.uint(*f) {
+            return compare_uints(c.op, a, *b);
+        }
+    }
     let Some(lhs) = operand_value(&c.lhs, src) else {
         return false;
     };
@@ -110,6 +128,20 @@ pub fn compare_values(op: CmpOp, lhs: &Value, rhs: &Value) -> bool {
     }
 }
 
+/// `a op b` for integers: what [`compare_values`] gives for two `Uint`s
+/// (`in` a single value is equality).
+#[inline]
+fn compare_uints(op: CmpOp, a: u64, b: u64) -> bool {
+    match op {
+        CmpOp::Eq | CmpOp::In => a == b,
+        CmpOp::Ne => a != b,
+        CmpOp::Lt => a < b,
+        CmpOp::Le => a <= b,
+        CmpOp::Gt => a > b,
+        CmpOp::Ge => a >= b,
+    }
+}
+
 /// The difference semantics of SPEC §2.4 for `reference op candidate delta D`:
 /// bounds on `candidate − reference`. Non-numeric values never satisfy it.
 pub fn delta_holds(op: CmpOp, reference: &Value, candidate: &Value, d: u64) -> bool {
@@ -160,5 +192,85 @@ pub fn key_value(v: Value) -> Value {
             Value::Uint(f.0 as u64)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::CANONICAL;
+
+    const OPS: [CmpOp; 7] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+        CmpOp::In,
+    ];
+
+    /// The integer shortcut decides as the general comparison does.
+    #[test]
+    fn compare_uints_agrees_with_compare_values() {
+        let xs = [0, 1, 79, 80, 81, u64::MAX];
+        for op in OPS {
+            for a in xs {
+                for b in xs {
+                    let want = compare_values(op, &Value::Uint(a), &Value::Uint(b));
+                    assert_eq!(compare_uints(op, a, b), want, "{a} {op:?} {b}");
+                }
+            }
+        }
+    }
+
+    /// Where `get_uint` answers, it is the integer `get` gives.
+    #[test]
+    fn get_uint_agrees_with_get() {
+        let rec = Record {
+            rec_id: 7,
+            srcport: Some(51234),
+            dstport: Some(80),
+            prot: Some(6),
+            tcp_flags: Some(0x1b),
+            tos: Some(4),
+            bytes: Some(1834),
+            packets: Some(3),
+            stime: 1000,
+            etime: 2500,
+            ..Record::default()
+        };
+        let mut answered = 0;
+        for (f, ..) in CANONICAL {
+            if let Some(u) = rec.get_uint(*f) {
+                assert_eq!(rec.get(*f), Some(Value::Uint(u)), "{f:?}");
+                answered += 1;
+            }
+        }
+        assert_eq!(answered, 8);
+        assert_eq!(Record::default().get_uint(Field::DstPort), None);
+    }
+
+    /// `dstport = 80` through the shortcut, and an absent field still
+    /// compares false (so its negation is true).
+    #[test]
+    fn field_literal_rules() {
+        let cmp = |op| {
+            Rule::Cmp(Cmp {
+                lhs: Operand::Field(Field::DstPort),
+                op,
+                rhs: Operand::Lit(Value::Uint(80)),
+            })
+        };
+        let web = Record {
+            dstport: Some(80),
+            ..Record::default()
+        };
+        assert!(eval_rule(&cmp(CmpOp::Eq), &web));
+        assert!(!eval_rule(&cmp(CmpOp::Ne), &web));
+        let none = Record::default();
+        assert!(!eval_rule(&cmp(CmpOp::Eq), &none));
+        assert!(!eval_rule(&cmp(CmpOp::Ne), &none));
+        assert!(eval_rule(&Rule::Not(Box::new(cmp(CmpOp::Eq))), &none));
     }
 }

@@ -1,5 +1,6 @@
 //! Group records (SPEC §1.2): what groupers produce and the merger joins.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::query::plan::GroupField;
@@ -27,13 +28,23 @@ impl Group {
     /// The value of a group field, `None` when absent.
     #[inline]
     pub fn get(&self, field: GroupField) -> Option<Value> {
+        self.get_ref(field).map(Cow::into_owned)
+    }
+
+    /// Like [`Group::get`], but borrows stored slot values: readers that
+    /// only compare or print (merger rules, group filters, output) then
+    /// skip cloning, and for sets the atomic reference count updates on
+    /// values the merger and output threads share.
+    #[inline]
+    pub fn get_ref(&self, field: GroupField) -> Option<Cow<'_, Value>> {
+        let owned = |v: Value| Some(Cow::Owned(v));
         match field {
-            GroupField::Stime => Some(Value::Uint(time_to_u64(self.stime))),
-            GroupField::Etime => Some(Value::Uint(time_to_u64(self.etime))),
-            GroupField::Duration => Some(Value::Uint(time_to_u64(self.etime - self.stime))),
-            GroupField::Count => Some(Value::Uint(self.members.len() as u64)),
-            GroupField::Slot(i) => self.values.get(i).cloned().flatten(),
-            GroupField::Record(f) => self.members.first().and_then(|r| r.get(f)),
+            GroupField::Stime => owned(Value::Uint(time_to_u64(self.stime))),
+            GroupField::Etime => owned(Value::Uint(time_to_u64(self.etime))),
+            GroupField::Duration => owned(Value::Uint(time_to_u64(self.etime - self.stime))),
+            GroupField::Count => owned(Value::Uint(self.members.len() as u64)),
+            GroupField::Slot(i) => self.values.get(i)?.as_ref().map(Cow::Borrowed),
+            GroupField::Record(f) => self.members.first()?.get(f).map(Cow::Owned),
         }
     }
 }

@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use crate::engine::aggregate::Aggregates;
 use crate::engine::filter::{compare_values, delta_holds, key_value};
 use crate::engine::Group;
-use crate::query::plan::{CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference};
+use crate::query::plan::{AggregatePlan, CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference};
 use crate::record::{Field, Record};
 use crate::value::Value;
 
@@ -225,8 +225,26 @@ pub struct Grouper {
     closing: BinaryHeap<Reverse<(i64, Handle)>>,
     qualified: bool,
     closed: Vec<Group>,
+    /// Accumulators of closed groups, emptied, for new groups to reuse:
+    /// saves an allocation and a free per group.
+    spare_aggs: Vec<Aggregates>,
     stats: GrouperStats,
 }
+
+/// Accumulators for a new group, in a closed group's memory if any.
+fn fresh_aggregates(spare: &mut Vec<Aggregates>, plans: &[AggregatePlan]) -> Aggregates {
+    match spare.pop() {
+        Some(mut aggs) => {
+            aggs.reset(plans);
+            aggs
+        }
+        None => Aggregates::new(plans),
+    }
+}
+
+/// Most emptied accumulators kept for reuse (a burst of closes beyond
+/// this frees the rest).
+const MAX_SPARE_AGGS: usize = 256;
 
 impl Grouper {
     pub fn new(
@@ -260,6 +278,7 @@ impl Grouper {
             closing: BinaryHeap::new(),
             qualified,
             closed: Vec::new(),
+            spare_aggs: Vec::new(),
             stats: GrouperStats::default(),
         }
     }
@@ -362,7 +381,7 @@ impl Grouper {
                     keys.extend(p.keys.iter().map(|f| rec.get(*f)));
                     keys
                 },
-                Aggregates::new(&p.aggregates),
+                fresh_aggregates(&mut self.spare_aggs, &p.aggregates),
             ),
             None => (Vec::new(), Aggregates::new(&[])),
         };
@@ -518,7 +537,11 @@ impl Grouper {
             }
         }
         let mut values = g.keys;
-        values.extend(g.aggs.into_values());
+        let mut aggs = g.aggs;
+        values.extend(aggs.drain_values());
+        if self.spare_aggs.len() < MAX_SPARE_AGGS {
+            self.spare_aggs.push(aggs);
+        }
         self.stats.groups_closed += 1;
         self.closed.push(Group {
             branch: self.branch,

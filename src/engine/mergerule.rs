@@ -1,6 +1,7 @@
 //! Evaluation of merger rules (SPEC §2.5) over a partial binding of
 //! branches to groups.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::engine::allen;
@@ -33,11 +34,13 @@ fn bound<'a>(b: &Binding<'a>, branch: usize) -> Option<&'a Arc<Group>> {
     b.get(branch).copied().flatten()
 }
 
-fn operand(op: &MergeOperand, b: &Binding<'_>) -> Option<Value> {
+/// An operand's value, borrowed where it is stored: rules run per join
+/// candidate, and cloning a set operand touches its shared reference count.
+fn operand<'a>(op: &'a MergeOperand, b: &Binding<'a>) -> Option<Cow<'a, Value>> {
     match op {
-        MergeOperand::Field { branch, field } => bound(b, *branch)?.get(*field),
-        MergeOperand::Lit(v) => Some(v.clone()),
-        MergeOperand::Set(s) => Some(Value::Set(s.clone())),
+        MergeOperand::Field { branch, field } => bound(b, *branch)?.get_ref(*field),
+        MergeOperand::Lit(v) => Some(Cow::Borrowed(v)),
+        MergeOperand::Set(s) => Some(Cow::Owned(Value::Set(s.clone()))),
         MergeOperand::Prefix(_) => None,
     }
 }

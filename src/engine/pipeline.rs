@@ -9,9 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use smallvec::SmallVec;
-
-use crate::engine::branch::BranchEngine;
+use crate::engine::branch::{filter_verdicts, BranchEngine};
 use crate::engine::clock::Watermark;
 use crate::engine::config::EngineConfig;
 use crate::engine::merger::MergerEngine;
@@ -60,7 +58,7 @@ impl Engine {
     /// query most records pass no filter).
     pub fn push_owned(&mut self, rec: Record, out: &mut Vec<Match>) {
         let stime = rec.stime;
-        let accepted: SmallVec<[bool; 4]> = self.branches.iter().map(|b| b.accepts(&rec)).collect();
+        let accepted = filter_verdicts(&self.branches, &rec);
         if accepted.contains(&true) {
             let rec = Arc::new(rec);
             for (b, ok) in self.branches.iter_mut().zip(&accepted) {
@@ -311,7 +309,7 @@ fn filter_chunk(branches: &[BranchEngine], chunk: Option<&mut [Record]>) -> Filt
     let mut max_stime: Option<i64> = None;
     for rec in chunk.into_iter().flatten() {
         max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
-        let accepted: SmallVec<[bool; 4]> = branches.iter().map(|b| b.accepts(rec)).collect();
+        let accepted = filter_verdicts(branches, rec);
         if !accepted.contains(&true) {
             per_branch.iter_mut().for_each(|(_, n)| *n += 1);
             continue;
@@ -406,6 +404,28 @@ mod tests {
         engine.finish(&mut sequential);
         assert!(!sequential.is_empty());
         assert_eq!(summary(&parallel), summary(&sequential));
+        Ok(())
+    }
+
+    /// Branches sharing a filter (ipv6-failure's logins) get the verdict
+    /// each would give on its own.
+    #[test]
+    fn shared_filter_verdicts_equal_each_branchs_own() -> Result<(), String> {
+        let source = include_str!("../../config/queries/ipv6-failure.flowy");
+        let plan = crate::query::compile_source("ipv6-failure", "ipv6-failure.flowy", source)
+            .map_err(|d| d.to_string())?;
+        let engine = Engine::new(Arc::new(plan), EngineConfig::batch(None));
+        let mut rec = records(1).pop().ok_or("no record")?;
+        let mut passed = 0;
+        for (prot, port) in [(6, 22), (6, 993), (17, 5353), (6, 80), (17, 22)] {
+            rec.prot = Some(prot);
+            rec.dstport = Some(port);
+            let got = filter_verdicts(&engine.branches, &rec);
+            let want: Vec<bool> = engine.branches.iter().map(|b| b.accepts(&rec)).collect();
+            assert_eq!(got.as_slice(), want.as_slice(), "{prot}/{port}");
+            passed += want.iter().filter(|v| **v).count();
+        }
+        assert_eq!(passed, 3 + 3 + 1);
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ mod writer;
 
 pub use writer::{open_output, MatchFormatter, WRITE_CHUNK};
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -61,7 +62,8 @@ impl FromStr for OutputFormat {
 pub(crate) struct Named<'a> {
     pub name: &'a str,
     pub ty: FieldType,
-    pub value: Value,
+    /// Borrowed from the group where stored (no clone per printed value).
+    pub value: Cow<'a, Value>,
 }
 
 /// A group record's `fields`: the schema's slots (implicit keys, then
@@ -76,7 +78,7 @@ pub(crate) fn group_fields<'a>(plan: &'a Plan, g: &'a Group) -> Vec<Named<'a>> {
         .iter()
         .enumerate()
         .filter_map(|(i, name)| {
-            let value = g.get(GroupField::Slot(i))?;
+            let value = g.get_ref(GroupField::Slot(i))?;
             let ty = schema
                 .names
                 .iter()
@@ -102,7 +104,13 @@ pub(crate) fn group_fields<'a>(plan: &'a Plan, g: &'a Group) -> Vec<Named<'a>> {
 /// is left out: it is derived from the two times.
 pub(crate) fn record_fields(rec: &Record) -> Vec<Named<'static>> {
     let mut out = Vec::new();
-    for_each_record_field(rec, |name, ty, value| out.push(Named { name, ty, value }));
+    for_each_record_field(rec, |name, ty, value| {
+        out.push(Named {
+            name,
+            ty,
+            value: Cow::Owned(value),
+        })
+    });
     out
 }
 
@@ -243,7 +251,7 @@ mod tests {
         expected.push(("etime".into(), FieldType::Time, Value::Uint(2500)));
         let got: Vec<_> = record_fields(&rec)
             .into_iter()
-            .map(|n| (n.name.to_string(), n.ty, n.value))
+            .map(|n| (n.name.to_string(), n.ty, n.value.into_owned()))
             .collect();
         assert_eq!(got, expected);
     }

@@ -2,10 +2,8 @@
 //! lists for the output hot path. Both must produce exactly the bytes of the slow paths
 //! they replace (`format_time`, `serde_json::to_string`).
 
-use std::collections::BTreeSet;
-
 use crate::record::{FieldType, SetOf, Time};
-use crate::value::Value;
+use crate::value::{Value, ValueSet};
 
 /// The last millisecond of year 9999: beyond it the four-digit year of the
 /// fast path would no longer match `format_time`.
@@ -101,7 +99,7 @@ pub(crate) fn write_ip(out: &mut Vec<u8>, ip: &std::net::IpAddr) {
 pub(crate) fn write_set(
     out: &mut Vec<u8>,
     ty: FieldType,
-    set: &BTreeSet<Value>,
+    set: &ValueSet,
     (open, close): (u8, u8),
     elem: impl Fn(&mut Vec<u8>, FieldType, &Value),
 ) {

@@ -1,13 +1,12 @@
 //! A hand-built plan and match shaped like the HTTP-download query, for the
 //! output tests.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::engine::{Group, Match};
 use crate::query::plan::{BranchPlan, GroupField, GroupSchema, Plan};
 use crate::record::{FieldType, Record, SetOf};
-use crate::value::{Value, F64};
+use crate::value::{Value, ValueSet, F64};
 
 fn schema(ports: &str) -> GroupSchema {
     let slots = [
@@ -72,9 +71,7 @@ fn rec(rec_id: u64, src: &str, dst: &str, sport: u16, dport: u16, stime: i64) ->
 }
 
 fn ports(p: &[u64]) -> Value {
-    Value::Set(Arc::new(
-        p.iter().map(|&u| Value::Uint(u)).collect::<BTreeSet<_>>(),
-    ))
+    Value::Set(p.iter().map(|&u| Value::Uint(u)).collect::<ValueSet>())
 }
 
 pub(crate) fn http_match() -> Match {

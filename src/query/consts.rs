@@ -1,14 +1,13 @@
 //! Literal operands: values, prefixes, sets and `protocol("…")`, folded at
 //! compile time.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::query::ast::{Arg, Lit};
 use crate::query::diag::Sink;
 use crate::query::suggest::did_you_mean;
 use crate::query::typeck::{Family, Kind};
-use crate::value::{Prefix, Value, F64};
+use crate::value::{Prefix, Value, ValueSet, F64};
 
 /// IANA protocol numbers by (case-insensitive) keyword.
 const PROTOCOLS: &[(&str, u64)] = &[
@@ -51,7 +50,7 @@ pub const RULE_FUNCTIONS: &[&str] = &["protocol", "bitAND", "bitOR"];
 pub enum Const {
     Value(Value),
     Prefix(Prefix),
-    Set(Arc<BTreeSet<Value>>),
+    Set(ValueSet),
 }
 
 /// Result of trying to read an argument as a constant.
@@ -108,7 +107,7 @@ fn protocol(args: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) ->
 }
 
 fn set(elems: &[Arg], sink: &mut Sink<'_>) -> Folded {
-    let mut values = BTreeSet::new();
+    let mut values = Vec::new();
     let mut kind: Option<Kind> = None;
     let mut failed = false;
     for e in elems {
@@ -128,7 +127,7 @@ fn set(elems: &[Arg], sink: &mut Sink<'_>) -> Folded {
                     }
                     _ => kind = Some(k),
                 }
-                values.insert(v);
+                values.push(v);
             }
             Folded::Failed => failed = true,
             Folded::Const(..) | Folded::NotConst => {
@@ -147,7 +146,7 @@ fn set(elems: &[Arg], sink: &mut Sink<'_>) -> Folded {
         Some(k) => Kind::Set(Box::new(k)),
         None => Kind::EmptySet,
     };
-    Folded::Const(Const::Set(Arc::new(values)), kind)
+    Folded::Const(Const::Set(ValueSet::from_vec(values)), kind)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::query::plan::{
     MergeOperand, MergeRule, MergerPlan, Operand, Plan, Reference, Rule,
 };
 use crate::record::{Field, FieldType};
-use crate::value::Value;
+use crate::value::{Value, ValueSet};
 
 pub fn explain(plan: &Plan) -> String {
     let mut out = format!("query {}\n", plan.name);
@@ -117,7 +117,7 @@ fn value(v: &Value) -> String {
     }
 }
 
-fn set(s: &std::collections::BTreeSet<Value>) -> String {
+fn set(s: &ValueSet) -> String {
     let items: Vec<String> = s.iter().map(value).collect();
     format!("{{{}}}", items.join(", "))
 }

@@ -2,11 +2,10 @@
 //! produces and the only thing the engine accepts. Names are resolved to
 //! indexes and field ids; no string lookups remain on the hot path.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::record::{Field, FieldType};
-use crate::value::{Prefix, Value};
+use crate::value::{Prefix, Value, ValueSet};
 
 /// A compiled query.
 #[derive(Clone, Debug)]
@@ -71,7 +70,7 @@ pub enum Operand<F> {
     Field(F),
     Lit(Value),
     Prefix(Prefix),
-    Set(Arc<BTreeSet<Value>>),
+    Set(ValueSet),
     BitAnd(Box<Operand<F>>, Box<Operand<F>>),
     BitOr(Box<Operand<F>>, Box<Operand<F>>),
 }
@@ -286,5 +285,5 @@ pub enum MergeOperand {
     },
     Lit(Value),
     Prefix(Prefix),
-    Set(Arc<BTreeSet<Value>>),
+    Set(ValueSet),
 }

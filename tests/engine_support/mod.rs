@@ -2,14 +2,13 @@
 //! is involved: the engine only accepts `Plan`s).
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use flowy::engine::{Group, Match};
 use flowy::query::plan::*;
 use flowy::record::{Field, FieldType, Record};
-use flowy::value::Value;
+use flowy::value::{Value, ValueSet};
 
 pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
@@ -59,8 +58,8 @@ pub fn lit(v: u64) -> Value {
     Value::Uint(v)
 }
 
-pub fn set(vals: &[u64]) -> Arc<BTreeSet<Value>> {
-    Arc::new(vals.iter().map(|v| Value::Uint(*v)).collect())
+pub fn set(vals: &[u64]) -> ValueSet {
+    vals.iter().map(|v| Value::Uint(*v)).collect()
 }
 
 pub fn filter(rule: Rule<Field>) -> Arc<FilterPlan> {
