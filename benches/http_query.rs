@@ -56,16 +56,12 @@ fn read_flow_tools(c: &mut Criterion) {
     group.finish();
 }
 
-/// The `flowy` binary tunes the allocator before it starts (src/memory.rs);
-/// the benches run the engine under the same settings.
-fn as_the_binary() -> Criterion {
-    flowy::memory::tune_allocator();
-    Criterion::default()
-}
+#[path = "support/allocator.rs"]
+mod allocator;
 
 criterion_group! {
     name = benches;
-    config = as_the_binary();
+    config = allocator::as_the_binary();
     targets = http_query, read_flow_tools
 }
 criterion_main!(benches);

@@ -98,16 +98,12 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// The `flowy` binary tunes the allocator before it starts (src/memory.rs);
-/// the benches run the engine under the same settings.
-fn as_the_binary() -> Criterion {
-    flowy::memory::tune_allocator();
-    Criterion::default()
-}
+#[path = "support/allocator.rs"]
+mod allocator;
 
 criterion_group! {
     name = benches;
-    config = as_the_binary();
+    config = allocator::as_the_binary();
     targets = bench
 }
 criterion_main!(benches);

@@ -37,6 +37,19 @@ fn base() -> Vec<u8> {
     b
 }
 
+/// Options template set 500 (scope observationDomainId(149)/4,
+/// samplingPacketInterval(305)/4) and one options record body for domain 1.
+fn sampling_options(interval: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut ot = Vec::new();
+    ot.extend(be16(500));
+    ot.extend(be16(2));
+    ot.extend(be16(1));
+    ot.extend([0, 149, 0, 4, 1, 49, 0, 4]);
+    let mut od = be32(1).to_vec();
+    od.extend(be32(interval));
+    (ot, od)
+}
+
 fn one(d: &mut Decoder, sets: &[Vec<u8>]) -> flowy::record::Record {
     let recs = decode(d, &ipfix(EXPORT, 0, 1, sets), SRC);
     assert_eq!(recs.len(), 1, "{:?}", d.stats());
@@ -196,14 +209,7 @@ fn ipfix_sequence_counts_records() {
 #[test]
 fn ipfix_sequence_counts_options_records_too() {
     let mut d = Decoder::new(cfg(TemplateScope::Address));
-    // Options template 500: scope observationDomainId(149)/4, samplingPacketInterval(305)/4.
-    let mut ot = Vec::new();
-    ot.extend(be16(500));
-    ot.extend(be16(2));
-    ot.extend(be16(1));
-    ot.extend([0, 149, 0, 4, 1, 49, 0, 4]);
-    let mut od = be32(1).to_vec();
-    od.extend(be32(1));
+    let (ot, od) = sampling_options(1);
     let mut two = base();
     two.extend(base());
     // seq 100: 2 flow + 1 options records (templates in the message: slow path).
@@ -242,14 +248,7 @@ fn ipfix_options_sampling() {
         apply_sampling: true,
         ..cfg(TemplateScope::Address)
     });
-    // Options template 500: scope observationDomainId(149)/4, samplingPacketInterval(305)/4.
-    let mut ot = Vec::new();
-    ot.extend(be16(500));
-    ot.extend(be16(2));
-    ot.extend(be16(1));
-    ot.extend([0, 149, 0, 4, 1, 49, 0, 4]);
-    let mut od = be32(1).to_vec();
-    od.extend(be32(4));
+    let (ot, od) = sampling_options(4);
     decode(
         &mut d,
         &ipfix(EXPORT, 0, 1, &[set(3, &ot), set(500, &od)]),

@@ -1,10 +1,12 @@
 //! The HTTP-download query end to end, checked against a plain reference
 //! computation of its meaning (tests/support/brute.rs) over the same records.
 
+mod engine_support;
 mod support;
 
 use std::collections::BTreeSet;
 
+use engine_support::match_ids;
 use flowy::input;
 use support::brute::{self, GroupSig};
 use support::{flowy, json_lines, match_sig, match_sigs, ms, repo, trace, trace_gen};
@@ -139,18 +141,6 @@ fn http_download_on_a_synthetic_trace() {
     assert_eq!(got, expected);
 }
 
-/// Each match as its groups' member ids, in emission order.
-fn in_order(ms: &[flowy::engine::Match]) -> Vec<Vec<Vec<u64>>> {
-    ms.iter()
-        .map(|m| {
-            m.groups
-                .iter()
-                .map(|g| g.members.iter().map(|r| r.rec_id).collect())
-                .collect()
-        })
-        .collect()
-}
-
 /// `flowy query` takes matches from the engine as they are found: the
 /// merger's buffer is handed over every few hundred matches while the
 /// branches' groups are still being fed in, and nothing changes in what or
@@ -184,8 +174,8 @@ fn batch_matches_are_handed_over_while_the_run_goes_on() {
     assert!(calls > 1, "handed over {calls} times");
     assert!(rest.len() < 256, "{} matches left at the end", rest.len());
     handed.extend(rest);
-    assert_eq!(in_order(&handed), in_order(&all));
+    assert_eq!(match_ids(&handed), match_ids(&all));
     let mut streamed = Vec::new();
     flowy::engine::run_batch_with(plan.clone(), recs.clone(), None, |m| streamed.push(m));
-    assert_eq!(in_order(&streamed), in_order(&all));
+    assert_eq!(match_ids(&streamed), match_ids(&all));
 }
