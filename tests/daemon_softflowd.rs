@@ -9,6 +9,7 @@
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -249,6 +250,24 @@ fn http_bidir(example: &str) -> String {
     )
 }
 
+/// Have softflowd read the capture in `dir` and export its flows to `to` as
+/// NetFlow `version`. softflowd truncates long path arguments: it runs in
+/// the temp dir with short relative names.
+fn export_capture(dir: &Path, to: &str, version: &str, extra: &[&str]) {
+    let status = Command::new("softflowd")
+        .current_dir(dir)
+        .args(["-d", "-r", CAPTURE, "-p", "sf.pid", "-c", "sf.ctl"])
+        .args(["-n", to, "-v", version])
+        .args(extra)
+        .output()
+        .expect("run softflowd");
+    assert!(
+        status.status.success(),
+        "softflowd: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
 fn run_version(version: &str, extra: &[&str]) {
     assert!(
         softflowd_available(),
@@ -282,20 +301,7 @@ fn run_version(version: &str, extra: &[&str]) {
     let mut d = Daemon::start(dir.path(), &argv, &[]);
     let relay = Relay::start(d.udp);
 
-    // softflowd truncates long path arguments: run it in the temp dir with
-    // short relative names.
-    let status = Command::new("softflowd")
-        .current_dir(dir.path())
-        .args(["-d", "-r", CAPTURE, "-p", "sf.pid", "-c", "sf.ctl"])
-        .args(["-n", &relay.addr.to_string(), "-v", version])
-        .args(extra)
-        .output()
-        .expect("run softflowd");
-    assert!(
-        status.status.success(),
-        "softflowd: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    export_capture(dir.path(), &relay.addr.to_string(), version, extra);
 
     let ipv4_only = version == "5";
     let expected: Vec<Expected> = expected_flows(&packets)
@@ -456,17 +462,7 @@ fn serve_with_no_configuration_prints_softflowd_matches() {
     );
     let mut d = Daemon::start_default(dir.path());
     assert_eq!(d.udp.port(), 2055, "the embedded default port");
-    let status = Command::new("softflowd")
-        .current_dir(dir.path())
-        .args(["-d", "-r", CAPTURE, "-p", "sf.pid", "-c", "sf.ctl"])
-        .args(["-n", "127.0.0.1:2055", "-v", "9"])
-        .output()
-        .expect("run softflowd");
-    assert!(
-        status.status.success(),
-        "softflowd: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    export_capture(dir.path(), "127.0.0.1:2055", "9", &[]);
     d.wait_processed(expected_flows(&packets).len() as u64);
     assert!(d.terminate().success());
 
