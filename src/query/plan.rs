@@ -63,6 +63,19 @@ pub enum CmpOp {
     In,
 }
 
+impl CmpOp {
+    /// Every operator, `In` last (the orderings first).
+    pub const ALL: [CmpOp; 7] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+        CmpOp::In,
+    ];
+}
+
 /// An argument of a comparison. `F` is the field reference type:
 /// [`Field`] in filters, [`GroupField`] in group filters.
 #[derive(Clone, Debug, PartialEq)]
