@@ -12,22 +12,40 @@ use crate::engine::Group;
 use crate::query::plan::{FilterPlan, GroupFilterPlan, Plan};
 use crate::record::Record;
 
-/// Each branch's filter verdict on `rec`. Branches that share a filter
-/// (ipv6-failure's three login branches) evaluate it once: filtering runs
-/// on every record of every query.
-pub(crate) fn filter_verdicts(branches: &[BranchEngine], rec: &Record) -> SmallVec<[bool; 4]> {
-    let mut out: SmallVec<[bool; 4]> = SmallVec::with_capacity(branches.len());
-    for (i, b) in branches.iter().enumerate() {
-        let earlier = branches
-            .get(..i)
-            .and_then(|bs| bs.iter().position(|e| b.same_filter(e)));
-        let verdict = match earlier.and_then(|j| out.get(j)) {
-            Some(v) => *v,
-            None => b.accepts(rec),
+/// For each branch, the earlier branch whose very filter it runs, if any
+/// (branches naming one filter share it: ipv6-failure's three login
+/// branches). Found once when the engine is built, so a record's verdicts
+/// evaluate each shared filter once.
+pub(crate) struct FilterSharing(Vec<Option<usize>>);
+
+impl FilterSharing {
+    pub(crate) fn new(branches: &[BranchEngine]) -> Self {
+        let earlier = |i: usize, b: &BranchEngine| {
+            branches
+                .get(..i)
+                .and_then(|bs| bs.iter().position(|e| b.same_filter(e)))
         };
-        out.push(verdict);
+        FilterSharing(
+            branches
+                .iter()
+                .enumerate()
+                .map(|(i, b)| earlier(i, b))
+                .collect(),
+        )
     }
-    out
+
+    /// Each branch's filter verdict on `rec`.
+    pub(crate) fn verdicts(&self, branches: &[BranchEngine], rec: &Record) -> SmallVec<[bool; 4]> {
+        let mut out: SmallVec<[bool; 4]> = SmallVec::with_capacity(branches.len());
+        for (b, shared) in branches.iter().zip(&self.0) {
+            let verdict = match shared.and_then(|j| out.get(j)) {
+                Some(v) => *v,
+                None => b.accepts(rec),
+            };
+            out.push(verdict);
+        }
+        out
+    }
 }
 
 /// Counters of one branch (SPEC §4.4).

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::engine::branch::{filter_verdicts, BranchEngine};
+use crate::engine::branch::{BranchEngine, FilterSharing};
 use crate::engine::clock::Watermark;
 use crate::engine::config::EngineConfig;
 use crate::engine::merger::MergerEngine;
@@ -20,6 +20,7 @@ use crate::record::Record;
 pub struct Engine {
     plan: Arc<Plan>,
     branches: Vec<BranchEngine>,
+    sharing: FilterSharing,
     merger: MergerEngine,
     watermark: Watermark,
     /// The highest W released so far (event time or an explicit `advance`).
@@ -31,11 +32,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(plan: Arc<Plan>, cfg: EngineConfig) -> Self {
-        let branches = (0..plan.branches.len())
+        let branches: Vec<BranchEngine> = (0..plan.branches.len())
             .map(|i| BranchEngine::new(&plan, i, &cfg))
             .collect();
         Engine {
             merger: MergerEngine::new(&plan, &cfg),
+            sharing: FilterSharing::new(&branches),
             branches,
             // Event time only: no wall clock, so no idle advance.
             watermark: Watermark::new(cfg.lateness, i64::MAX),
@@ -58,7 +60,7 @@ impl Engine {
     /// query most records pass no filter).
     pub fn push_owned(&mut self, rec: Record, out: &mut Vec<Match>) {
         let stime = rec.stime;
-        let accepted = filter_verdicts(&self.branches, &rec);
+        let accepted = self.sharing.verdicts(&self.branches, &rec);
         if accepted.contains(&true) {
             let rec = Arc::new(rec);
             for (b, ok) in self.branches.iter_mut().zip(&accepted) {
@@ -259,14 +261,14 @@ impl Engine {
             .chunks_mut(size)
             .map(|c| Mutex::new(Some(c)))
             .collect();
-        let branches = &self.branches;
+        let (branches, sharing) = (&self.branches, &self.sharing);
         let filtered: Vec<Filtered> = std::thread::scope(|scope| {
             let helpers: Vec<_> = cells
                 .iter()
                 .map(|cell| {
                     std::thread::Builder::new()
                         .name("flowy-filter".into())
-                        .spawn_scoped(scope, move || filter_chunk(branches, take(cell)))
+                        .spawn_scoped(scope, move || filter_chunk(branches, sharing, take(cell)))
                         .ok()
                 })
                 .collect();
@@ -277,7 +279,7 @@ impl Engine {
                     Some(handle) => handle
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None => filter_chunk(branches, take(cell)),
+                    None => filter_chunk(branches, sharing, take(cell)),
                 })
                 .collect()
         });
@@ -303,13 +305,17 @@ struct Filtered {
 }
 
 /// Records no filter lets in stay behind (dropped with the input).
-fn filter_chunk(branches: &[BranchEngine], chunk: Option<&mut [Record]>) -> Filtered {
+fn filter_chunk(
+    branches: &[BranchEngine],
+    sharing: &FilterSharing,
+    chunk: Option<&mut [Record]>,
+) -> Filtered {
     let mut per_branch: Vec<(Vec<Arc<Record>>, u64)> =
         branches.iter().map(|_| (Vec::new(), 0)).collect();
     let mut max_stime: Option<i64> = None;
     for rec in chunk.into_iter().flatten() {
         max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
-        let accepted = filter_verdicts(branches, rec);
+        let accepted = sharing.verdicts(branches, rec);
         if !accepted.contains(&true) {
             per_branch.iter_mut().for_each(|(_, n)| *n += 1);
             continue;
@@ -420,7 +426,7 @@ mod tests {
         for (prot, port) in [(6, 22), (6, 993), (17, 5353), (6, 80), (17, 22)] {
             rec.prot = Some(prot);
             rec.dstport = Some(port);
-            let got = filter_verdicts(&engine.branches, &rec);
+            let got = engine.sharing.verdicts(&engine.branches, &rec);
             let want: Vec<bool> = engine.branches.iter().map(|b| b.accepts(&rec)).collect();
             assert_eq!(got.as_slice(), want.as_slice(), "{prot}/{port}");
             passed += want.iter().filter(|v| **v).count();
