@@ -5,22 +5,28 @@
 //! the bucket's groups in the relation's time range (a heavy-hitter key
 //! does not make every probe scan its whole bucket).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::engine::allen::Endpoint;
 use crate::engine::blocks::{partition_point_from_end, SortedBlocks};
+use crate::engine::chunked::Chunked;
 use crate::engine::filter::key_value;
+use crate::engine::keytable::{tag, KeyTable};
+use crate::engine::seqslots::SeqSlots;
 use crate::engine::Group;
 use crate::query::plan::GroupField;
 use crate::value::Value;
 
 /// Inline room for the usual few join fields: probing allocates nothing.
 pub type HashKey = SmallVec<[Value; 4]>;
+
+/// A key as an index keeps it, one per distinct key: room for the usual
+/// one or two fields keeps the entries small (a million-group store holds
+/// hundreds of thousands); hashed and compared as a slice, like [`HashKey`].
+type StoredKey = SmallVec<[Value; 2]>;
 
 /// An inclusive range on a group's start or end.
 pub type TimeRange = (Endpoint, i64, i64);
@@ -111,15 +117,15 @@ impl Bucket {
 struct HashIndex {
     fields: Vec<GroupField>,
     state: foldhash::fast::RandomState,
-    /// Slots of `entries` with the high half of their key's hash, found by
-    /// that half. With a million stored groups a table of keys or buckets
-    /// outgrew the caches, so every probe missed in it; slot numbers alone
-    /// kept it small, but then growing the table and every candidate a
-    /// probe rejected had to read `entries` at random. The 8-byte (slot,
-    /// tag) pairs let both happen within the table.
-    table: HashTable<(u32, u32)>,
-    /// (hash, key, bucket), densely; `free` lists emptied slots.
-    entries: Vec<(u64, HashKey, Bucket)>,
+    /// Slots of `entries` by a tag of their key's hash. With a million
+    /// stored groups a table of keys or buckets outgrew the caches, so
+    /// every probe missed in it; slot numbers alone kept it small, but then
+    /// growing the table and every candidate a probe rejected had to read
+    /// `entries` at random. (tag, slot) pairs let both happen within the
+    /// table, and [`KeyTable`] keeps a probe to one cache line.
+    table: KeyTable,
+    /// (key, bucket), densely; `free` lists emptied slots.
+    entries: Chunked<(StoredKey, Bucket)>,
     free: Vec<u32>,
 }
 
@@ -128,38 +134,45 @@ impl HashIndex {
         HashIndex {
             fields: fields.to_vec(),
             state: foldhash::fast::RandomState::default(),
-            table: HashTable::new(),
-            entries: Vec::new(),
+            table: KeyTable::default(),
+            entries: Chunked::default(),
             free: Vec::new(),
         }
     }
 
-    fn hash(&self, key: &HashKey) -> u64 {
+    fn hash(&self, key: &[Value]) -> u64 {
         self.state.hash_one(key)
     }
 
-    /// The slot holding `key`, whose hash is `h`.
-    fn find(&self, h: u64, key: &HashKey) -> Option<u32> {
+    /// The slot holding `key`, whose hash is `h`. A 32-bit tag match is
+    /// almost always the key itself, so the entry is read about once.
+    fn find(&self, h: u64, key: &[Value]) -> Option<u32> {
         let entries = &self.entries;
-        let t = tag(h);
-        let hit = |(e, et): &(u32, u32)| {
-            *et == t
-                && entries
-                    .get(*e as usize)
-                    .is_some_and(|(eh, k, _)| *eh == h && k == key)
-        };
-        self.table.find(table_hash(t), hit).map(|(e, _)| *e)
+        self.table.find(tag(h), |e| {
+            entries
+                .get(e as usize)
+                .is_some_and(|(k, _)| k.as_slice() == key)
+        })
     }
 
-    fn bucket(&self, key: &HashKey) -> Option<&Bucket> {
+    fn bucket(&self, key: &[Value]) -> Option<&Bucket> {
         let e = self.find(self.hash(key), key)?;
-        self.entries.get(e as usize).map(|(_, _, b)| b)
+        self.entries.get(e as usize).map(|(_, b)| b)
     }
 
-    fn insert(&mut self, key: HashKey, g: &Group, seq: u64) {
+    /// `g`'s key and its hash, with the table line a lookup of it starts
+    /// at on its way into the cache.
+    fn prepare(&self, g: &Group) -> Option<(StoredKey, u64)> {
+        let key = self.key_of(g)?;
         let h = self.hash(&key);
+        self.table.prefetch(tag(h));
+        Some((key, h))
+    }
+
+    /// File `g` under `key`, whose hash is `h`.
+    fn insert(&mut self, key: StoredKey, h: u64, g: &Group, seq: u64) {
         if let Some(e) = self.find(h, &key) {
-            if let Some((_, _, b)) = self.entries.get_mut(e as usize) {
+            if let Some((_, b)) = self.entries.get_mut(e as usize) {
                 b.insert(g, seq);
             }
             return;
@@ -169,7 +182,7 @@ impl HashIndex {
         let e = match self.free.pop() {
             Some(e) => {
                 if let Some(slot) = self.entries.get_mut(e as usize) {
-                    *slot = (h, key, b);
+                    *slot = (key, b);
                 }
                 e
             }
@@ -177,21 +190,19 @@ impl HashIndex {
                 // Slot numbers are u32: more than 4 billion distinct keys
                 // cannot be stored in memory anyway.
                 let e = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-                self.entries.push((h, key, b));
+                self.entries.push((key, b));
                 e
             }
         };
-        let t = tag(h);
-        self.table
-            .insert_unique(table_hash(t), (e, t), |(_, t)| table_hash(*t));
+        self.table.insert(tag(h), e);
     }
 
-    fn remove(&mut self, key: &HashKey, g: &Group, seq: u64) {
+    fn remove(&mut self, key: &[Value], g: &Group, seq: u64) {
         let h = self.hash(key);
         let Some(e) = self.find(h, key) else {
             return;
         };
-        let Some((_, _, b)) = self.entries.get_mut(e as usize) else {
+        let Some((_, b)) = self.entries.get_mut(e as usize) else {
             return;
         };
         b.remove(g, seq);
@@ -200,68 +211,30 @@ impl HashIndex {
         }
         // Free the key's memory now; the slot is reused by a later key.
         if let Some(slot) = self.entries.get_mut(e as usize) {
-            *slot = (0, HashKey::new(), Bucket::default());
+            *slot = (StoredKey::new(), Bucket::default());
         }
         self.free.push(e);
-        if let Ok(found) = self.table.find_entry(table_hash(tag(h)), |(x, _)| *x == e) {
-            found.remove();
+        self.table.remove(tag(h), e);
+    }
+
+    fn key_of(&self, g: &Group) -> Option<StoredKey> {
+        let mut key = StoredKey::new();
+        for f in &self.fields {
+            key.push(key_value(g.get(*f)?));
         }
-    }
-
-    fn key_of(&self, g: &Group) -> Option<HashKey> {
-        self.fields
-            .iter()
-            .map(|f| g.get(*f).map(key_value))
-            .collect()
+        Some(key)
     }
 }
 
-/// The part of a key's hash the table keeps.
-fn tag(h: u64) -> u32 {
-    (h >> 32) as u32
-}
-
-/// The table's hash, recomputable from the tag alone: the multiply spreads
-/// the tag over the high bits (hashbrown's control byte) and keeps its low
-/// bits (the bucket position) uniform.
-fn table_hash(tag: u32) -> u64 {
-    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Hashes a store's sequence numbers to themselves (the tag bits taken
-/// from their low bits): groups stored close in time sit in neighbouring
-/// table slots, so the inserts and the lookups of one key's groups (which
-/// arrived close together) share cache lines, where a scattering hash
-/// missed the cache on each once the store outgrew it. The live sequence
-/// numbers are mostly one recent window, shorter than the table, which the
-/// identity maps to distinct slots; the few long-lived groups outside it
-/// collide only with each other's slots. Sequence numbers come from the
-/// merger, not from input.
+/// A group's keys in each hash index of a store, with their hashes.
 #[derive(Default)]
-struct SeqHasher(u64);
-
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 << 57)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        self.0 = x;
-    }
-}
-
-type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+pub struct Filing(SmallVec<[Option<(StoredKey, u64)>; 2]>);
 
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: SeqMap<Arc<Group>>,
+    groups: SeqSlots<Arc<Group>>,
+    next_seq: u64,
     by_stime: SortedBlocks,
     by_etime: SortedBlocks,
     hashes: Vec<HashIndex>,
@@ -285,28 +258,47 @@ impl BranchStore {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.groups.len() == 0
     }
 
     pub fn max_duration(&self) -> i64 {
         self.max_duration
     }
 
-    pub fn insert(&mut self, seq: u64, g: Arc<Group>) {
+    /// Store `g`; returns its sequence number in this store (arrival
+    /// order, dense, which [`SeqSlots`] relies on).
+    pub fn insert(&mut self, g: Arc<Group>) -> u64 {
+        let filing = self.prepare(&g);
+        self.insert_prepared(g, filing)
+    }
+
+    /// The keys `g` is to be filed under in this store's hash indexes. The
+    /// merger works them out before it probes the other branches, so the
+    /// index lines they need arrive in the cache while the probes wait for
+    /// theirs: with a million stored groups each costs a memory access.
+    pub fn prepare(&self, g: &Group) -> Filing {
+        Filing(self.hashes.iter().map(|h| h.prepare(g)).collect())
+    }
+
+    /// [`BranchStore::insert`] with keys from this store's `prepare(&g)`.
+    pub fn insert_prepared(&mut self, g: Arc<Group>, filing: Filing) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.by_stime.insert((g.stime, seq));
         self.by_etime.insert((g.etime, seq));
         self.max_duration = self.max_duration.max(g.etime.saturating_sub(g.stime));
-        for h in &mut self.hashes {
-            // A group with an absent key field can never satisfy the equality.
-            if let Some(k) = h.key_of(&g) {
-                h.insert(k, &g, seq);
+        // A group with an absent key field can never satisfy the equality.
+        for (h, key) in self.hashes.iter_mut().zip(filing.0) {
+            if let Some((k, hash)) = key {
+                h.insert(k, hash, &g, seq);
             }
         }
         self.groups.insert(seq, g);
+        seq
     }
 
     pub fn remove(&mut self, seq: u64) -> Option<Arc<Group>> {
-        let g = self.groups.remove(&seq)?;
+        let g = self.groups.remove(seq)?;
         self.by_stime.remove((g.stime, seq));
         self.by_etime.remove((g.etime, seq));
         for h in &mut self.hashes {
@@ -322,18 +314,16 @@ impl BranchStore {
     }
 
     pub fn get(&self, seq: u64) -> Option<&Arc<Group>> {
-        self.groups.get(&seq)
+        self.groups.get(seq)
     }
 
     pub fn contains(&self, seq: u64) -> bool {
-        self.groups.contains_key(&seq)
+        self.groups.contains(seq)
     }
 
     /// Every stored group, by (`stime`, arrival).
     pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.by_stime
-            .iter()
-            .filter_map(|(_, s)| self.groups.get(&s))
+        self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
     }
 
     /// The groups filed under `key` in hash index `index`, found once and
@@ -359,7 +349,7 @@ impl BranchStore {
             .and_then(|h| h.bucket(key))
             .into_iter()
             .flat_map(move |b| b.range(range))
-            .filter_map(|s| self.groups.get(&s))
+            .filter_map(|s| self.groups.get(s))
     }
 
     /// Groups whose start (or end) lies in `[lo, hi]`.
@@ -372,7 +362,7 @@ impl BranchStore {
         range
             .into_iter()
             .flatten()
-            .filter_map(|(_, s)| self.groups.get(&s))
+            .filter_map(|(_, s)| self.groups.get(s))
     }
 }
 
@@ -393,6 +383,6 @@ impl<'a> Keyed<'a> {
         self.bucket
             .into_iter()
             .flat_map(move |b| b.range(range))
-            .filter_map(move |s| groups.get(&s))
+            .filter_map(move |s| groups.get(s))
     }
 }

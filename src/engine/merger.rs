@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::engine::config::EngineConfig;
 use crate::engine::fasthash::FastMap;
-use crate::engine::index::BranchStore;
+use crate::engine::index::{BranchStore, Filing};
 use crate::engine::join::{Binding, JoinPlan};
 use crate::engine::ungroup::ungroup;
 use crate::engine::{Group, Match};
@@ -51,11 +51,11 @@ struct Joiner {
     diffs: Vec<DiffModule>,
     stores: Vec<BranchStore>,
     stored: Vec<bool>,
-    /// Arrival order of stored groups as (seq, branch), for the global
-    /// limit. Entries of groups already expired are skipped lazily.
+    /// Arrival order of stored groups as (seq in its store, branch), for
+    /// the global limit. Entries of groups already expired are skipped
+    /// lazily.
     order: VecDeque<(u64, usize)>,
     stored_count: usize,
-    next_seq: u64,
     /// Tuples awaiting the difference decision, by (deadline, formation).
     held: BTreeMap<(i64, u64), Vec<Arc<Group>>>,
     /// Formation numbers of the held tuples.
@@ -64,10 +64,11 @@ struct Joiner {
     /// Per branch: true when only difference modules use it (the branch
     /// supplies extensions, never export tuples).
     extension_only: Vec<bool>,
-    /// seq → `next_held` when the group was stored: an extension group is
-    /// kept until every tuple formed before it arrived has been decided, so
-    /// a held tuple sees every extension that arrived before its deadline.
-    marks: FastMap<u64, u64>,
+    /// (branch, seq) → `next_held` when the group was stored: an extension
+    /// group is kept until every tuple formed before it arrived has been
+    /// decided, so a held tuple sees every extension that arrived before
+    /// its deadline.
+    marks: FastMap<(usize, u64), u64>,
     /// Per branch: no more groups will come (see `branch_finished`).
     finished: Vec<bool>,
 }
@@ -102,6 +103,7 @@ impl MergerEngine {
         if !j.stored.get(b).copied().unwrap_or(false) {
             return;
         }
+        let filing = j.prepare(&g);
         let tuples = j.complete(&g);
         let has_diffs = !j.diffs.is_empty();
         for t in tuples {
@@ -125,7 +127,7 @@ impl MergerEngine {
             if !j.may_join_later(b) {
                 return;
             }
-            let dropped = j.store(g, self.max_stored);
+            let dropped = j.store(g, filing, self.max_stored);
             self.stats.closed_early += dropped;
         }
     }
@@ -264,7 +266,6 @@ impl Joiner {
             stored,
             order: VecDeque::new(),
             stored_count: 0,
-            next_seq: 0,
             held: BTreeMap::new(),
             next_held: 0,
         }
@@ -342,17 +343,24 @@ impl Joiner {
         out
     }
 
+    /// How `g` would be filed in its branch's store (see
+    /// [`BranchStore::prepare`]).
+    fn prepare(&self, g: &Group) -> Filing {
+        self.stores
+            .get(g.branch)
+            .map(|s| s.prepare(g))
+            .unwrap_or_default()
+    }
+
     /// Store `g`; drop the oldest stored groups beyond `max`. Returns how
     /// many were dropped early.
-    fn store(&mut self, g: Arc<Group>, max: usize) -> u64 {
+    fn store(&mut self, g: Arc<Group>, filing: Filing, max: usize) -> u64 {
         let b = g.branch;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if self.extension_only.get(b).copied().unwrap_or(false) {
-            self.marks.insert(seq, self.next_held);
-        }
         if let Some(s) = self.stores.get_mut(b) {
-            s.insert(seq, g);
+            let seq = s.insert_prepared(g, filing);
+            if self.extension_only.get(b).copied().unwrap_or(false) {
+                self.marks.insert((b, seq), self.next_held);
+            }
             self.order.push_back((seq, b));
             self.stored_count += 1;
         }
@@ -364,7 +372,7 @@ impl Joiner {
             let removed = self.stores.get_mut(b).and_then(|s| s.remove(seq));
             if removed.is_some() {
                 self.stored_count -= 1;
-                self.marks.remove(&seq);
+                self.marks.remove(&(b, seq));
                 dropped += 1;
             }
         }
@@ -374,12 +382,12 @@ impl Joiner {
     /// Drop stored groups whose `etime` satisfies `expired`.
     fn expire(&mut self, expired: impl Fn(i64) -> bool) {
         let oldest_pending = self.pending.first().copied();
-        for s in &mut self.stores {
+        for (b, s) in self.stores.iter_mut().enumerate() {
             while let Some((etime, seq)) = s.earliest_end() {
                 if !expired(etime) {
                     break;
                 }
-                let needed = match (self.marks.get(&seq), oldest_pending) {
+                let needed = match (self.marks.get(&(b, seq)), oldest_pending) {
                     (Some(mark), Some(p)) => p < *mark,
                     _ => false,
                 };
@@ -388,7 +396,7 @@ impl Joiner {
                 }
                 s.remove(seq);
                 self.stored_count -= 1;
-                self.marks.remove(&seq);
+                self.marks.remove(&(b, seq));
             }
         }
         let stores = &self.stores;
