@@ -24,6 +24,11 @@ use fixtures::{groups, plans, run, run_streaming};
 type Runner = fn(&Arc<Plan>, &[Arc<Group>]) -> usize;
 
 fn main() {
+    // `cargo test --benches` runs bench targets without `--bench`: skip.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("merger_growth: run it with `cargo bench --bench merger_growth`");
+        return;
+    }
     flowy::memory::tune_allocator();
     let rounds: usize = std::env::var("FLOWY_GROWTH_ROUNDS")
         .ok()
