@@ -48,10 +48,11 @@ fn plan(rules: Vec<MergeRule>) -> Arc<Plan> {
     })
 }
 
-fn keyed_plan() -> Arc<Plan> {
+/// `A.slot = B.slot` and an Allen relation.
+fn key_plan(slot: usize, allen: AllenRule) -> Arc<Plan> {
     let k = |branch| MergeOperand::Field {
         branch,
-        field: GroupField::Slot(0),
+        field: GroupField::Slot(slot),
     };
     plan(vec![
         MergeRule::Field(FieldRule {
@@ -60,36 +61,34 @@ fn keyed_plan() -> Arc<Plan> {
             rhs: k(1),
             delta: None,
         }),
-        MergeRule::Allen(AllenRule {
+        MergeRule::Allen(allen),
+    ])
+}
+
+fn keyed_plan() -> Arc<Plan> {
+    key_plan(
+        0,
+        AllenRule {
             x: 0,
             op: AllenOp::Before,
             y: 1,
             delta: Some(200),
-        }),
-    ])
+        },
+    )
 }
 
 /// Few keys, many groups each: the equality alone would leave large
 /// buckets; the Allen relation narrows each probe to a time range.
 fn hot_key_plan() -> Arc<Plan> {
-    let k = |branch| MergeOperand::Field {
-        branch,
-        field: GroupField::Slot(1),
-    };
-    plan(vec![
-        MergeRule::Field(FieldRule {
-            lhs: k(0),
-            op: CmpOp::Eq,
-            rhs: k(1),
-            delta: None,
-        }),
-        MergeRule::Allen(AllenRule {
+    key_plan(
+        1,
+        AllenRule {
             x: 1,
             op: AllenOp::During,
             y: 0,
             delta: None,
-        }),
-    ])
+        },
+    )
 }
 
 fn during_plan() -> Arc<Plan> {
