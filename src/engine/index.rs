@@ -265,13 +265,6 @@ impl BranchStore {
         self.max_duration
     }
 
-    /// Store `g`; returns its sequence number in this store (arrival
-    /// order, dense, which [`SeqSlots`] relies on).
-    pub fn insert(&mut self, g: Arc<Group>) -> u64 {
-        let filing = self.prepare(&g);
-        self.insert_prepared(g, filing)
-    }
-
     /// The keys `g` is to be filed under in this store's hash indexes. The
     /// merger works them out before it probes the other branches, so the
     /// index lines they need arrive in the cache while the probes wait for
@@ -280,8 +273,10 @@ impl BranchStore {
         Filing(self.hashes.iter().map(|h| h.prepare(g)).collect())
     }
 
-    /// [`BranchStore::insert`] with keys from this store's `prepare(&g)`.
-    pub fn insert_prepared(&mut self, g: Arc<Group>, filing: Filing) -> u64 {
+    /// Store `g` under the keys this store's `prepare(&g)` gave; returns
+    /// its sequence number in this store (arrival order, dense, which
+    /// [`SeqSlots`] relies on).
+    pub fn insert(&mut self, g: Arc<Group>, filing: Filing) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_stime.insert((g.stime, seq));
@@ -333,23 +328,6 @@ impl BranchStore {
             store: self,
             bucket: self.hashes.get(index).and_then(|h| h.bucket(key)),
         }
-    }
-
-    /// Groups filed under `key` in hash index `index`, by `stime`; with a
-    /// range, only those whose start or end lies in it.
-    pub fn hash_lookup(
-        &self,
-        index: usize,
-        key: &HashKey,
-        range: Option<TimeRange>,
-    ) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
-        self.hashes
-            .get(index)
-            .and_then(|h| h.bucket(key))
-            .into_iter()
-            .flat_map(move |b| b.range(range))
-            .filter_map(|s| self.groups.get(s))
     }
 
     /// Groups whose start (or end) lies in `[lo, hi]`.

@@ -357,7 +357,7 @@ impl Joiner {
     fn store(&mut self, g: Arc<Group>, filing: Filing, max: usize) -> u64 {
         let b = g.branch;
         if let Some(s) = self.stores.get_mut(b) {
-            let seq = s.insert_prepared(g, filing);
+            let seq = s.insert(g, filing);
             if self.extension_only.get(b).copied().unwrap_or(false) {
                 self.marks.insert((b, seq), self.next_held);
             }
