@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::value::Prefix;
+
 /// The configuration compiled into the binary (also the documented example).
 pub const DEFAULT_TOML: &str = include_str!("../../config/flowy.toml");
 
@@ -69,6 +71,34 @@ pub struct CollectorSettings {
     pub max_pending: usize,
     pub max_exporters: usize,
     pub queue: usize,
+    /// Source prefixes whose datagrams are decoded; empty = any (§4.5).
+    pub allow: Vec<Prefix>,
+    /// ms ahead of the host clock beyond which a record time is implausible.
+    pub max_future: i64,
+}
+
+/// The decoder's global state budget (SPEC §4.5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderSettings {
+    /// Bytes for templates, layouts and held data of all exporters.
+    pub max_state: usize,
+    /// ms after which held data for an unknown template is dropped.
+    pub pending_ttl: i64,
+}
+
+/// What the output does when its queue is full (SPEC §4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Backpressure: the pipeline waits, the kernel drops datagrams.
+    Block,
+    /// Matches are dropped and counted.
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonSettings {
+    /// ms SIGTERM may spend draining before it gives up.
+    pub shutdown_timeout: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +113,8 @@ pub struct EngineSettings {
     pub max_stored_groups: usize,
     pub max_reorder: usize,
     pub channel_capacity: usize,
+    /// Bytes of all engine state together (§3.2).
+    pub max_state: usize,
 }
 
 /// Where the query files come from.
@@ -99,18 +131,23 @@ pub struct OutputSettings {
     pub path: String,
     pub format: Format,
     pub records: bool,
+    /// Bytes the output queue may hold.
+    pub buffer: usize,
+    pub when_full: WhenFull,
 }
 
 /// The validated daemon configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub collector: CollectorSettings,
+    pub decoder: DecoderSettings,
     pub engine: EngineSettings,
     pub queries: QuerySource,
     pub output: OutputSettings,
     /// `None` = metrics disabled.
     pub metrics_listen: Option<SocketAddr>,
     pub log_level: String,
+    pub daemon: DaemonSettings,
 }
 
 /// A duration or size: TOML integer or a string with a unit.
@@ -133,6 +170,21 @@ struct RawCollector {
     max_pending: i64,
     max_exporters: i64,
     queue: i64,
+    allow: Vec<String>,
+    max_future: Human,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecoder {
+    max_state: Human,
+    pending_ttl: Human,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_timeout: Human,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +199,7 @@ struct RawEngine {
     max_stored_groups: i64,
     max_reorder: i64,
     channel_capacity: i64,
+    max_state: Human,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +214,8 @@ struct RawOutput {
     path: String,
     format: String,
     records: bool,
+    buffer: Human,
+    when_full: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,11 +234,13 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct Raw {
     collector: RawCollector,
+    decoder: RawDecoder,
     engine: RawEngine,
     queries: RawQueries,
     output: RawOutput,
     metrics: RawMetrics,
     log: RawLog,
+    daemon: RawDaemon,
 }
 
 /// Load the configuration from the process environment.
@@ -206,6 +263,7 @@ pub fn load_with_env(
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("collector.listen")
+        .with_list_parse_key("collector.allow")
         .with_list_parse_key("queries.paths")
         .source(env);
     let raw: Raw = builder.add_source(env_source).build()?.try_deserialize()?;
@@ -230,12 +288,28 @@ fn apply_overrides(s: &mut Settings, o: &Overrides) -> Result<(), ConfigError> {
 fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     Ok(Settings {
         collector: validate_collector(raw.collector)?,
+        decoder: validate_decoder(raw.decoder)?,
         engine: validate_engine(raw.engine)?,
         queries: validate_queries(raw.queries)?,
         output: validate_output(raw.output)?,
         metrics_listen: parse_optional_addr("metrics.listen", &raw.metrics.listen)?,
         log_level: raw.log.level,
+        daemon: DaemonSettings {
+            shutdown_timeout: duration("daemon.shutdown_timeout", &raw.daemon.shutdown_timeout)?,
+        },
     })
+}
+
+fn validate_decoder(d: RawDecoder) -> Result<DecoderSettings, ConfigError> {
+    Ok(DecoderSettings {
+        max_state: size("decoder.max_state", &d.max_state)?,
+        pending_ttl: duration("decoder.pending_ttl", &d.pending_ttl)?,
+    })
+}
+
+/// A duration that must be finite.
+fn duration(key: &'static str, v: &Human) -> Result<i64, ConfigError> {
+    optional_duration(key, v)?.ok_or_else(|| invalid(key, "must be a duration, not \"none\""))
 }
 
 fn validate_collector(c: RawCollector) -> Result<CollectorSettings, ConfigError> {
@@ -267,6 +341,14 @@ fn validate_collector(c: RawCollector) -> Result<CollectorSettings, ConfigError>
         max_pending: positive("collector.max_pending", c.max_pending, usize::MAX)?,
         max_exporters: positive("collector.max_exporters", c.max_exporters, usize::MAX)?,
         queue: positive("collector.queue", c.queue, 1 << 24)?,
+        allow: c
+            .allow
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().map_err(|m| invalid("collector.allow", m)))
+            .collect::<Result<_, _>>()?,
+        max_future: duration("collector.max_future", &c.max_future)?,
     })
 }
 
@@ -297,6 +379,7 @@ fn validate_engine(e: RawEngine) -> Result<EngineSettings, ConfigError> {
         max_stored_groups: positive("engine.max_stored_groups", e.max_stored_groups, usize::MAX)?,
         max_reorder: positive("engine.max_reorder", e.max_reorder, usize::MAX)?,
         channel_capacity: positive("engine.channel_capacity", e.channel_capacity, 1 << 20)?,
+        max_state: size("engine.max_state", &e.max_state)?,
     })
 }
 
@@ -328,10 +411,22 @@ fn validate_output(o: RawOutput) -> Result<OutputSettings, ConfigError> {
     if o.path.trim().is_empty() {
         return Err(invalid("output.path", "empty (use \"-\" for stdout)"));
     }
+    let when_full = match o.when_full.as_str() {
+        "block" => WhenFull::Block,
+        "drop" => WhenFull::Drop,
+        other => {
+            return Err(invalid(
+                "output.when_full",
+                format!("'{other}' is not \"block\" or \"drop\""),
+            ))
+        }
+    };
     Ok(OutputSettings {
         path: o.path,
         format,
         records: o.records,
+        buffer: size("output.buffer", &o.buffer)?,
+        when_full,
     })
 }
 
@@ -504,6 +599,43 @@ mod tests {
             Some("127.0.0.1:9555".parse().expect("lit"))
         );
         assert_eq!(s.log_level, "info");
+        assert!(s.collector.allow.is_empty());
+        assert_eq!(s.collector.max_future, 600_000);
+        assert_eq!(s.decoder.max_state, 256 << 20);
+        assert_eq!(s.decoder.pending_ttl, 60_000);
+        assert_eq!(s.engine.max_state, 2 << 30);
+        assert_eq!(s.output.buffer, 64 << 20);
+        assert_eq!(s.output.when_full, WhenFull::Block);
+        assert_eq!(s.daemon.shutdown_timeout, 30_000);
+    }
+
+    #[test]
+    fn hostile_input_keys_parse_and_reject_nonsense() {
+        let s = load_env(&[
+            (
+                "FLOWY__COLLECTOR__ALLOW",
+                "10.0.0.0/8,2001:db8::/32,192.0.2.7",
+            ),
+            ("FLOWY__OUTPUT__WHEN_FULL", "drop"),
+            ("FLOWY__DECODER__MAX_STATE", "1MiB"),
+        ])
+        .expect("valid");
+        let allow: Vec<String> = s.collector.allow.iter().map(|p| p.to_string()).collect();
+        assert_eq!(allow, ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"]);
+        assert_eq!(s.output.when_full, WhenFull::Drop);
+        assert_eq!(s.decoder.max_state, 1 << 20);
+        for (key, value, named) in [
+            ("FLOWY__COLLECTOR__ALLOW", "10.0.0.0/33", "collector.allow"),
+            ("FLOWY__OUTPUT__WHEN_FULL", "wait", "output.when_full"),
+            (
+                "FLOWY__DAEMON__SHUTDOWN_TIMEOUT",
+                "none",
+                "daemon.shutdown_timeout",
+            ),
+        ] {
+            let err = load_env(&[(key, value)]).expect_err(value);
+            assert!(err.to_string().contains(named), "{err}");
+        }
     }
 
     #[test]
