@@ -176,3 +176,30 @@ fn reader_going_away_is_not_an_error() {
     let err = assert_clean_failure(&o, 0);
     assert!(err.is_empty(), "{err}");
 }
+
+/// `flowy check A B | head -1`: the plans stop printing when the reader goes
+/// away, but every file is still checked (a broken one still gives 2), and
+/// nothing panics.
+#[test]
+fn check_into_a_closed_pipe_still_checks_every_file() {
+    use std::process::{Command, Stdio};
+    let good = repo("config/queries/http-download.flowy");
+    let bad = repo("tests/malformed/seed-srcip-typo.flowy");
+    let mut args = vec!["check".to_string()];
+    // Enough plans to overflow a pipe buffer, then the broken file.
+    for _ in 0..64 {
+        args.push(good.to_string_lossy().into_owned());
+    }
+    args.push(bad.to_string_lossy().into_owned());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowy"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = assert_clean_failure(&o, 2);
+    assert!(err.contains("unknown field 'scrip'"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

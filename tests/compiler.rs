@@ -282,7 +282,11 @@ const MALFORMED: &[(&str, &str, &str)] = &[
         "6:6",
         "filter 'f' cannot come after merger 'M'",
     ),
-    ("wiring-bad-endpoint", "3:25", "unexpected \"outptu\""),
+    (
+        "wiring-bad-endpoint",
+        "3:20",
+        "the output name \"out\" must end the line",
+    ),
     // constructs in the wrong stage
     (
         "filter-qualified-name",

@@ -18,9 +18,13 @@ use crate::query::{self, plan::Plan, CompileError};
 /// stderr and the exit code is 2 if any failed.
 pub(super) fn check(args: &CheckArgs) -> ExitCode {
     let mut failed = false;
+    let mut out = std::io::stdout().lock();
+    let mut print = true;
     for path in &args.queries {
         match query::compile_file(path) {
-            Ok(plan) => println!("{}", query::explain(&plan)),
+            // A reader that went away (`| head`) is not an error of ours;
+            // later files are still checked.
+            Ok(plan) => print = print && writeln!(out, "{}", query::explain(&plan)).is_ok(),
             Err(e) => {
                 failed = true;
                 report_compile_error(path, &e);

@@ -9,7 +9,7 @@ use crate::query::diag::{Diagnostics, Sink};
 use crate::query::merger::{compile_merger, BranchInfo};
 use crate::query::parse::parse;
 use crate::query::plan::{BranchPlan, FilterPlan, GroupFilterPlan, GroupSchema, MergerPlan, Plan};
-use crate::query::rules::{compile_lines, GroupFields, RecordFields};
+use crate::query::rules::{compile_lines, GroupFields, RecordFields, Taint};
 use crate::query::schema::{compile_grouper, singleton_schema, CompiledGrouper};
 use crate::query::wiring::{self, BranchSpec, Kind, StageNames};
 
@@ -301,7 +301,7 @@ fn check_unused(
             let res = GroupFields {
                 schema: singleton,
                 grouper: None,
-                tainted: true,
+                taint: &Taint::All,
             };
             let _ = compile_lines(rules, &res, sink);
         }
@@ -334,7 +334,7 @@ fn branch_plan(
                 let res = GroupFields {
                     schema: &schema,
                     grouper: grouper_name,
-                    tainted: compiled.is_some_and(|c| !c.ok),
+                    taint: compiled.map_or(&Taint::Clean, |c| &c.taint),
                 };
                 let rule = compile_lines(rules, &res, sink)?;
                 Some(Arc::new(GroupFilterPlan {
@@ -367,11 +367,11 @@ fn merger_plan(
             name: &b.name,
             schema: &b.schema,
             grouper: b.grouper.as_ref().map(|g| g.name.as_str()),
-            tainted: b
+            taint: b
                 .grouper
                 .as_ref()
                 .and_then(|g| groupers.get(g.name.as_str()))
-                .is_some_and(|c| !c.ok),
+                .map_or(&Taint::Clean, |c| &c.taint),
         })
         .collect();
     compile_merger(name, items, &infos, sink)

@@ -8,7 +8,7 @@ use crate::query::plan::{
     AllenOp, AllenRule, CmpOp, FieldRule, GroupSchema, MergeModule, MergeOperand, MergeRule,
     MergerPlan,
 };
-use crate::query::rules::unknown_function;
+use crate::query::rules::{unknown_function, Taint};
 use crate::query::suggest::did_you_mean;
 use crate::query::typeck::{check_cmp, Kind};
 
@@ -17,8 +17,8 @@ pub struct BranchInfo<'a> {
     pub name: &'a str,
     pub schema: &'a GroupSchema,
     pub grouper: Option<&'a str>,
-    /// The branch's grouper had errors: do not report missing fields again.
-    pub tainted: bool,
+    /// What the branch's grouper's errors hide (not reported again).
+    pub taint: &'a Taint,
 }
 
 const ALLEN_OPS: &[(&str, AllenOp)] = &[
@@ -436,7 +436,7 @@ impl Ctx<'_, '_> {
         let info = &self.branches[branch];
         match info.schema.lookup(&f.text) {
             Some((field, ty)) => Some((MergeOperand::Field { branch, field }, Kind::of_field(ty))),
-            None if info.tainted => None,
+            None if info.taint.hides(&f.text) => None,
             None => {
                 let by = info.grouper.map_or(String::new(), |g| {
                     format!(" (grouper '{g}' does not produce it)")

@@ -54,8 +54,31 @@ pub struct GroupFields<'a> {
     pub schema: &'a GroupSchema,
     /// The grouper that made the schema (for messages), if any.
     pub grouper: Option<&'a str>,
-    /// The grouper had errors: do not report missing fields again.
-    pub tainted: bool,
+    /// What the grouper's errors hide: those names are not reported again.
+    pub taint: &'a Taint,
+}
+
+/// Names a stage with errors may have meant to produce. They are missing
+/// from its schema because of an error already reported, so a later use of
+/// them is not reported again; any other missing name still is (SPEC §2.8:
+/// every error of a file).
+#[derive(Clone, Debug, Default)]
+pub enum Taint {
+    #[default]
+    Clean,
+    Names(Vec<String>),
+    /// Nothing is known about the schema (no grouper could be resolved).
+    All,
+}
+
+impl Taint {
+    pub fn hides(&self, name: &str) -> bool {
+        match self {
+            Taint::Clean => false,
+            Taint::Names(names) => names.iter().any(|n| n == name),
+            Taint::All => true,
+        }
+    }
 }
 
 impl Resolve for GroupFields<'_> {
@@ -65,7 +88,7 @@ impl Resolve for GroupFields<'_> {
         if let Some(found) = self.schema.lookup(&n.text) {
             return Some(found);
         }
-        if self.tainted {
+        if self.taint.hides(&n.text) {
             return None;
         }
         let names = self.schema.names.iter().map(|(s, ..)| s.as_str());

@@ -9,7 +9,7 @@ use crate::query::plan::{
     AggFunc, AggregatePlan, CmpOp, Delta, GroupField, GroupRule, GroupSchema, GrouperPlan,
     ModulePlan, Reference,
 };
-use crate::query::rules::AGG_FUNCTIONS;
+use crate::query::rules::{Taint, AGG_FUNCTIONS};
 use crate::query::suggest::did_you_mean;
 use crate::query::typeck::{check_cmp, Kind};
 use crate::record::{Field, FieldType, CANONICAL};
@@ -18,9 +18,9 @@ use crate::record::{Field, FieldType, CANONICAL};
 pub struct CompiledGrouper {
     pub plan: Arc<GrouperPlan>,
     pub schema: Arc<GroupSchema>,
-    /// False when the grouper had errors: the plan and schema are a best
-    /// effort, and names missing from the schema must not be reported again.
-    pub ok: bool,
+    /// Not `Clean` when the grouper had errors: the plan and schema are a
+    /// best effort, and the names its source mentions are not reported again.
+    pub taint: Taint,
 }
 
 /// The implicit fields every group record has: the interval (under every
@@ -101,7 +101,11 @@ pub fn compile_grouper(name: &Name, items: &[GItem], sink: &mut Sink<'_>) -> Com
     if schema.singleton {
         add_record_fields(&mut schema.names);
     }
-    let ok = sink.count() == before;
+    let taint = if sink.count() == before {
+        Taint::Clean
+    } else {
+        mentioned_names(items)
+    };
     let plan = GrouperPlan {
         name: name.text.clone(),
         modules,
@@ -111,8 +115,44 @@ pub fn compile_grouper(name: &Name, items: &[GItem], sink: &mut Sink<'_>) -> Com
     CompiledGrouper {
         plan: Arc::new(plan),
         schema: Arc::new(schema),
-        ok,
+        taint,
     }
+}
+
+/// Every name a grouper's rules and aggregates mention: what it may have
+/// meant to produce where an error stopped it. A rule that is not a plain
+/// comparison (a syntax error, `OR`) hides what it meant: then nothing is
+/// reported again.
+fn mentioned_names(items: &[GItem]) -> Taint {
+    let mut out = Vec::new();
+    let arg = |a: &Arg, out: &mut Vec<String>| match a {
+        Arg::Name(n) | Arg::Qualified(_, n) => out.push(n.text.clone()),
+        Arg::Call(_, args, _) => out.extend(args.iter().filter_map(|x| match x {
+            Arg::Name(n) | Arg::Qualified(_, n) => Some(n.text.clone()),
+            _ => None,
+        })),
+        _ => {}
+    };
+    for item in items {
+        match item {
+            GItem::Module(_, rules) => {
+                for r in rules {
+                    let ast::Rule::Cmp(c) = r else {
+                        return Taint::All;
+                    };
+                    arg(&c.lhs, &mut out);
+                    arg(&c.rhs, &mut out);
+                }
+            }
+            GItem::Aggregate(aggs) => {
+                for a in aggs {
+                    arg(&a.arg, &mut out);
+                    out.extend(a.alias.as_ref().map(|n| n.text.clone()));
+                }
+            }
+        }
+    }
+    Taint::Names(out)
 }
 
 fn add_slot(schema: &mut GroupSchema, out_name: &str, names: &[&str], ty: FieldType) {
@@ -331,6 +371,12 @@ fn aggregate(
         return None;
     }
     if let Some((_, existing, _)) = schema.names.iter().find(|(n, ..)| *n == name) {
+        let plain = func == AggFunc::Plain && a.alias.is_none() && module.is_none();
+        if plain && !matches!(existing, GroupField::Slot(_)) {
+            // `aggregate srcip, td` (the seed's IPv6 listing) names the
+            // implicit field itself (SPEC §1.2): nothing to add.
+            return None;
+        }
         let what = match existing {
             GroupField::Slot(_) => "another key or aggregate",
             _ => "an implicit group field",

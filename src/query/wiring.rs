@@ -92,7 +92,7 @@ pub fn resolve(wires: &[&Wire], names: &StageNames<'_>, sink: &mut Sink<'_>) -> 
                     stages,
                 });
             }
-            WireHead::Elem(WireElem::Quoted(q, span)) => input_line(q, *span, &w.rest, names, sink),
+            WireHead::Elem(WireElem::Quoted(..)) => input_line(&w.rest, names, sink),
             WireHead::Elem(WireElem::Stage(n)) => tail_line(n, &w.rest, names, sink),
         }
     }
@@ -176,28 +176,20 @@ fn place(
     }
 }
 
+/// A quoted name is a placeholder for the output (SPEC §2.6: any string
+/// literal); it may only end a line.
 fn quoted_end(q: &str, span: Span, last: bool, sink: &mut Sink<'_>) {
-    if q != "output" {
+    if !last {
         sink.error_help(
             span,
-            format!("unexpected \"{q}\" in a branch line"),
-            Some("only \"output\" may end a line; \"input\" starts '\"input\" -> S'".into()),
+            format!("the output name \"{q}\" must end the line"),
+            Some("a quoted name is the input at the start of a line ('\"input\" -> S') or the output at its end ('M -> U -> \"output\"')".into()),
         );
-    } else if !last {
-        sink.error(span, "\"output\" must end the line");
     }
 }
 
-/// `"input" -> S`.
-fn input_line(q: &str, span: Span, rest: &[WireElem], names: &StageNames<'_>, sink: &mut Sink<'_>) {
-    if q != "input" {
-        sink.error_help(
-            span,
-            format!("a line cannot start with \"{q}\""),
-            Some("lines start with \"input\", 'S branch A' or a merger".into()),
-        );
-        return;
-    }
+/// `"input" -> S`: any string literal names the input (SPEC §2.6).
+fn input_line(rest: &[WireElem], names: &StageNames<'_>, sink: &mut Sink<'_>) {
     match rest {
         [WireElem::Stage(s)] => check_splitter(s, names, sink),
         [first, ..] => {
@@ -207,7 +199,7 @@ fn input_line(q: &str, span: Span, rest: &[WireElem], names: &StageNames<'_>, si
             };
             sink.error_help(
                 span,
-                "\"input\" connects to the splitter only",
+                "the quoted input connects to the splitter only",
                 Some("write '\"input\" -> S' and then 'S branch A -> ...'".into()),
             );
         }
