@@ -13,4 +13,5 @@ pub mod memory;
 pub mod output;
 pub mod query;
 pub mod record;
+pub mod sanity;
 pub mod value;

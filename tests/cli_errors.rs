@@ -203,3 +203,49 @@ fn check_into_a_closed_pipe_still_checks_every_file() {
     assert!(err.contains("unknown field 'scrip'"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Times that cannot be written as RFC 3339 (SPEC §4.5) never reach the
+/// output: such records are left out with a warning, the others still match.
+#[test]
+fn unwritable_times_are_left_out_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("times.jsonl");
+    let line = |stime: &str, etime: &str| {
+        format!(
+            "{{\"srcip\":\"10.0.0.1\",\"dstip\":\"10.0.0.2\",\"prot\":6,\"dstport\":80,\"stime\":{stime},\"etime\":{etime}}}\n"
+        )
+    };
+    let text = [
+        line("1700000000000", "1700000001000"),
+        line("1700000000000", "9223372036854775807"),
+        line("1700000000000", "253402300800000"),
+        line("1700000002000", "1700000001000"),
+        line("-9223372036854775808", "1700000001000"),
+        line("1700000003000", "1700000004000"),
+    ]
+    .concat();
+    std::fs::write(&input, text).unwrap();
+    let q = repo("tests/data/tcp-port80.flowy");
+    let o = flowy(&[
+        "query",
+        q.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let err = assert_clean_failure(&o, 0);
+    assert!(
+        err.contains("warning: 4 records left out: their times cannot be computed or written (1 reversed, 3 overflow)"),
+        "{err}"
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let ids: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let r = &v["records"][0];
+            assert!(r["etime"].as_str().unwrap().ends_with('Z'), "{l}");
+            r["rec_id"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [0, 5]);
+}

@@ -13,6 +13,7 @@ use crate::engine;
 use crate::input;
 use crate::output::{open_output, MatchFormatter, WRITE_CHUNK};
 use crate::query::{self, plan::Plan, CompileError};
+use crate::sanity::{ImplausibleCounts, TimeSanity};
 
 /// Compile every query, print each plan; every error of every file goes to
 /// stderr and the exit code is 2 if any failed.
@@ -54,13 +55,14 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_QUERY));
         }
     };
-    let records = match input::read_files(&args.input, args.input_format) {
+    let mut records = match input::read_files(&args.input, args.input_format) {
         Ok(records) => records,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
+    drop_unwritable_times(&mut records);
     let sink = open_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
@@ -73,6 +75,27 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         .finish()
         .with_context(|| format!("cannot write to '{}'", args.output))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records whose times cannot be computed or written (SPEC §4.5: every
+/// time written is RFC 3339) are left out, and the run says how many.
+fn drop_unwritable_times(records: &mut Vec<crate::record::Record>) {
+    let mut counts = ImplausibleCounts::default();
+    TimeSanity::files().retain(records, 0, &mut counts);
+    if counts.total() == 0 {
+        return;
+    }
+    let reasons: Vec<String> = counts
+        .by_reason()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(why, n)| format!("{n} {}", why.label()))
+        .collect();
+    eprintln!(
+        "warning: {} records left out: their times cannot be computed or written ({})",
+        counts.total(),
+        reasons.join(", ")
+    );
 }
 
 /// Formats matches as the engine hands them over and writes them in chunks

@@ -180,8 +180,8 @@ impl RecordBuilder {
         let t = &mut self.times;
         let v = be_uint(raw);
         match id {
-            ie::START_MILLIS => t.start_ms = v.map(clamp),
-            ie::END_MILLIS => t.end_ms = v.map(clamp),
+            ie::START_MILLIS => t.start_ms = v.map(times::u64_to_ms),
+            ie::END_MILLIS => t.end_ms = v.map(times::u64_to_ms),
             ie::START_SECONDS => t.start_ms = v.map(times::secs_to_ms),
             ie::END_SECONDS => t.end_ms = v.map(times::secs_to_ms),
             ie::START_MICROS | ie::START_NANOS => t.start_ms = ntp(raw),
@@ -223,10 +223,6 @@ impl RecordBuilder {
         apply_sampling(r, sampling, ctx.apply_sampling);
         self.rec
     }
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn ntp(raw: &[u8]) -> Option<i64> {

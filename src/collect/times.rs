@@ -1,5 +1,12 @@
-//! Flow times → epoch milliseconds (SPEC §1.1). Pure functions, 64-bit
-//! arithmetic throughout so that no exporter value can overflow.
+//! Flow times → epoch milliseconds (SPEC §1.1). Pure functions with
+//! overflow-checked arithmetic: a computation that overflows yields
+//! [`OVERFLOW`], which the time-sanity check (`crate::sanity`) turns into an
+//! implausible record (reason `overflow`) before any query sees it.
+
+/// The result of a time computation that overflowed (a 64-bit
+/// FIRST_SWITCHED, an absurd `systemInitTimeMilliseconds`). No exporter can
+/// mean it: it lies 292 million years before the epoch.
+pub const OVERFLOW: i64 = i64::MIN;
 
 /// Seconds between the NTP era 0 (1900-01-01) and the Unix epoch.
 pub const NTP_UNIX_OFFSET_S: i64 = 2_208_988_800;
@@ -22,7 +29,7 @@ pub fn uptime_to_ms(export_ms: i64, sys_uptime: u32, t: u32) -> i64 {
     if t > sys_uptime {
         stamp -= UPTIME_WRAP;
     }
-    export_ms - (i64::from(sys_uptime) - stamp)
+    sub(export_ms, i64::from(sys_uptime) - stamp)
 }
 
 /// An NTP-format 64-bit timestamp (dateTimeMicroseconds/Nanoseconds) in epoch ms.
@@ -38,21 +45,43 @@ pub fn ntp_raw_to_ms(raw: u64) -> i64 {
 
 /// flowStart/EndSysUpTime with systemInitTimeMilliseconds.
 pub fn sysuptime_to_ms(system_init_ms: u64, uptime_ms: u64) -> i64 {
-    clamp_i64(system_init_ms.saturating_add(uptime_ms))
+    system_init_ms
+        .checked_add(uptime_ms)
+        .map_or(OVERFLOW, u64_to_ms)
 }
 
 /// flowStart/EndDeltaMicroseconds: microseconds before the message's export time.
 pub fn delta_us_to_ms(export_ms: i64, delta_us: u64) -> i64 {
-    export_ms - clamp_i64(delta_us / 1000)
+    sub(export_ms, u64_to_ms(delta_us / 1000))
 }
 
-/// Seconds → ms without overflow.
+/// Seconds → ms; `OVERFLOW` when it does not fit.
 pub fn secs_to_ms(s: u64) -> i64 {
-    clamp_i64(s).saturating_mul(1000)
+    i64::try_from(s)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .unwrap_or(OVERFLOW)
 }
 
-fn clamp_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// An unsigned wire value as ms; `OVERFLOW` beyond `i64::MAX`.
+pub fn u64_to_ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(OVERFLOW)
+}
+
+/// `a − b`, `OVERFLOW` when either is `OVERFLOW` or the result does not fit.
+fn sub(a: i64, b: i64) -> i64 {
+    if a == OVERFLOW || b == OVERFLOW {
+        return OVERFLOW;
+    }
+    a.checked_sub(b).unwrap_or(OVERFLOW)
+}
+
+/// `a + b`, likewise.
+fn add(a: i64, b: i64) -> i64 {
+    if a == OVERFLOW || b == OVERFLOW {
+        return OVERFLOW;
+    }
+    a.checked_add(b).unwrap_or(OVERFLOW)
 }
 
 /// Every time element an IPFIX or v9 record may carry; `resolve` picks the
@@ -97,14 +126,17 @@ impl TimeFields {
             self.end_delta_us
                 .map(|d| delta_us_to_ms(clock.export_ms, d))
         });
-        let dur = self.duration_ms.map(clamp_i64);
+        let dur = self.duration_ms.map(u64_to_ms);
         match (start, end, dur) {
             (Some(s), Some(e), _) => (s, e),
-            (Some(s), None, Some(d)) => (s, s.saturating_add(d)),
-            (None, Some(e), Some(d)) => (e.saturating_sub(d), e),
+            (Some(s), None, Some(d)) => (s, add(s, d)),
+            (None, Some(e), Some(d)) => (sub(e, d), e),
+            // OVERFLOW is the smallest i64: keep it rather than let max()
+            // replace it with the export time.
+            (Some(s), None, None) if s == OVERFLOW => (s, s),
             (Some(s), None, None) => (s, s.max(clock.export_ms)),
             (None, Some(e), None) => (e.min(clock.export_ms), e),
-            (None, None, Some(d)) => (clock.export_ms.saturating_sub(d), clock.export_ms),
+            (None, None, Some(d)) => (sub(clock.export_ms, d), clock.export_ms),
             (None, None, None) => (clock.export_ms, clock.export_ms),
         }
     }
@@ -118,7 +150,7 @@ impl TimeFields {
         // Uptime stamps are 32-bit on the wire in v9; wider ones cannot wrap.
         match u32::try_from(stamp) {
             Ok(t) => Some(uptime_to_ms(clock.export_ms, up, t)),
-            Err(_) => Some(clock.export_ms - (i64::from(up) - clamp_i64(stamp))),
+            Err(_) => Some(sub(clock.export_ms, sub(i64::from(up), u64_to_ms(stamp)))),
         }
     }
 }
@@ -164,6 +196,42 @@ mod tests {
             1_600_000_007_500
         );
         assert_eq!(secs_to_ms(1_600_000_000), 1_600_000_000_000);
+    }
+
+    #[test]
+    fn overflowing_computations_give_overflow_never_a_wrapped_time() {
+        let v9 = HeaderClock {
+            export_ms: 1_700_000_000_000,
+            sys_uptime: Some(50_000),
+        };
+        // A v9 FIRST_SWITCHED of length 8 (the spoofed datagram).
+        let t = TimeFields {
+            start_uptime: Some(u64::MAX),
+            end_uptime: Some(40_000),
+            ..Default::default()
+        };
+        assert_eq!(t.resolve(v9).0, OVERFLOW);
+        assert_eq!(secs_to_ms(u64::MAX), OVERFLOW);
+        assert_eq!(secs_to_ms(u64::MAX / 1000 + 1), OVERFLOW);
+        assert_eq!(sysuptime_to_ms(u64::MAX, 1), OVERFLOW);
+        assert_eq!(u64_to_ms(1 << 63), OVERFLOW);
+        // A start near i64::MAX plus a duration; an overflowed start alone.
+        let t = TimeFields {
+            start_ms: Some(i64::MAX - 5),
+            duration_ms: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(t.resolve(v9), (i64::MAX - 5, OVERFLOW));
+        let t = TimeFields {
+            start_ms: Some(OVERFLOW),
+            ..Default::default()
+        };
+        assert_eq!(t.resolve(v9), (OVERFLOW, OVERFLOW));
+        let t = TimeFields {
+            duration_ms: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(t.resolve(v9).0, OVERFLOW);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::collect::{DecodeStats, Decoder, DecoderConfig};
 use crate::record::Record;
+use crate::sanity::{ImplausibleCounts, TimeSanity};
+use crate::value::Prefix;
 
 use super::metrics::{add, Kind, Metrics, Sample};
 
@@ -49,6 +51,7 @@ pub async fn receive(
     tx: mpsc::Sender<Datagram>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
+    allow: Arc<[Prefix]>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -61,6 +64,10 @@ pub async fn receive(
             Ok((n, from)) => {
                 add(&metrics.datagrams_received, 1);
                 add(&metrics.bytes_received, n as u64);
+                if !allowed(&allow, from) {
+                    add(&metrics.datagrams_refused, 1);
+                    continue;
+                }
                 let d = Datagram {
                     data: buf[..n].to_vec(),
                     from,
@@ -78,29 +85,40 @@ pub async fn receive(
     }
 }
 
+/// `collector.allow` (SPEC §4.5): empty allows every source. An IPv4
+/// exporter seen on a dual-stack socket (`::ffff:a.b.c.d`) is matched as the
+/// IPv4 address it is.
+fn allowed(allow: &[Prefix], from: SocketAddr) -> bool {
+    let ip = from.ip().to_canonical();
+    allow.is_empty() || allow.iter().any(|p| p.contains(&ip))
+}
+
 /// Start the decode thread. It ends when every socket task has dropped its
 /// sender and the queue is drained, saving templates on the way out.
 pub fn spawn_decoder(
     cfg: DecoderConfig,
+    sanity: TimeSanity,
     rx: mpsc::Receiver<Datagram>,
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("flowy-decode".into())
-        .spawn(move || decode_loop(Decoder::new(cfg), rx, out, metrics))
+        .spawn(move || decode_loop(Decoder::new(cfg), sanity, rx, out, metrics))
 }
 
 fn decode_loop(
     mut decoder: Decoder,
+    sanity: TimeSanity,
     mut rx: mpsc::Receiver<Datagram>,
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
 ) {
     let mut next_id: u64 = 0;
     let mut records: Vec<Record> = Vec::new();
+    let mut implausible = ImplausibleCounts::default();
     // Scrapes see every decoder series (at 0) from the start.
-    metrics.publish_collector(decoder_samples(decoder.stats()));
+    metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
     let mut last_publish = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         decoder.decode(&first.data, first.from, first.at_ms, &mut records);
@@ -111,6 +129,8 @@ fn decode_loop(
                 Err(_) => break,
             }
         }
+        // Before rec_id: an implausible record never reaches a query.
+        sanity.retain(&mut records, now_ms(), &mut implausible);
         let batch: Batch = records
             .drain(..)
             .map(|mut r| {
@@ -123,7 +143,7 @@ fn decode_loop(
         // Publish when about to idle (so scrapes see the last datagram) or
         // periodically under load.
         if rx.is_empty() || last_publish.elapsed() >= STATS_EVERY {
-            metrics.publish_collector(decoder_samples(decoder.stats()));
+            metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
             last_publish = Instant::now();
         }
         if !batch.is_empty() && out.blocking_send(batch).is_err() {
@@ -131,7 +151,7 @@ fn decode_loop(
             break;
         }
     }
-    metrics.publish_collector(decoder_samples(decoder.stats()));
+    metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
     if let Err(e) = decoder.save_templates() {
         tracing::warn!(error = %e, "cannot save templates");
     }
@@ -151,6 +171,41 @@ fn sample(
         labels,
         value,
     }
+}
+
+/// The decoder's counters and the implausible records as metric samples.
+fn collector_samples(s: &DecodeStats, implausible: &ImplausibleCounts) -> Vec<Sample> {
+    let mut out = decoder_samples(s);
+    let entries = implausible.entries();
+    // Every reason is exposed (at 0) before the first implausible record.
+    if entries.is_empty() {
+        out.extend(crate::sanity::Implausible::ALL.map(|why| implausible_sample(None, why, 0)));
+    }
+    out.extend(
+        entries
+            .into_iter()
+            .map(|(ip, why, n)| implausible_sample(Some(ip), why, n)),
+    );
+    out
+}
+
+fn implausible_sample(
+    exporter: Option<std::net::IpAddr>,
+    why: crate::sanity::Implausible,
+    n: u64,
+) -> Sample {
+    let mut labels = Vec::new();
+    if let Some(ip) = exporter {
+        labels.push(("exporter", ip.to_string()));
+    }
+    labels.push(("reason", why.label().to_string()));
+    sample(
+        "flowy_records_implausible_total",
+        "records dropped before any query because their times are implausible, by exporter and reason",
+        Kind::Counter,
+        labels,
+        n,
+    )
 }
 
 /// The decoder's counters as metric samples.

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub datagrams_received: AtomicU64,
     pub bytes_received: AtomicU64,
     pub receive_errors: AtomicU64,
+    pub datagrams_refused: AtomicU64,
     pub records_received: AtomicU64,
     pub records_processed: AtomicU64,
     pub records_late: AtomicU64,
@@ -78,6 +79,7 @@ impl Default for Metrics {
             datagrams_received: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
+            datagrams_refused: AtomicU64::new(0),
             records_received: AtomicU64::new(0),
             records_processed: AtomicU64::new(0),
             records_late: AtomicU64::new(0),
@@ -193,6 +195,12 @@ impl Metrics {
                 "errors reading from the sockets",
                 Counter,
                 &self.receive_errors,
+            ),
+            c(
+                "flowy_datagrams_refused_total",
+                "datagrams from sources outside collector.allow, dropped before decoding",
+                Counter,
+                &self.datagrams_refused,
             ),
             c(
                 "flowy_records_received_total",

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cli::ServeArgs;
 use crate::collect::{bind_udp, DecoderConfig, TemplateScope};
 use crate::engine::{EngineConfig, LatePolicy, Watermark};
+use crate::sanity::TimeSanity;
 
 use config::{Late, Overrides, Scope, Settings};
 use dispatch::{Control, Dispatcher};
@@ -154,15 +155,18 @@ impl Daemon {
 
         let (batch_tx, batch_rx) = mpsc::channel(cap);
         let (ctl_tx, ctl_rx) = mpsc::channel(4);
-        let watermark = Watermark::new(settings.engine.lateness, settings.engine.idle_advance);
+        let watermark = Watermark::new(settings.engine.lateness, settings.engine.idle_advance)
+            .bounded_by_wall_clock();
         let routes = running.iter().map(|q| q.route.clone()).collect();
         let dispatcher = Dispatcher::new(routes, watermark, settings.engine.late, metrics.clone());
         let dispatcher = tokio::spawn(dispatcher.run(batch_rx, ctl_rx));
 
         let c = &settings.collector;
         let (dg_tx, dg_rx) = mpsc::channel(c.queue);
-        let decoder = ingest::spawn_decoder(decoder_config(c), dg_rx, batch_tx, metrics.clone())
-            .context("cannot start the decode thread")?;
+        let sanity = TimeSanity::live(c.max_future);
+        let decoder =
+            ingest::spawn_decoder(decoder_config(c), sanity, dg_rx, batch_tx, metrics.clone())
+                .context("cannot start the decode thread")?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let receivers = start_receivers(c, &dg_tx, &stop_rx, &metrics)?;
@@ -309,13 +313,14 @@ fn start_receivers(
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut receivers = Vec::new();
+    let allow: Arc<[crate::value::Prefix]> = c.allow.clone().into();
     for addr in &c.listen {
         let socks = bind_udp(*addr, c.sockets, c.recv_buffer)
             .with_context(|| format!("cannot bind UDP {addr} (collector.listen)"))?;
         for s in socks {
             let local = s.local_addr().context("socket address")?;
             tracing::info!("collector listening on udp://{local}");
-            let task = ingest::receive(s, tx.clone(), metrics.clone(), stop.clone());
+            let task = ingest::receive(s, tx.clone(), metrics.clone(), stop.clone(), allow.clone());
             receivers.push(tokio::spawn(task));
         }
     }
