@@ -58,13 +58,22 @@ pub struct QueryArgs {
     /// The query file.
     #[arg(value_name = "QUERY")]
     pub query: PathBuf,
-    /// Flow files, read in order as one input.
-    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    /// Flow files, directories of rotated flow files (nfcapd.*, ft-v05.*,
+    /// in rotation order, recursively) or `-` for standard input, read in
+    /// order as one input; gzip-compressed content is recognised.
+    #[arg(long, value_name = "PATH", required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// pcap, ipfix, flow-tools, nfcapd or jsonl (default: detect from content).
+    /// pcap, ipfix, flow-tools, nfcapd, jsonl, nfdump-json or goflow2
+    /// (default: detect from content).
     #[arg(long, value_name = "F")]
     pub input_format: Option<InputFormat>,
-    /// Output path; `-` is stdout, a file is appended to.
+    /// Keep records with stime >= T (RFC 3339 or epoch ms).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Keep records with stime < T (RFC 3339 or epoch ms).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub to: Option<i64>,
+    /// Output path; `-` is stdout, a file is replaced.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub output: String,
     /// json (JSON Lines) or text.
@@ -139,6 +148,20 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 
 /// A duration: a number with an optional unit `ms`, `s`/`sec`, `m`/`min`,
 /// `h`, `d`; a bare number is milliseconds. Returns milliseconds.
+/// `--from`/`--to`: RFC 3339 (`2012-04-30T07:51:00Z`) or epoch ms.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let t = s.trim();
+    if let Ok(ms) = t.parse::<i64>() {
+        return Ok(ms);
+    }
+    let at = time::OffsetDateTime::parse(t, &Rfc3339).map_err(|_| {
+        format!("'{s}' is not a time (RFC 3339 like 2012-04-30T07:51:00Z, or epoch ms)")
+    })?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("'{s}' is out of range"))
+}
+
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let split = t

@@ -1,7 +1,10 @@
 //! `flowy check` and `flowy query`: compile, read files, run the engine once,
 //! write the matches.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use anyhow::Context;
 use super::{CheckArgs, QueryArgs, EXIT_BAD_QUERY, EXIT_FAILURE};
 use crate::engine;
 use crate::input;
+use crate::input::{InputOptions, ReadSummary, Source};
 use crate::output::{open_output, MatchFormatter, WRITE_CHUNK};
 use crate::query::{self, plan::Plan, CompileError};
 use crate::sanity::{ImplausibleCounts, TimeSanity};
@@ -55,15 +59,25 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_QUERY));
         }
     };
-    let mut records = match input::read_files(&args.input, args.input_format) {
-        Ok(records) => records,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EXIT_FAILURE));
-        }
+    let started = Instant::now();
+    let progress = Progress::new();
+    let opts = InputOptions {
+        format: args.input_format,
+        from: args.from,
+        to: args.to,
     };
+    let (mut records, read) =
+        match input::read_inputs(&args.input, &opts, |src| progress.reading(src)) {
+            Ok(r) => r,
+            Err(e) => {
+                progress.clear();
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(EXIT_FAILURE));
+            }
+        };
+    progress.evaluating(records.len());
     drop_unwritable_times(&mut records);
-    let sink = open_output(&args.output)
+    let sink = open_batch_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
     let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records);
@@ -71,10 +85,67 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     engine::run_batch_with(Arc::clone(&plan), records, args.window, |m| {
         writer.append(&m)
     });
-    writer
-        .finish()
-        .with_context(|| format!("cannot write to '{}'", args.output))?;
+    let matches = writer.matches;
+    let written = writer.finish();
+    progress.clear();
+    written.with_context(|| format!("cannot write to '{}'", args.output))?;
+    eprintln!("{}", summary_line(&read, matches, started.elapsed()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run's one summary line on stderr (SPEC §3.1).
+fn summary_line(read: &ReadSummary, matches: u64, took: Duration) -> String {
+    let skipped = match read.skipped {
+        0 => String::new(),
+        n => format!(" ({n} skipped by --from)"),
+    };
+    format!(
+        "flowy query: {} input{}{skipped}, {} records read, 0 late, {matches} matches, {:.2} s",
+        read.files,
+        if read.files == 1 { "" } else { "s" },
+        read.records,
+        took.as_secs_f64()
+    )
+}
+
+/// A batch run's output is one result: a file is replaced, not appended to
+/// (SPEC §3.1); `-` is stdout.
+fn open_batch_output(path: &str) -> std::io::Result<Box<dyn Write + Send>> {
+    if path == "-" {
+        return open_output(path);
+    }
+    Ok(Box::new(std::fs::File::create(path)?))
+}
+
+/// Progress on a terminal (hidden otherwise): which input is being read,
+/// then the evaluation.
+struct Progress(ProgressBar);
+
+impl Progress {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress(bar)
+    }
+
+    fn reading(&self, src: &Source) {
+        self.0
+            .set_message(format!("reading {}", src.label().display()));
+    }
+
+    fn evaluating(&self, records: usize) {
+        self.0
+            .set_message(format!("evaluating the query over {records} records"));
+    }
+
+    fn clear(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// Records whose times cannot be computed or written (SPEC §4.5: every
@@ -108,6 +179,7 @@ struct ChunkWriter {
     plan: Arc<Plan>,
     buf: Vec<u8>,
     state: std::io::Result<()>,
+    matches: u64,
 }
 
 impl ChunkWriter {
@@ -118,10 +190,12 @@ impl ChunkWriter {
             plan,
             buf: Vec::with_capacity(WRITE_CHUNK),
             state: Ok(()),
+            matches: 0,
         }
     }
 
     fn append(&mut self, m: &engine::Match) {
+        self.matches += 1;
         if self.state.is_err() {
             return;
         }

@@ -23,6 +23,6 @@ pub enum InputError {
         line: u64,
         reason: String,
     },
-    #[error("{path}: cannot tell the input format; give --input-format (pcap, ipfix, flow-tools, nfcapd, jsonl)")]
+    #[error("{path}: cannot tell the input format; give --input-format (pcap, ipfix, flow-tools, nfcapd, jsonl, nfdump-json, goflow2)")]
     UnknownFormat { path: PathBuf },
 }

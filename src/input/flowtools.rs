@@ -136,6 +136,37 @@ fn parse_tlvs(header: &[u8], order: ByteOrder) -> Result<(Option<u16>, Option<u3
     Ok((ex_ver, flags))
 }
 
+/// Bytes of a file's start that hold any real header (flow-tools writes a
+/// few hundred).
+pub const MAX_HEADER: usize = 16 * 1024;
+
+const TLV_CAP_END: u16 = 0x07;
+
+/// The header's CAP_END (capture end, the last export the file holds) in
+/// epoch ms, from a file's first bytes; `None` when absent or unreadable.
+pub fn capture_end_ms(head: &[u8]) -> Option<i64> {
+    if head.len() < 8 || head[..2] != MAGIC || head[3] != 3 {
+        return None;
+    }
+    let order = match head[2] {
+        1 => ByteOrder(true),
+        2 => ByteOrder(false),
+        _ => return None,
+    };
+    let len = (order.u32(head, 4) as usize).min(head.len());
+    let mut pos = 8;
+    while pos + 4 <= len {
+        let ty = order.u16(head, pos);
+        let tlv_len = usize::from(order.u16(head, pos + 2));
+        if ty == TLV_CAP_END && tlv_len == 4 && pos + 8 <= len {
+            let end = order.u32(head, pos + 4);
+            return (end != 0).then(|| i64::from(end) * 1000);
+        }
+        pos += 4 + tlv_len;
+    }
+    None
+}
+
 /// Inflate one or more concatenated zlib streams and decode the records as
 /// they come out, so the whole decompressed stream never sits in memory.
 /// Errors carry file offsets (`body_offset` = where the stream starts),

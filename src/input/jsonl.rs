@@ -26,8 +26,17 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(open_err)?;
+    parse_reader(path, BufReader::new(file))
+}
+
+/// Decode JSON Lines already in memory; `path` only labels errors.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    parse_reader(path, data)
+}
+
+fn parse_reader(path: &Path, input: impl BufRead) -> Result<Vec<Record>, InputError> {
     let mut records = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
+    for (index, line) in input.lines().enumerate() {
         let line_no = index as u64 + 1;
         let line = line.map_err(|e| bad_line(path, line_no, format!("cannot read: {e}")))?;
         if line.trim().is_empty() {
@@ -125,14 +134,14 @@ fn extra_value(ty: FieldType, val: &Json) -> Result<Value, String> {
     }
 }
 
-fn ip(val: &Json) -> Result<IpAddr, String> {
+pub(super) fn ip(val: &Json) -> Result<IpAddr, String> {
     val.as_str()
         .ok_or_else(|| "expected an address string".to_string())?
         .parse()
         .map_err(|_| format!("not an IP address: {val}"))
 }
 
-fn uint<T: TryFrom<u64>>(val: &Json) -> Result<T, String> {
+pub(super) fn uint<T: TryFrom<u64>>(val: &Json) -> Result<T, String> {
     let n = val
         .as_u64()
         .ok_or_else(|| format!("expected a non-negative integer, got {val}"))?;

@@ -40,7 +40,16 @@ pub fn looks_like_capture(head: &[u8]) -> bool {
 
 /// Records of every export datagram in the capture; rec_id = index.
 pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
-    let datagrams = datagrams(path)?;
+    let data = std::fs::read(path).map_err(|source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &data)
+}
+
+/// Decode a capture already in memory; `path` only labels errors.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    let datagrams = datagrams_in(path, data)?;
     let mut decoder = Decoder::new(DecoderConfig {
         template_scope: TemplateScope::AddressPort,
         ..DecoderConfig::default()
@@ -63,15 +72,20 @@ pub fn datagrams(path: &Path) -> Result<Vec<Datagram>, InputError> {
         path: path.to_path_buf(),
         source,
     })?;
+    datagrams_in(path, &data)
+}
+
+/// The same for a capture already in memory; `path` only labels errors.
+pub fn datagrams_in(path: &Path, data: &[u8]) -> Result<Vec<Datagram>, InputError> {
     let bad = |offset: usize, reason: String| InputError::Malformed {
         path: path.to_path_buf(),
         offset: offset as u64,
         reason,
     };
     if data.get(..4) == Some(PCAPNG_MAGIC.as_slice()) {
-        read_pcapng(&data).map_err(|(o, r)| bad(o, r))
-    } else if looks_like_capture(&data) {
-        read_pcap(&data).map_err(|(o, r)| bad(o, r))
+        read_pcapng(data).map_err(|(o, r)| bad(o, r))
+    } else if looks_like_capture(data) {
+        read_pcap(data).map_err(|(o, r)| bad(o, r))
     } else {
         Err(bad(
             0,

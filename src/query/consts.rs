@@ -83,6 +83,14 @@ fn lit_const(lit: &Lit) -> Folded {
     }
 }
 
+/// The IANA number of a protocol keyword (`"TCP"` → 6), any case.
+pub fn protocol_number(name: &str) -> Option<u8> {
+    PROTOCOLS
+        .iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case(name))
+        .and_then(|(_, n)| u8::try_from(*n).ok())
+}
+
 fn protocol(args: &[Arg], span: crate::query::ast::Span, sink: &mut Sink<'_>) -> Folded {
     let [Arg::Lit(Lit::Str(name), nspan)] = args else {
         sink.error_help(

@@ -26,6 +26,7 @@
 pub mod ast;
 mod compile;
 mod consts;
+pub use consts::protocol_number;
 pub mod diag;
 mod explain;
 pub mod lexer;

@@ -16,6 +16,13 @@ pub fn trace(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// An RFC 3339 time as epoch ms.
+pub fn parse_ms(s: &str) -> i64 {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time");
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// A file of the repository (queries, fixtures).
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

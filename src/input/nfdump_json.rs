@@ -1,0 +1,267 @@
+//! `nfdump -o json` output: one JSON array of flow objects (or, as
+//! `-o json-log` writes, one object per line), nfdump's own key names.
+//!
+//! nfdump writes `first`/`last` in the local time of the machine that ran
+//! it, without an offset; flowy reads them as UTC. Run nfdump with `TZ=UTC`
+//! (the README says so). Objects whose `type` is not `FLOW` are skipped;
+//! keys flowy has no field for are ignored (nfdump prints dozens).
+
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+use time::macros::format_description;
+use time::PrimitiveDateTime;
+
+use super::jsonl::{ip, uint};
+use super::InputError;
+use crate::record::{Record, Time};
+
+type Object = Map<String, Json>;
+
+/// Decode nfdump's JSON; `rec_id` = index of the flow object.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    let text = std::str::from_utf8(data).map_err(|e| InputError::Malformed {
+        path: path.to_path_buf(),
+        offset: e.valid_up_to() as u64,
+        reason: "not UTF-8 text".into(),
+    })?;
+    let objects = objects(text).map_err(|(line, reason)| InputError::BadLine {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    })?;
+    let mut out = Vec::new();
+    for (line, obj) in objects {
+        if obj
+            .get("type")
+            .and_then(Json::as_str)
+            .is_some_and(|t| t != "FLOW")
+        {
+            continue;
+        }
+        let rec = record(&obj, out.len() as u64).map_err(|reason| InputError::BadLine {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// True when the text starts the way nfdump's JSON does: an array whose
+/// first object carries nfdump's own keys (format detection).
+pub fn looks_like(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head);
+    let t = head.trim_start();
+    t.starts_with('[') && (t.contains("\"type\" : \"FLOW\"") || t.contains("\"export_sysid\""))
+}
+
+/// The flow objects with the line each starts on.
+fn objects(text: &str) -> Result<Vec<(u64, Object)>, (u64, String)> {
+    let line_of = |e: &serde_json::Error| e.line() as u64;
+    if text.trim_start().starts_with('[') {
+        let all: Vec<Object> = serde_json::from_str(text)
+            .map_err(|e| (line_of(&e), format!("invalid nfdump JSON: {e}")))?;
+        // One array: error lines come from serde; per-object lines are not
+        // kept, so objects report the array's first line.
+        return Ok(all.into_iter().map(|o| (1, o)).collect());
+    }
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let obj: Object =
+            serde_json::from_str(line).map_err(|e| (n, format!("invalid JSON: {e}")))?;
+        out.push((n, obj));
+    }
+    Ok(out)
+}
+
+fn record(o: &Object, rec_id: u64) -> Result<Record, String> {
+    let mut r = Record {
+        rec_id,
+        ..Record::default()
+    };
+    for (key, val) in o {
+        let ctx = |e: String| format!("key '{key}': {e}");
+        match key.as_str() {
+            "first" => r.stime = local_time(val).map_err(ctx)?,
+            "last" => r.etime = local_time(val).map_err(ctx)?,
+            "in_packets" => r.packets = Some(uint(val).map_err(ctx)?),
+            "in_bytes" => r.bytes = Some(uint(val).map_err(ctx)?),
+            "proto" => r.prot = Some(uint(val).map_err(ctx)?),
+            "tcp_flags" => r.tcp_flags = Some(tcp_flags(val).map_err(ctx)?),
+            "src_port" => r.srcport = Some(uint(val).map_err(ctx)?),
+            "dst_port" => r.dstport = Some(uint(val).map_err(ctx)?),
+            "src_tos" => r.tos = Some(uint(val).map_err(ctx)?),
+            "src4_addr" | "src6_addr" => r.srcip = Some(ip(val).map_err(ctx)?),
+            "dst4_addr" | "dst6_addr" => r.dstip = Some(ip(val).map_err(ctx)?),
+            "ip4_next_hop" | "ip6_next_hop" => r.nexthop = Some(ip(val).map_err(ctx)?),
+            "ip4_router" | "ip6_router" => r.exporter = Some(ip(val).map_err(ctx)?),
+            "input_snmp" => r.input = Some(uint(val).map_err(ctx)?),
+            "output_snmp" => r.output = Some(uint(val).map_err(ctx)?),
+            "src_as" => r.src_as = Some(uint(val).map_err(ctx)?),
+            "dst_as" => r.dst_as = Some(uint(val).map_err(ctx)?),
+            "src_mask" => r.src_mask = Some(uint(val).map_err(ctx)?),
+            "dst_mask" => r.dst_mask = Some(uint(val).map_err(ctx)?),
+            _ => {}
+        }
+    }
+    icmp_ports(o, &mut r)?;
+    if !o.contains_key("first") {
+        return Err("missing 'first'".into());
+    }
+    if !o.contains_key("last") {
+        r.etime = r.stime;
+    }
+    Ok(r)
+}
+
+/// nfdump prints ICMP type and code instead of ports: flowy's convention
+/// is srcport 0, dstport type·256 + code (SPEC §1.1).
+fn icmp_ports(o: &Object, r: &mut Record) -> Result<(), String> {
+    if !matches!(r.prot, Some(1) | Some(58)) {
+        return Ok(());
+    }
+    let (Some(t), Some(c)) = (o.get("icmp_type"), o.get("icmp_code")) else {
+        return Ok(());
+    };
+    let (t, c): (u16, u16) = (uint(t)?, uint(c)?);
+    if t > 255 || c > 255 {
+        return Err(format!("ICMP type {t} / code {c} out of range"));
+    }
+    r.srcport = Some(0);
+    r.dstport = Some(t * 256 + c);
+    Ok(())
+}
+
+/// `2026-12-04T23:34:47.000` (no offset), read as UTC.
+fn local_time(val: &Json) -> Result<Time, String> {
+    let s = val.as_str().ok_or("expected a time string")?;
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]");
+    let t = PrimitiveDateTime::parse(s, &fmt).map_err(|e| format!("bad time '{s}': {e}"))?;
+    i64::try_from(t.assume_utc().unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("time out of range: {s}"))
+}
+
+/// nfdump's flag string, `CEUAPRSF` with `.` for an unset flag, or a number.
+fn tcp_flags(val: &Json) -> Result<u16, String> {
+    if let Some(n) = val.as_u64() {
+        return u16::try_from(n).map_err(|_| format!("flags {n} out of range"));
+    }
+    let s = val.as_str().ok_or("expected a flag string or a number")?;
+    if s.len() != 8 {
+        return Err(format!("flag string '{s}' is not 8 characters"));
+    }
+    s.bytes()
+        .zip("CEUAPRSF".bytes())
+        .try_fold(0u16, |acc, (c, want)| {
+            if c == want {
+                Ok(acc << 1 | 1)
+            } else if c == b'.' {
+                Ok(acc << 1)
+            } else {
+                Err(format!("unexpected '{}' in flag string '{s}'", c as char))
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two flows as Debian's nfdump 1.7.1 prints them (`nfdump -o json`).
+    const NFDUMP: &str = r#"[
+{
+	"type" : "FLOW",
+	"sampled" : 0,
+	"export_sysid" : 1,
+	"first" : "2026-12-04T23:34:47.000",
+	"last" : "2026-12-04T23:34:49.000",
+	"received" : "2026-12-04T23:35:07.987",
+	"in_packets" : 3,
+	"in_bytes" : 612,
+	"proto" : 6,
+	"tcp_flags" : "...AP.SF",
+	"src_port" : 1234,
+	"dst_port" : 80,
+	"src_tos" : 0,
+	"src4_addr" : "10.0.0.1",
+	"dst4_addr" : "10.0.0.2",
+	"input_snmp" : 1,
+	"output_snmp" : 2,
+	"src_mask" : 0,
+	"dst_mask" : 0,
+	"src_net" : "",
+	"dst_net" : "",
+	"fwd_status" : 0,
+	"direction" : 0,
+	"dst_tos" : 0,
+	"ip4_router" : "127.0.0.1",
+	"label" : "<none>"
+},
+{
+	"type" : "FLOW",
+	"first" : "2026-12-04T23:34:47.100",
+	"last" : "2026-12-04T23:34:49.500",
+	"in_packets" : 1,
+	"in_bytes" : 84,
+	"proto" : 58,
+	"icmp_type" : 128,
+	"icmp_code" : 0,
+	"src6_addr" : "2001:db8::1",
+	"dst6_addr" : "2001:db8::2",
+	"ip6_router" : "::1"
+}]"#;
+
+    #[test]
+    fn reads_what_nfdump_prints() {
+        let recs = parse(Path::new("x.json"), NFDUMP.as_bytes()).unwrap();
+        assert_eq!(recs.len(), 2);
+        let r = &recs[0];
+        assert_eq!(r.stime, 1_796_427_287_000);
+        assert_eq!(r.etime, 1_796_427_289_000);
+        assert_eq!((r.packets, r.bytes, r.prot), (Some(3), Some(612), Some(6)));
+        assert_eq!(r.tcp_flags, Some(0x1b));
+        assert_eq!((r.srcport, r.dstport), (Some(1234), Some(80)));
+        assert_eq!(r.srcip, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(r.exporter, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!((r.input, r.output), (Some(1), Some(2)));
+        let icmp = &recs[1];
+        assert_eq!(
+            (icmp.rec_id, icmp.srcport, icmp.dstport),
+            (1, Some(0), Some(128 * 256))
+        );
+        assert_eq!(icmp.dstip, Some("2001:db8::2".parse().unwrap()));
+        assert!(looks_like(NFDUMP.as_bytes()));
+    }
+
+    #[test]
+    fn json_log_lines_and_errors() {
+        let lines = "{\"type\":\"FLOW\",\"first\":\"2026-12-04T23:34:47.000\",\"proto\":17}\n\n{\"type\":\"EXPORTER\"}\n{\"first\":\"yesterday\"}\n";
+        let err = parse(Path::new("l.json"), lines.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "l.json: line 4: key 'first': bad time 'yesterday': the 'year' component could not be parsed"
+        );
+        let ok = parse(
+            Path::new("l.json"),
+            lines
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].etime, ok[0].stime);
+        assert!(tcp_flags(&Json::from("..x.....")).is_err());
+        assert_eq!(tcp_flags(&Json::from("CEUAPRSF")), Ok(0xff));
+    }
+}

@@ -1,0 +1,273 @@
+//! Where `flowy query`'s input comes from (SPEC §3.1 "Selecting input"):
+//! files, directories of rotated flow files, standard input, and
+//! gzip-compressed content.
+//!
+//! A directory contributes the flow files below it (recursively, like
+//! `nfdump -R`) whose names say when they were rotated: nfcapd
+//! `nfcapd.YYYYMMDDhhmm[ss]` and flow-tools `ft-v05.YYYY-MM-DD.HHMMSS±ZZZZ`.
+//! Those names only *order* the files: a file named 06:18 holds flows that
+//! started minutes earlier, so no file is ever chosen or skipped by name.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use super::InputError;
+
+/// The name `--input -` stands for.
+pub const STDIN: &str = "-";
+
+/// gzip's magic number.
+const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
+
+/// A gzip member inflating beyond this ratio (plus a MiB) is refused as a
+/// decompression bomb. Flow data compresses 5–30×; gzip cannot exceed
+/// about 1 032× at all, so only crafted input comes near the bound.
+const MAX_GZIP_RATIO: u64 = 256;
+
+/// One input to read: a file, or standard input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    /// How errors name it.
+    pub fn label(&self) -> PathBuf {
+        match self {
+            Source::File(p) => p.clone(),
+            Source::Stdin => PathBuf::from("<stdin>"),
+        }
+    }
+}
+
+/// Expand `--input` arguments into sources, in order: a directory becomes
+/// its flow files in rotation order, `-` is standard input.
+pub fn expand(args: &[PathBuf]) -> Result<Vec<Source>, InputError> {
+    let mut out = Vec::new();
+    for arg in args {
+        if arg.as_os_str() == STDIN {
+            out.push(Source::Stdin);
+        } else if arg.is_dir() {
+            let mut files = Vec::new();
+            walk(arg, &mut files)?;
+            files.sort_by(|a, b| rotation_key(a).cmp(&rotation_key(b)));
+            out.extend(files.into_iter().map(Source::File));
+        } else {
+            out.push(Source::File(arg.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Collect the flow files below `dir` (any depth).
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let open = |source| InputError::Open {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(open)? {
+        let path = entry.map_err(open)?.path();
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if rotation_stamp(&path).is_some() {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Files sort by the time in their name, then by path.
+fn rotation_key(p: &Path) -> (String, PathBuf) {
+    (rotation_stamp(p).unwrap_or_default(), p.to_path_buf())
+}
+
+/// The rotation time a flow file's name carries, as `YYYYMMDDhhmmss` in
+/// UTC where the name gives an offset (flow-tools), else as written
+/// (nfcapd names use the collector's local time).
+pub fn rotation_stamp(p: &Path) -> Option<String> {
+    let name = p.file_name()?.to_str()?;
+    if let Some(rest) = name.strip_prefix("nfcapd.") {
+        let digits = rest.len() == 12 || rest.len() == 14;
+        return (digits && rest.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| format!("{rest:0<14}"));
+    }
+    let rest = name.strip_prefix("ft-v05.")?;
+    flow_tools_stamp(rest)
+}
+
+/// `2012-04-30.075126+0200` → `20120430055126`.
+fn flow_tools_stamp(s: &str) -> Option<String> {
+    use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(13..15)?, num(15..17)?);
+    let date = Date::from_calendar_date(y as i32, Month::try_from(mo as u8).ok()?, d as u8).ok()?;
+    let clock = Time::from_hms(h as u8, mi as u8, sec as u8).ok()?;
+    let offset = match s.get(17..22) {
+        None => UtcOffset::UTC,
+        Some(tz) => {
+            let sign: i32 = if tz.starts_with('-') { -1 } else { 1 };
+            let hh = tz.get(1..3)?.parse::<i32>().ok()?;
+            let mm = tz.get(3..5)?.parse::<i32>().ok()?;
+            UtcOffset::from_whole_seconds(sign * (hh * 3600 + mm * 60)).ok()?
+        }
+    };
+    let at = PrimitiveDateTime::new(date, clock)
+        .assume_offset(offset)
+        .to_offset(UtcOffset::UTC);
+    Some(format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    ))
+}
+
+/// The whole content of a source, gunzipped when it starts with gzip's
+/// magic (whatever its name).
+pub fn load(src: &Source) -> Result<Vec<u8>, InputError> {
+    let label = src.label();
+    let open = |source| InputError::Open {
+        path: label.clone(),
+        source,
+    };
+    let raw = match src {
+        Source::File(p) => std::fs::read(p).map_err(open)?,
+        Source::Stdin => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut buf)
+                .map_err(open)?;
+            buf
+        }
+    };
+    if raw.starts_with(&GZIP_MAGIC) {
+        gunzip(&label, &raw)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn gunzip(label: &Path, raw: &[u8]) -> Result<Vec<u8>, InputError> {
+    let bound = (raw.len() as u64)
+        .saturating_mul(MAX_GZIP_RATIO)
+        .saturating_add(1 << 20);
+    let mut out = Vec::new();
+    let mut reader = MultiGzDecoder::new(raw).take(bound.saturating_add(1));
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| InputError::Malformed {
+            path: label.to_path_buf(),
+            offset: 0,
+            reason: format!("gzip: {e} (after {} bytes of content)", out.len()),
+        })?;
+    if out.len() as u64 > bound {
+        return Err(InputError::Malformed {
+            path: label.to_path_buf(),
+            offset: 0,
+            reason: format!(
+                "gzip content inflates beyond {bound} bytes ({MAX_GZIP_RATIO}× the file): refused as a decompression bomb"
+            ),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn rotation_names_order_files() {
+        let stamp = |n: &str| rotation_stamp(Path::new(n));
+        assert_eq!(stamp("nfcapd.201204300750"), Some("20120430075000".into()));
+        assert_eq!(
+            stamp("nfcapd.20120430075012"),
+            Some("20120430075012".into())
+        );
+        assert_eq!(stamp("nfcapd.current.1234"), None);
+        assert_eq!(stamp(".nfstat"), None);
+        assert_eq!(
+            stamp("ft-v05.2012-04-30.075126+0200"),
+            Some("20120430055126".into())
+        );
+        assert_eq!(
+            stamp("ft-v05.2012-04-30.235959-0130"),
+            Some("20120501012959".into())
+        );
+        assert_eq!(stamp("ft-v05.2012-04-30.0751"), None);
+        assert_eq!(stamp("flows.ftz"), None);
+    }
+
+    #[test]
+    fn directories_expand_recursively_in_rotation_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let day2 = dir.path().join("2012/05/01");
+        let day1 = dir.path().join("2012/04/30");
+        std::fs::create_dir_all(&day2).unwrap();
+        std::fs::create_dir_all(&day1).unwrap();
+        for p in [
+            day2.join("nfcapd.201205010000"),
+            day1.join("nfcapd.201204302355"),
+            day1.join("nfcapd.201204300005"),
+            day1.join("nfcapd.current.77"),
+            day1.join("README"),
+        ] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let got = expand(&[dir.path().to_path_buf(), PathBuf::from("-")]).unwrap();
+        let names: Vec<String> = got
+            .iter()
+            .map(|s| match s {
+                Source::File(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
+                Source::Stdin => "-".into(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "nfcapd.201204300005",
+                "nfcapd.201204302355",
+                "nfcapd.201205010000",
+                "-"
+            ]
+        );
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic_and_bombs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = b"{\"stime\": 1}\n".repeat(10);
+        let gz = dir.path().join("no-gz-suffix");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&plain).unwrap();
+        std::fs::write(&gz, e.finish().unwrap()).unwrap();
+        assert_eq!(load(&Source::File(gz)).unwrap(), plain);
+
+        let bomb = dir.path().join("bomb.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 64 << 20]).unwrap();
+        std::fs::write(&bomb, e.finish().unwrap()).unwrap();
+        let err = load(&Source::File(bomb)).unwrap_err().to_string();
+        assert!(err.contains("decompression bomb"), "{err}");
+
+        let cut = dir.path().join("cut.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&plain).unwrap();
+        let full = e.finish().unwrap();
+        std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+        let err = load(&Source::File(cut.clone())).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: at offset 0: gzip:", cut.display())),
+            "{err}"
+        );
+    }
+}
