@@ -53,7 +53,7 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<Source>, InputError> {
         } else if arg.is_dir() {
             let mut files = Vec::new();
             walk(arg, &mut files)?;
-            files.sort_by(|a, b| rotation_key(a).cmp(&rotation_key(b)));
+            files.sort_by_key(|p| rotation_key(p));
             out.extend(files.into_iter().map(Source::File));
         } else {
             out.push(Source::File(arg.clone()));
