@@ -475,6 +475,40 @@ fn duration_literals_are_milliseconds() {
 }
 
 #[test]
+fn time_literals_are_epoch_milliseconds() {
+    assert_eq!(
+        lit_rhs("stime >= 2012-04-30T07:51:00Z"),
+        Operand::Lit(Value::Uint(1_335_772_260_000))
+    );
+    assert_eq!(
+        lit_rhs("etime < 2012-04-30T09:51:00.250+02:00"),
+        Operand::Lit(Value::Uint(1_335_772_260_250))
+    );
+    for (body, col, what) in [
+        (
+            "stime >= 2012-04-30T07:51:00",
+            10,
+            "invalid time '2012-04-30T07:51:00'",
+        ),
+        ("stime >= 2012-13-30T07:51:00Z", 10, "invalid time"),
+        ("stime >= 1969-12-31T23:59:59Z", 10, "not before 1970"),
+    ] {
+        let d = src_errors(&with_filter(body));
+        let e = &d.errors[0];
+        assert_eq!((e.line, e.col), (2, col), "{d}");
+        assert!(e.message.contains(what), "{d}");
+    }
+    // Still type-checked: a time is not an address.
+    let d = src_errors(&with_filter("srcip = 2012-04-30T07:51:00Z"));
+    assert!(
+        d.errors[0]
+            .message
+            .contains("cannot compare an address with a number"),
+        "{d}"
+    );
+}
+
+#[test]
 fn address_and_prefix_literals() {
     let ip = |s: &str| -> IpAddr { s.parse().expect("test address") };
     assert_eq!(

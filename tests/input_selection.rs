@@ -92,6 +92,21 @@ fn from_and_to_keep_a_half_open_range_of_start_times() {
     // rec_ids stay those of the whole file.
     assert_eq!(records(&some), want);
     assert!(err.contains(" records read, "), "{err}");
+    // The same range written in the query with time literals.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = dir.path().join("range.flowy");
+    std::fs::write(
+        &q,
+        format!("filter f {{\n prot = 6\n dstport = 80\n stime >= {from}\n stime < {to}\n}}\nS branch A -> f\n"),
+    )
+    .expect("write");
+    let (in_query, _) = run(&[
+        "query",
+        q.to_str().expect("utf-8"),
+        "--input",
+        src.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(records(&in_query), want);
     // Epoch milliseconds work too, and --to is exclusive.
     let ms = support::parse_ms(&from);
     let (same, _) = query(

@@ -146,6 +146,8 @@ pub enum Lit {
     Num(u64),
     Float(f64),
     Dur(u64),
+    /// An RFC 3339 time literal, in epoch ms.
+    Time(u64),
     Addr(IpAddr),
     Prefix(Prefix),
     Str(String),

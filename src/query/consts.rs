@@ -74,7 +74,7 @@ pub fn fold(arg: &Arg, sink: &mut Sink<'_>) -> Folded {
 fn lit_const(lit: &Lit) -> Folded {
     let v = |v, k| Folded::Const(Const::Value(v), k);
     match lit {
-        Lit::Num(n) | Lit::Dur(n) => v(Value::Uint(*n), Kind::Num),
+        Lit::Num(n) | Lit::Dur(n) | Lit::Time(n) => v(Value::Uint(*n), Kind::Num),
         Lit::Float(f) => v(Value::Float(F64(*f)), Kind::Num),
         Lit::Addr(a) => v(Value::Ip(*a), Kind::Ip(Some(Family::of(a)))),
         Lit::Str(s) => v(Value::Text(Arc::from(s.as_str())), Kind::Text),

@@ -39,6 +39,8 @@ pub enum Tok {
     Float(f64),
     /// A duration literal in milliseconds.
     Dur(u64),
+    /// An RFC 3339 time literal (`2012-04-30T07:51:00Z`), epoch ms.
+    Time(u64),
     Addr(IpAddr),
     Prefix(Prefix),
     Str(String),
@@ -359,6 +361,10 @@ impl Lexer<'_> {
 
     fn number(&mut self) {
         let start = self.pos;
+        if self.time_follows() {
+            self.time(start);
+            return;
+        }
         if self.peek(0) == Some(b'0') && matches!(self.peek(1), Some(b'x' | b'X')) {
             self.hex(start);
             return;
@@ -379,6 +385,40 @@ impl Lexer<'_> {
                 Ok(a) => self.address_tail(start, IpAddr::V4(a)),
                 Err(_) => self.bad(start, format!("invalid IPv4 address '{text}'")),
             },
+        }
+    }
+
+    /// `YYYY-MM-DDT` starts a time literal.
+    fn time_follows(&self) -> bool {
+        let b = &self.bytes[self.pos..];
+        b.len() > 10
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[5..7].iter().all(u8::is_ascii_digit)
+            && b[7] == b'-'
+            && b[8..10].iter().all(u8::is_ascii_digit)
+            && matches!(b[10], b'T' | b't')
+    }
+
+    fn time(&mut self, start: usize) {
+        use time::format_description::well_known::Rfc3339;
+        let len = self.run_len(|b| {
+            b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b'+' | b'T' | b't' | b'Z' | b'z')
+        });
+        let text = &self.src[start..start + len];
+        self.pos += len;
+        let parsed = time::OffsetDateTime::parse(text, &Rfc3339);
+        let ms = parsed
+            .ok()
+            .and_then(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
+        match ms {
+            Some(ms) => self.push(start, Tok::Time(ms)),
+            None => self.bad(
+                start,
+                format!(
+                    "invalid time '{text}' (RFC 3339 with an offset, e.g. 2012-04-30T07:51:00Z, not before 1970)"
+                ),
+            ),
         }
     }
 
