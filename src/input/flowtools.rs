@@ -136,6 +136,17 @@ fn parse_tlvs(header: &[u8], order: ByteOrder) -> Result<(Option<u16>, Option<u3
     Ok((ex_ver, flags))
 }
 
+/// flow-tools' v5 streams compress about 5:1; only crafted input (a
+/// "zip bomb" of zeros) comes near this, and it would otherwise fill memory
+/// with records.
+const MAX_INFLATE_RATIO: u64 = 256;
+
+fn inflate_bound(compressed: usize) -> u64 {
+    (compressed as u64)
+        .saturating_mul(MAX_INFLATE_RATIO)
+        .saturating_add(1 << 20)
+}
+
 /// Bytes of a file's start that hold any real header (flow-tools writes a
 /// few hundred).
 pub const MAX_HEADER: usize = 16 * 1024;
@@ -193,6 +204,14 @@ fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<
             let produced = (z.total_out() - out_before) as usize;
             filled += produced;
             out_total += produced as u64;
+            if out_total > inflate_bound(body.len()) {
+                return Err((
+                    body_offset + at,
+                    format!(
+                        "zlib stream inflates beyond {MAX_INFLATE_RATIO}× the file: refused as a decompression bomb"
+                    ),
+                ));
+            }
             filled = drain_records(&mut buf, filled, order, &mut records);
             if status == Status::StreamEnd {
                 pos += z.total_in() as usize;
@@ -480,6 +499,16 @@ mod tests {
         f.extend_from_slice(&z[..z.len() - 6]);
         let e = parse(Path::new("x.ftz"), &f).unwrap_err().to_string();
         assert!(e.contains("zlib"), "{e}");
+    }
+
+    #[test]
+    fn a_zlib_bomb_is_refused() {
+        let mut f = header(true, 5, 2);
+        // 32 MiB of zero records compress to about 32 KiB.
+        f.extend_from_slice(&zlib(&vec![0u8; 32 << 20]));
+        let e = parse(Path::new("bomb.ftz"), &f).unwrap_err().to_string();
+        assert!(e.contains("decompression bomb"), "{e}");
+        assert!(e.starts_with("bomb.ftz: at offset "), "{e}");
     }
 
     #[test]
