@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::collect::{DecodeStats, Decoder, DecoderConfig};
 use crate::record::Record;
 
+use super::health::Beat;
 use super::metrics::{add, Kind, Metrics, Sample};
 
 /// The largest UDP payload.
@@ -42,13 +43,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Read datagrams until `stop` flips; never gives up on a socket error
-/// (ICMP errors and the like surface as recv errors on some systems).
+/// Read datagrams until `stop` flips, even while the decoder's queue is
+/// full; never gives up on a socket error (ICMP errors and the like surface
+/// as recv errors on some systems).
 pub async fn receive(
     sock: UdpSocket,
     tx: mpsc::Sender<Datagram>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
+    beat: Beat,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -66,7 +69,14 @@ pub async fn receive(
                     from,
                     at_ms: now_ms(),
                 };
-                if tx.send(d).await.is_err() {
+                beat.busy();
+                let sent = tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    sent = tx.send(d) => sent,
+                };
+                beat.idle();
+                if sent.is_err() {
                     break;
                 }
             }
@@ -85,10 +95,11 @@ pub fn spawn_decoder(
     rx: mpsc::Receiver<Datagram>,
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
+    beat: Beat,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("flowy-decode".into())
-        .spawn(move || decode_loop(Decoder::new(cfg), rx, out, metrics))
+        .spawn(move || decode_loop(Decoder::new(cfg), rx, out, metrics, beat))
 }
 
 fn decode_loop(
@@ -96,13 +107,19 @@ fn decode_loop(
     mut rx: mpsc::Receiver<Datagram>,
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
+    beat: Beat,
 ) {
+    let panic_on_first = super::panic::requested("decode");
     let mut next_id: u64 = 0;
     let mut records: Vec<Record> = Vec::new();
     // Scrapes see every decoder series (at 0) from the start.
     metrics.publish_collector(decoder_samples(decoder.stats()));
     let mut last_publish = Instant::now();
     while let Some(first) = rx.blocking_recv() {
+        beat.busy();
+        if panic_on_first {
+            panic!("FLOWY_DEBUG_PANIC=decode: deliberate panic in the decode thread");
+        }
         decoder.decode(&first.data, first.from, first.at_ms, &mut records);
         // Drain what is already queued into the same batch.
         while records.len() < BATCH_RECORDS {
@@ -130,6 +147,7 @@ fn decode_loop(
             tracing::error!("dispatcher gone; decoder stops");
             break;
         }
+        beat.idle();
     }
     metrics.publish_collector(decoder_samples(decoder.stats()));
     if let Err(e) = decoder.save_templates() {

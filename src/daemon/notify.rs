@@ -33,3 +33,15 @@ pub fn stopping() {
 pub fn status(line: &str) {
     send(&[NotifyState::Status(line)]);
 }
+
+/// The watchdog interval systemd asks for (`WatchdogSec=`), if any.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let mut usec = 0u64;
+    (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
+        .then(|| std::time::Duration::from_micros(usec))
+}
+
+/// Every stage is making progress.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
