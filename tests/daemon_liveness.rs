@@ -73,7 +73,10 @@ fn watchdog_pings_stop_while_the_output_is_stuck_and_resume_after() {
         ],
         Stdout::Hold,
     );
-    assert!(watchdog_pings(&sock, Duration::from_secs(1)) >= 2, "idle is healthy");
+    assert!(
+        watchdog_pings(&sock, Duration::from_secs(1)) >= 2,
+        "idle is healthy"
+    );
 
     // Far more matches than a pipe holds, and nobody reads the pipe.
     let t0 = now_ms() - 200_000;
@@ -83,7 +86,12 @@ fn watchdog_pings_stop_while_the_output_is_stuck_and_resume_after() {
             http_session(&client, 40_000 + i, "198.51.100.7", t0 + i64::from(i))
         })
         .collect();
-    flows.extend(http_session("10.9.255.1", 39_999, "198.51.100.7", t0 + 100_000));
+    flows.extend(http_session(
+        "10.9.255.1",
+        39_999,
+        "198.51.100.7",
+        t0 + 100_000,
+    ));
     for (seq, chunk) in flows.chunks(30).enumerate() {
         d.send(&v5(now_ms(), (seq * 30) as u32, chunk));
     }

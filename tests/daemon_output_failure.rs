@@ -94,7 +94,10 @@ fn sigterm_with_a_stalled_stdout_ends_within_the_deadline_and_reports_the_loss()
     // Before the fix the process never ended; bounded here by the helper.
     let status = d.wait_exit(Duration::from_secs(20));
     assert_eq!(exit_code(status), Some(1), "{status:?}");
-    assert!(support::daemon::sum_metric(&m, "flowy_output_queue_bytes", "") > 0.0, "{m:#?}");
+    assert!(
+        support::daemon::sum_metric(&m, "flowy_output_queue_bytes", "") > 0.0,
+        "{m:#?}"
+    );
     let written = support::daemon::sum_metric(&m, "flowy_output_lines_total", "");
     assert!(written < f64::from(n), "nobody reads: {written} written");
     let (lost, [dropped, failed, queued]) = final_loss(&d);
@@ -134,7 +137,10 @@ fn a_reader_that_goes_away_is_an_error_with_the_count_and_exit_status_1() {
     assert_eq!(exit_code(status), Some(1), "{status:?}");
     assert_eq!(not_written, lost_now);
     let logged = d.wait_log("output write failed", Duration::from_secs(5));
-    assert!(logged.contains("ERROR") && logged.contains("matches not written"), "{logged}");
+    assert!(
+        logged.contains("ERROR") && logged.contains("matches not written"),
+        "{logged}"
+    );
     let (lost, [dropped, failed, queued]) = final_loss(&d);
     // Plus the second batch's clock session, emitted at shutdown.
     assert_eq!(lost, u64::from(second) + 2);
@@ -150,9 +156,11 @@ fn when_full_drop_drops_and_counts_instead_of_stalling() {
     ]);
     let n = 1_000;
     send_sessions(&d, 4, n, now_ms() - 200_000, 100_000);
-    d.wait_until("matches handed to the output", Duration::from_secs(30), |d| {
-        d.metric("flowy_output_matches_total", "") >= f64::from(n)
-    });
+    d.wait_until(
+        "matches handed to the output",
+        Duration::from_secs(30),
+        |d| d.metric("flowy_output_matches_total", "") >= f64::from(n),
+    );
     let m = d.scrape();
     let dropped = support::daemon::sum_metric(&m, "flowy_output_dropped_total", "");
     assert!(dropped > 0.0, "{m:#?}");

@@ -127,7 +127,11 @@ fn sighup_applies_output_settings_and_warns_once_per_unapplied_key() {
     assert!(lines[2].starts_with("http-download #3:"), "{text}");
 
     let log = d.log_lines();
-    let warned = |key: &str| log.iter().filter(|l| l.contains("WARN") && l.contains(key)).count();
+    let warned = |key: &str| {
+        log.iter()
+            .filter(|l| l.contains("WARN") && l.contains(key))
+            .count()
+    };
     assert_eq!(warned("engine.lateness changed"), 1, "{}", log.join("\n"));
     assert_eq!(warned("engine.window changed"), 1, "{}", log.join("\n"));
     assert_eq!(warned("output.format"), 0);

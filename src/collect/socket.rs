@@ -88,7 +88,11 @@ mod tests {
                 let addr = held[0].local_addr().expect("addr");
                 assert_eq!(held.len(), first);
                 let err = bind_udp(addr, second, 0).expect_err("address is held");
-                assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{first}/{second}");
+                assert_eq!(
+                    err.kind(),
+                    std::io::ErrorKind::AddrInUse,
+                    "{first}/{second}"
+                );
             }
         });
     }

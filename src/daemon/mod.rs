@@ -2,12 +2,15 @@
 //! metrics.
 //!
 //! ```text
-//! socket tasks ─► decode thread ─► dispatcher ─► branch tasks ─► merger task ─► output thread
-//!  (per socket)    (rec_id, one)    (W, fan-out)  (per query×branch) (per query)   (one sink)
+//! socket tasks ─► decode thread ─► dispatcher ─► branch tasks ─► merger task ─► formatter ─► writer
+//!  (per socket)    (rec_id, one)    (W, fan-out)  (per query×branch) (per query)  (lines)  (one sink)
 //! ```
 //! Every hop is a bounded channel: a slow stage slows the one before it and,
 //! at the end, the kernel socket buffer absorbs the burst. Nothing that has
-//! been read from a socket is dropped inside the daemon.
+//! been read from a socket is dropped inside the daemon; only the output
+//! queue (bounded in bytes) may drop matches, when told to
+//! (`output.when_full = "drop"`), and every match not written is counted
+//! and reported at the end.
 
 pub mod config;
 pub mod dispatch;
@@ -43,8 +46,8 @@ use metrics::{add, get, set, Metrics};
 use output::{Output, OutputTx};
 use pipeline::RunningQuery;
 use reload::{Compiled, LoadError};
-pub use shutdown::Outcome;
 use shutdown::Handles;
+pub use shutdown::Outcome;
 use signals::{Event, Signals};
 
 /// How often systemd's STATUS= line is refreshed.
@@ -153,7 +156,10 @@ impl Daemon {
         let cap = settings.engine.channel_capacity;
 
         let out = &settings.output;
-        let beats = (health.register("output formatter"), health.register("output writer"));
+        let beats = (
+            health.register("output formatter"),
+            health.register("output writer"),
+        );
         let (output, out_tx, threads) = Output::start(out, cap, metrics.clone(), beats)
             .with_context(|| format!("cannot open output {} (output.path)", out.path))?;
 
@@ -299,7 +305,14 @@ impl Daemon {
             .iter()
             .filter_map(|&j| compiled.get_mut(j).and_then(Option::take))
             .map(|c| {
-                start_query(c, &engine_cfg, cap, &self.output_tx, &self.metrics, &self.health)
+                start_query(
+                    c,
+                    &engine_cfg,
+                    cap,
+                    &self.output_tx,
+                    &self.metrics,
+                    &self.health,
+                )
             })
             .collect();
         let (kept, retired): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
@@ -392,7 +405,15 @@ fn start_query(
     metrics: &Metrics,
     health: &Health,
 ) -> RunningQuery {
-    RunningQuery::start(c.plan, c.text.source, cfg, cap, output.clone(), metrics, health)
+    RunningQuery::start(
+        c.plan,
+        c.text.source,
+        cfg,
+        cap,
+        output.clone(),
+        metrics,
+        health,
+    )
 }
 
 /// Signals are read by a task of their own, so that SIGTERM arms the
@@ -445,7 +466,10 @@ fn start_watchdog(health: Arc<Health>) -> Option<tokio::task::JoinHandle<()>> {
                     .iter()
                     .map(|(name, d)| format!("{name} ({:.1}s)", d.as_secs_f64()))
                     .collect();
-                tracing::error!("pipeline stalled, withholding WATCHDOG=1: {}", list.join(", "));
+                tracing::error!(
+                    "pipeline stalled, withholding WATCHDOG=1: {}",
+                    list.join(", ")
+                );
                 logged = Some(Instant::now());
             }
         }

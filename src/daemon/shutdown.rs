@@ -72,7 +72,10 @@ impl Handles {
         drop(output);
         join_thread("output", self.formatter).await;
         let _ = self.written.await;
-        for t in [self.metrics_task, self.watchdog_task].into_iter().flatten() {
+        for t in [self.metrics_task, self.watchdog_task]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
     }
