@@ -92,6 +92,9 @@ pub fn arm_deadline(timeout: Duration, metrics: Arc<Metrics>) {
         .name("flowy-deadline".into())
         .spawn(move || {
             std::thread::sleep(timeout);
+            // Holding stderr (reentrant for this thread) keeps the stages
+            // that are still running from logging after the final line.
+            let _last_word = std::io::stderr().lock();
             if report(&metrics, true).is_some() {
                 std::process::exit(1);
             }
