@@ -182,3 +182,40 @@ fn when_full_drop_drops_and_counts_instead_of_stalling() {
     let warned = d.wait_log("output queue full", Duration::from_secs(1));
     assert!(warned.contains("matches not written"), "{warned}");
 }
+
+#[test]
+fn when_full_block_holds_the_queue_at_its_bound_and_drops_nothing() {
+    let (_dir, mut d) = start(&[
+        ("FLOWY__OUTPUT__BUFFER", "16KiB"),
+        ("FLOWY__DAEMON__SHUTDOWN_TIMEOUT", "2s"),
+    ]);
+    let n = 1_000;
+    send_sessions(&d, 5, n, now_ms() - 200_000, 100_000);
+    d.wait_until("matches formed", Duration::from_secs(30), |d| {
+        d.metric("flowy_merger_matches_total", "") >= f64::from(n)
+    });
+    // The queue fills to its bound and stays there: the formatter waits.
+    d.wait_until("a full queue", Duration::from_secs(10), |d| {
+        d.metric("flowy_output_queue_bytes", "") >= 8_192.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let m = d.scrape();
+    let queued = support::daemon::sum_metric(&m, "flowy_output_queue_bytes", "");
+    // One chunk holds at most 16 KiB plus the match that crossed it.
+    assert!(queued <= 32_768.0, "{queued} bytes queued");
+    assert_eq!(
+        support::daemon::sum_metric(&m, "flowy_output_dropped_total", ""),
+        0.0
+    );
+    let handed = support::daemon::sum_metric(&m, "flowy_output_matches_total", "");
+    let written = support::daemon::sum_metric(&m, "flowy_output_lines_total", "");
+    assert!(written < handed, "{written} of {handed} written");
+
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(exit_code(status), Some(1), "{status:?}");
+    let (lost, [dropped, failed, queued]) = final_loss(&d);
+    assert_eq!((dropped, failed), (0, 0));
+    assert!(lost >= (handed - written) as u64, "{lost}");
+    assert_eq!(queued, lost);
+}
