@@ -124,9 +124,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `flowy serve` exits 1 when any match was not written (SPEC §4.5).
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::daemon::run(args)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match crate::daemon::run(args)? {
+        crate::daemon::Outcome::Clean => ExitCode::SUCCESS,
+        crate::daemon::Outcome::MatchesLost(_) => ExitCode::from(EXIT_FAILURE),
+    })
 }
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::clock::Watermark;
 
 use super::config::Late;
+use super::health::Beat;
 use super::ingest::{now_ms, Batch};
 use super::metrics::{add, Metrics};
 
@@ -55,6 +56,7 @@ pub struct Dispatcher {
     last_sent: Option<i64>,
     late: Late,
     metrics: Arc<Metrics>,
+    beat: Beat,
 }
 
 /// How often W is re-evaluated against the wall clock (idle advance).
@@ -66,6 +68,7 @@ impl Dispatcher {
         watermark: Watermark,
         late: Late,
         metrics: Arc<Metrics>,
+        beat: Beat,
     ) -> Self {
         Dispatcher {
             routes,
@@ -73,6 +76,7 @@ impl Dispatcher {
             last_sent: None,
             late,
             metrics,
+            beat,
         }
     }
 
@@ -89,15 +93,25 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 msg = control.recv(), if control_open => match msg {
-                    Some(msg) => self.control(msg).await,
+                    Some(msg) => {
+                        self.beat.busy();
+                        self.control(msg).await;
+                    }
                     None => control_open = false,
                 },
                 batch = records.recv() => match batch {
-                    Some(batch) => self.dispatch(batch).await,
+                    Some(batch) => {
+                        self.beat.busy();
+                        self.dispatch(batch).await;
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.tick().await,
+                _ = tick.tick() => {
+                    self.beat.busy();
+                    self.tick().await;
+                }
             }
+            self.beat.idle();
         }
         let routes = std::mem::take(&mut self.routes);
         finish_routes(&routes).await;

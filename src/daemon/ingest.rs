@@ -18,6 +18,7 @@ use crate::record::Record;
 use crate::sanity::{ImplausibleCounts, TimeSanity};
 use crate::value::Prefix;
 
+use super::health::Beat;
 use super::metrics::{add, Kind, Metrics, Sample};
 
 /// The largest UDP payload.
@@ -44,14 +45,16 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Read datagrams until `stop` flips; never gives up on a socket error
-/// (ICMP errors and the like surface as recv errors on some systems).
+/// Read datagrams until `stop` flips, even while the decoder's queue is
+/// full; never gives up on a socket error (ICMP errors and the like surface
+/// as recv errors on some systems).
 pub async fn receive(
     sock: UdpSocket,
     tx: mpsc::Sender<Datagram>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     allow: Arc<[Prefix]>,
+    beat: Beat,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -73,7 +76,14 @@ pub async fn receive(
                     from,
                     at_ms: now_ms(),
                 };
-                if tx.send(d).await.is_err() {
+                beat.busy();
+                let sent = tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    sent = tx.send(d) => sent,
+                };
+                beat.idle();
+                if sent.is_err() {
                     break;
                 }
             }
@@ -101,10 +111,11 @@ pub fn spawn_decoder(
     rx: mpsc::Receiver<Datagram>,
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
+    beat: Beat,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("flowy-decode".into())
-        .spawn(move || decode_loop(Decoder::new(cfg), sanity, rx, out, metrics))
+        .spawn(move || decode_loop(Decoder::new(cfg), sanity, rx, out, metrics, beat))
 }
 
 fn decode_loop(
@@ -113,7 +124,9 @@ fn decode_loop(
     mut rx: mpsc::Receiver<Datagram>,
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
+    beat: Beat,
 ) {
+    let panic_on_first = super::panic::requested("decode");
     let mut next_id: u64 = 0;
     let mut records: Vec<Record> = Vec::new();
     let mut implausible = ImplausibleCounts::default();
@@ -121,6 +134,10 @@ fn decode_loop(
     metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
     let mut last_publish = Instant::now();
     while let Some(first) = rx.blocking_recv() {
+        beat.busy();
+        if panic_on_first {
+            panic!("FLOWY_DEBUG_PANIC=decode: deliberate panic in the decode thread");
+        }
         decoder.decode(&first.data, first.from, first.at_ms, &mut records);
         // Drain what is already queued into the same batch.
         while records.len() < BATCH_RECORDS {
@@ -150,6 +167,7 @@ fn decode_loop(
             tracing::error!("dispatcher gone; decoder stops");
             break;
         }
+        beat.idle();
     }
     metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
     if let Err(e) = decoder.save_templates() {

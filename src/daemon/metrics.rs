@@ -66,6 +66,15 @@ pub struct Metrics {
     pub records_dropped: AtomicU64,
     pub output_lines: AtomicU64,
     pub output_write_errors: AtomicU64,
+    /// Matches the mergers handed to the output.
+    pub output_matches: AtomicU64,
+    /// Bytes of formatted lines queued or being written.
+    pub output_queue_bytes: AtomicU64,
+    /// Matches dropped because the queue was full (`when_full = "drop"`).
+    pub output_dropped: AtomicU64,
+    /// Matches lost: dropped, failed writes, or abandoned at the shutdown
+    /// deadline.
+    pub output_not_written: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub queries_running: AtomicU64,
@@ -86,6 +95,10 @@ impl Default for Metrics {
             records_dropped: AtomicU64::new(0),
             output_lines: AtomicU64::new(0),
             output_write_errors: AtomicU64::new(0),
+            output_matches: AtomicU64::new(0),
+            output_queue_bytes: AtomicU64::new(0),
+            output_dropped: AtomicU64::new(0),
+            output_not_written: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             queries_running: AtomicU64::new(0),
@@ -237,6 +250,30 @@ impl Metrics {
                 "matches lost to failed output writes",
                 Counter,
                 &self.output_write_errors,
+            ),
+            c(
+                "flowy_output_matches_total",
+                "matches handed to the output by the mergers",
+                Counter,
+                &self.output_matches,
+            ),
+            c(
+                "flowy_output_queue_bytes",
+                "bytes of formatted matches queued for the output or being written",
+                Gauge,
+                &self.output_queue_bytes,
+            ),
+            c(
+                "flowy_output_dropped_total",
+                "matches dropped because the output queue was full (output.when_full = drop)",
+                Counter,
+                &self.output_dropped,
+            ),
+            c(
+                "flowy_output_not_written_total",
+                "matches lost: dropped, failed writes, or still queued at the shutdown deadline",
+                Counter,
+                &self.output_not_written,
             ),
             c(
                 "flowy_reloads_total",

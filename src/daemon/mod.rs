@@ -2,28 +2,35 @@
 //! metrics.
 //!
 //! ```text
-//! socket tasks ─► decode thread ─► dispatcher ─► branch tasks ─► merger task ─► output thread
-//!  (per socket)    (rec_id, one)    (W, fan-out)  (per query×branch) (per query)   (one sink)
+//! socket tasks ─► decode thread ─► dispatcher ─► branch tasks ─► merger task ─► formatter ─► writer
+//!  (per socket)    (rec_id, one)    (W, fan-out)  (per query×branch) (per query)  (lines)  (one sink)
 //! ```
 //! Every hop is a bounded channel: a slow stage slows the one before it and,
 //! at the end, the kernel socket buffer absorbs the burst. Nothing that has
-//! been read from a socket is dropped inside the daemon.
+//! been read from a socket is dropped inside the daemon; only the output
+//! queue (bounded in bytes) may drop matches, when told to
+//! (`output.when_full = "drop"`), and every match not written is counted
+//! and reported at the end.
 
 pub mod config;
 pub mod dispatch;
+pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod output;
+pub mod outqueue;
+pub mod panic;
 pub mod pipeline;
 pub mod reload;
 pub mod shutdown;
 pub mod signals;
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,28 +42,36 @@ use crate::sanity::TimeSanity;
 
 use config::{Late, Overrides, Scope, Settings};
 use dispatch::{Control, Dispatcher};
+use health::Health;
 use metrics::{add, get, set, Metrics};
-use output::{OutMsg, Output};
+use output::{Output, OutputTx};
 use pipeline::RunningQuery;
 use reload::{Compiled, LoadError};
 use shutdown::Handles;
+pub use shutdown::Outcome;
 use signals::{Event, Signals};
 
 /// How often systemd's STATUS= line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Build the runtime and run the daemon until SIGTERM/SIGINT.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    panic::install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flowy")
         .build()
         .context("cannot start the tokio runtime")?;
-    rt.block_on(serve(args))
+    let outcome = rt.block_on(serve(args));
+    // Nothing is left to wait for; do not let a stray blocking task hold
+    // the exit.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    outcome
 }
 
-/// Run the daemon until SIGTERM/SIGINT; `Ok` after an orderly shutdown.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Run the daemon until SIGTERM/SIGINT and tell whether every match was
+/// written.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
     let overrides = Overrides {
         config: args.config,
         listen: args.listen,
@@ -115,16 +130,21 @@ struct Daemon {
     settings: Settings,
     overrides: Overrides,
     running: Vec<RunningQuery>,
-    output: mpsc::Sender<OutMsg>,
+    output_tx: OutputTx,
+    output: Output,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
-    signals: Signals,
+    health: Arc<Health>,
+    events: mpsc::UnboundedReceiver<Event>,
+    /// ms; a reload may change it before SIGTERM reads it.
+    shutdown_timeout: Arc<AtomicU64>,
     handles: Handles,
 }
 
 impl Daemon {
     async fn start(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health::default());
         let (queries, fallback) = reload::load(&settings)?;
         if fallback {
             tracing::info!(
@@ -136,17 +156,18 @@ impl Daemon {
         let signals = Signals::install().context("cannot install signal handlers")?;
         let cap = settings.engine.channel_capacity;
 
-        let (out_tx, out_rx) = mpsc::channel(cap);
         let out = &settings.output;
-        let output = Output::open(&out.path, out.format, out.records, metrics.clone())
-            .with_context(|| format!("cannot open output {} (output.path)", out.path))?
-            .spawn(out_rx)
-            .context("cannot start the output thread")?;
+        let beats = (
+            health.register("output formatter"),
+            health.register("output writer"),
+        );
+        let (output, out_tx, threads) = Output::start(out, cap, metrics.clone(), beats)
+            .with_context(|| format!("cannot open output {} (output.path)", out.path))?;
 
         let engine_cfg = engine_config(&settings.engine);
         let running: Vec<RunningQuery> = queries
             .into_iter()
-            .map(|c| start_query(c, &engine_cfg, cap, &out_tx, &metrics))
+            .map(|c| start_query(c, &engine_cfg, cap, &out_tx, &metrics, &health))
             .collect();
         add(&metrics.queries_running, running.len() as u64);
         for q in &running {
@@ -158,52 +179,72 @@ impl Daemon {
         let watermark = Watermark::new(settings.engine.lateness, settings.engine.idle_advance)
             .bounded_by_wall_clock();
         let routes = running.iter().map(|q| q.route.clone()).collect();
-        let dispatcher = Dispatcher::new(routes, watermark, settings.engine.late, metrics.clone());
+        let dispatcher = Dispatcher::new(
+            routes,
+            watermark,
+            settings.engine.late,
+            metrics.clone(),
+            health.register("dispatcher"),
+        );
         let dispatcher = tokio::spawn(dispatcher.run(batch_rx, ctl_rx));
 
         let c = &settings.collector;
         let (dg_tx, dg_rx) = mpsc::channel(c.queue);
-        let sanity = TimeSanity::live(c.max_future);
-        let decoder =
-            ingest::spawn_decoder(decoder_config(c), sanity, dg_rx, batch_tx, metrics.clone())
-                .context("cannot start the decode thread")?;
+        let decoder = ingest::spawn_decoder(
+            decoder_config(c),
+            TimeSanity::live(c.max_future),
+            dg_rx,
+            batch_tx,
+            metrics.clone(),
+            health.register("decoder"),
+        )
+        .context("cannot start the decode thread")?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let receivers = start_receivers(c, &dg_tx, &stop_rx, &metrics)?;
+        let receivers = start_receivers(c, &dg_tx, &stop_rx, &metrics, &health)?;
         drop(dg_tx);
         let metrics_task = match settings.metrics_listen {
             Some(addr) => Some(start_metrics(addr, &metrics).await?),
             None => None,
         };
 
+        let shutdown_timeout = Arc::new(AtomicU64::new(settings.daemon.shutdown_timeout as u64));
+        let events = forward_signals(signals, shutdown_timeout.clone(), metrics.clone());
+        let watchdog_task = start_watchdog(health.clone());
+
         Ok(Daemon {
             settings,
             overrides,
             running,
-            output: out_tx,
+            output_tx: out_tx,
+            output,
             control: ctl_tx,
             metrics,
-            signals,
+            health,
+            events,
+            shutdown_timeout,
             handles: Handles {
                 stop: stop_tx,
                 receivers,
                 decoder,
                 dispatcher,
-                output,
+                formatter: threads.formatter,
+                written: threads.written,
                 metrics_task,
+                watchdog_task,
             },
         })
     }
 
-    async fn run(mut self) -> anyhow::Result<()> {
+    async fn run(mut self) -> anyhow::Result<Outcome> {
         notify::ready();
         tracing::info!("flowy ready");
         let mut status = tokio::time::interval(STATUS_EVERY);
         loop {
             tokio::select! {
-                ev = self.signals.next() => match ev {
-                    Event::Reload => self.reload().await,
-                    Event::Shutdown => break,
+                ev = self.events.recv() => match ev {
+                    Some(Event::Reload) => self.reload().await,
+                    Some(Event::Shutdown) | None => break,
                 },
                 _ = status.tick() => notify::status(&status_line(&self.metrics)),
             }
@@ -212,15 +253,18 @@ impl Daemon {
         tracing::info!("shutting down: draining received records");
         let Daemon {
             running,
-            output,
+            output_tx,
             control,
             metrics,
             handles,
             ..
         } = self;
-        handles.drain(running, output, control, &metrics).await;
-        tracing::info!("shutdown complete: {}", status_line(&metrics));
-        Ok(())
+        handles.drain(running, output_tx, control, &metrics).await;
+        match shutdown::report(&metrics, false) {
+            Some(outcome) => Ok(outcome),
+            // The deadline thread reported first and is ending the process.
+            None => std::future::pending().await,
+        }
     }
 
     async fn reload(&mut self) {
@@ -233,6 +277,9 @@ impl Daemon {
                 tracing::error!("reload rejected, the running queries stay in force:\n{e}");
             }
         }
+        // Every SIGHUP reopens the output (logrotate), whether or not the
+        // rest of the reload was accepted.
+        self.output.reload(&self.settings.output);
         notify::ready();
     }
 
@@ -242,7 +289,6 @@ impl Daemon {
         if fallback {
             tracing::info!("no query files match; running the built-in example queries");
         }
-        warn_static_changes(&self.settings, &settings);
         let running: Vec<(&str, &str)> = self
             .running
             .iter()
@@ -261,13 +307,23 @@ impl Daemon {
             .start
             .iter()
             .filter_map(|&j| compiled.get_mut(j).and_then(Option::take))
-            .map(|c| start_query(c, &engine_cfg, cap, &self.output, &self.metrics))
+            .map(|c| {
+                start_query(
+                    c,
+                    &engine_cfg,
+                    cap,
+                    &self.output_tx,
+                    &self.metrics,
+                    &self.health,
+                )
+            })
             .collect();
         let (kept, retired): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
             .into_iter()
             .enumerate()
             .partition(|(i, _)| diff.keep.contains(i));
         let mut next: Vec<RunningQuery> = kept.into_iter().map(|(_, q)| q).collect();
+        reload::warn_unapplied(&self.settings, &settings, next.len());
         let retired: Vec<RunningQuery> = retired.into_iter().map(|(_, q)| q).collect();
         for q in &retired {
             tracing::info!(query = %q.name, "query finished (removed or changed)");
@@ -295,10 +351,8 @@ impl Daemon {
                 q.join(&metrics).await;
             }
         });
-        let _ = self
-            .output
-            .send(OutMsg::Reopen(settings.output.path.clone()))
-            .await;
+        self.shutdown_timeout
+            .store(settings.daemon.shutdown_timeout as u64, Ordering::Relaxed);
         self.settings = settings;
         tracing::info!(queries = self.running.len(), "reload complete");
         Ok(())
@@ -311,16 +365,31 @@ fn start_receivers(
     tx: &mpsc::Sender<ingest::Datagram>,
     stop: &watch::Receiver<bool>,
     metrics: &Arc<Metrics>,
+    health: &Health,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut receivers = Vec::new();
     let allow: Arc<[crate::value::Prefix]> = c.allow.clone().into();
     for addr in &c.listen {
-        let socks = bind_udp(*addr, c.sockets, c.recv_buffer)
-            .with_context(|| format!("cannot bind UDP {addr} (collector.listen)"))?;
+        let socks = bind_udp(*addr, c.sockets, c.recv_buffer).map_err(|e| {
+            let held = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " — another process (another flowy?) holds this address"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot bind UDP {addr} (collector.listen): {e}{held}")
+        })?;
         for s in socks {
             let local = s.local_addr().context("socket address")?;
             tracing::info!("collector listening on udp://{local}");
-            let task = ingest::receive(s, tx.clone(), metrics.clone(), stop.clone(), allow.clone());
+            let beat = health.register(format!("receiver udp://{local}"));
+            let task = ingest::receive(
+                s,
+                tx.clone(),
+                metrics.clone(),
+                stop.clone(),
+                allow.clone(),
+                beat,
+            );
             receivers.push(tokio::spawn(task));
         }
     }
@@ -343,21 +412,79 @@ fn start_query(
     c: Compiled,
     cfg: &EngineConfig,
     cap: usize,
-    output: &mpsc::Sender<OutMsg>,
+    output: &OutputTx,
     metrics: &Metrics,
+    health: &Health,
 ) -> RunningQuery {
-    RunningQuery::start(c.plan, c.text.source, cfg, cap, output.clone(), metrics)
+    RunningQuery::start(
+        c.plan,
+        c.text.source,
+        cfg,
+        cap,
+        output.clone(),
+        metrics,
+        health,
+    )
 }
 
-/// Sockets, metrics listener and decoder settings are bound at start; a
-/// reload cannot change them, so say so rather than silently ignore.
-fn warn_static_changes(old: &Settings, new: &Settings) {
-    if old.collector != new.collector {
-        tracing::warn!("[collector] changes take effect at the next restart");
-    }
-    if old.metrics_listen != new.metrics_listen {
-        tracing::warn!("metrics.listen changes take effect at the next restart");
-    }
+/// Signals are read by a task of their own, so that SIGTERM arms the
+/// shutdown deadline even while the control loop is busy (a reload waiting
+/// on a stalled pipeline).
+fn forward_signals(
+    mut signals: Signals,
+    timeout_ms: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+) -> mpsc::UnboundedReceiver<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut armed = false;
+        loop {
+            let ev = signals.next().await;
+            if ev == Event::Shutdown && !armed {
+                armed = true;
+                let timeout = Duration::from_millis(timeout_ms.load(Ordering::Relaxed));
+                shutdown::arm_deadline(timeout, metrics.clone());
+            }
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// How often a stalled stage is logged while WATCHDOG=1 is withheld.
+const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// With `WatchdogSec=`, send WATCHDOG=1 every half interval while no stage
+/// has been stuck on one item for that long.
+fn start_watchdog(health: Arc<Health>) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = notify::watchdog_interval()?;
+    let every = (interval / 2).max(Duration::from_millis(10));
+    tracing::info!("systemd watchdog every {every:?}");
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        let mut logged: Option<Instant> = None;
+        loop {
+            tick.tick().await;
+            let stuck = health.stuck(every);
+            if stuck.is_empty() {
+                notify::watchdog();
+                continue;
+            }
+            if logged.is_none_or(|t| t.elapsed() >= STALL_LOG_EVERY) {
+                let list: Vec<String> = stuck
+                    .iter()
+                    .map(|(name, d)| format!("{name} ({:.1}s)", d.as_secs_f64()))
+                    .collect();
+                tracing::error!(
+                    "pipeline stalled, withholding WATCHDOG=1: {}",
+                    list.join(", ")
+                );
+                logged = Some(Instant::now());
+            }
+        }
+    }))
 }
 
 fn status_line(m: &Metrics) -> String {

@@ -33,3 +33,22 @@ pub fn stopping() {
 pub fn status(line: &str) {
     send(&[NotifyState::Status(line)]);
 }
+
+/// The watchdog interval systemd asks for (`WatchdogSec=`), if any. As in
+/// sd_watchdog_enabled(3), WATCHDOG_PID, when set, must name this process
+/// (the crate's version insists on it being set, which systemd does but a
+/// test harness that cannot know the pid beforehand cannot).
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| std::time::Duration::from_micros(usec))
+}
+
+/// Every stage is making progress.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}

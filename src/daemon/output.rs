@@ -1,145 +1,291 @@
-//! The output thread: one sink shared by every query (each line names its
-//! query), written and flushed as matches arrive, reopened on SIGHUP.
+//! The output (SPEC §3.3, §4.5): mergers hand matches to a formatter
+//! thread, which turns them into lines and queues them (bounded in bytes,
+//! see [`super::outqueue`]); a writer thread writes each queued chunk whole
+//! and counts what it could not write.
 //!
-//! File writes block, so they run on their own OS thread rather than on the
-//! runtime that serves the sockets.
+//! Formatting and writing block, so both run on their own OS threads
+//! rather than on the runtime that serves the sockets; and they are two
+//! threads so that a sink that blocks never stops the formatter from
+//! applying the queue's policy (drop or wait).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::Match;
-use crate::output::{open_output, MatchFormatter, OutputFormat, WRITE_CHUNK};
+use crate::output::{LineSink, MatchFormatter, OutputFormat, WriteFailure, WRITE_CHUNK};
 use crate::query::plan::Plan;
 
-use super::config::Format;
+use super::config::{Format, OutputSettings, WhenFull};
+use super::health::Beat;
 use super::metrics::{add, Metrics};
+use super::outqueue::{Chunk, Item, Pushed, Queue};
 
-pub enum OutMsg {
-    Matches {
-        plan: Arc<Plan>,
-        matches: Vec<Match>,
-    },
-    /// Reopen the output path (logrotate moved the file away).
-    Reopen(String),
+pub struct OutMsg {
+    plan: Arc<Plan>,
+    matches: Vec<Match>,
 }
 
-pub struct Output {
-    sink: Box<dyn Write + Send>,
-    format: OutputFormat,
-    records: bool,
-    formatters: HashMap<String, MatchFormatter>,
-    /// Lines formatted but not yet written, and how many they are.
-    pending: Vec<u8>,
-    pending_lines: u64,
+/// What the mergers hold: every match handed over is counted, so the
+/// matches that never reach the sink can be told at the end.
+#[derive(Clone)]
+pub struct OutputTx {
+    tx: mpsc::Sender<OutMsg>,
     metrics: Arc<Metrics>,
 }
 
-/// Errors are logged for the first few and then only counted, so a full
-/// disk does not flood the journal.
-const LOGGED_ERRORS: u64 = 10;
+impl OutputTx {
+    /// Hand `matches` to the formatter; false when the output is gone.
+    pub async fn send(&self, plan: Arc<Plan>, matches: Vec<Match>) -> bool {
+        add(&self.metrics.output_matches, matches.len() as u64);
+        self.tx.send(OutMsg { plan, matches }).await.is_ok()
+    }
+}
+
+/// Format settings a reload may change while queries keep running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Style {
+    format: OutputFormat,
+    records: bool,
+}
+
+fn style(format: Format, records: bool) -> Style {
+    let format = match format {
+        Format::Json => OutputFormat::Json,
+        Format::Text => OutputFormat::Text,
+    };
+    Style { format, records }
+}
+
+/// The daemon's side of the running output: what a reload changes.
+pub struct Output {
+    queue: Arc<Queue>,
+    style: Arc<Mutex<Style>>,
+}
+
+/// What shutdown waits for.
+pub struct OutputThreads {
+    pub formatter: JoinHandle<()>,
+    /// Fires when the writer has written (or failed) everything.
+    pub written: oneshot::Receiver<()>,
+}
 
 impl Output {
-    pub fn open(
-        path: &str,
-        format: Format,
-        records: bool,
+    /// Open the sink and start the formatter and writer threads; the
+    /// formatter ends when every [`OutputTx`] is gone, the writer after it.
+    pub fn start(
+        s: &OutputSettings,
+        capacity: usize,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<Self> {
-        let format = match format {
-            Format::Json => OutputFormat::Json,
-            Format::Text => OutputFormat::Text,
+        beats: (Beat, Beat),
+    ) -> std::io::Result<(Output, OutputTx, OutputThreads)> {
+        let sink = LineSink::open(&s.path)?;
+        let queue = Arc::new(Queue::new(
+            s.buffer,
+            s.when_full == WhenFull::Drop,
+            metrics.clone(),
+        ));
+        let style = Arc::new(Mutex::new(style(s.format, s.records)));
+        let (tx, rx) = mpsc::channel(capacity);
+        let (done_tx, done_rx) = oneshot::channel();
+        let (format_beat, write_beat) = beats;
+        let writer = Writer {
+            sink,
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            losses: LossReport::default(),
+            beat: write_beat,
         };
-        Ok(Output {
-            sink: open_output(path)?,
-            format,
-            records,
-            formatters: HashMap::new(),
-            pending: Vec::with_capacity(WRITE_CHUNK),
-            pending_lines: 0,
-            metrics,
-        })
-    }
-
-    pub fn spawn(self, rx: mpsc::Receiver<OutMsg>) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
+            .name("flowy-write".into())
+            .spawn(move || writer.run(done_tx))?;
+        let f = Formatter {
+            queue: queue.clone(),
+            style: style.clone(),
+            formatters: HashMap::new(),
+            chunk: Chunk::default(),
+            // The queue's bound holds but for one match larger than it.
+            chunk_limit: WRITE_CHUNK.min(s.buffer.max(1)),
+            beat: format_beat,
+        };
+        let formatter = std::thread::Builder::new()
             .name("flowy-output".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || f.run(rx))?;
+        let threads = OutputThreads {
+            formatter,
+            written: done_rx,
+        };
+        Ok((Output { queue, style }, OutputTx { tx, metrics }, threads))
     }
 
-    /// Matches are written and flushed as soon as the queue is empty: what
-    /// is already waiting joins the same write, nothing waits for more.
+    /// Apply what a reload changed: format, records, policy, and reopen the
+    /// path (every SIGHUP, for logrotate). Never waits on the sink.
+    pub fn reload(&self, s: &OutputSettings) {
+        *self.style.lock().unwrap_or_else(|p| p.into_inner()) = style(s.format, s.records);
+        self.queue.set_drop_when_full(s.when_full == WhenFull::Drop);
+        self.queue.push_control(Item::Reopen(s.path.clone()));
+    }
+}
+
+struct Formatter {
+    queue: Arc<Queue>,
+    style: Arc<Mutex<Style>>,
+    /// Per query name, so a restarted query goes on numbering.
+    formatters: HashMap<String, MatchFormatter>,
+    chunk: Chunk,
+    chunk_limit: usize,
+    beat: Beat,
+}
+
+impl Formatter {
+    /// Matches are queued as soon as the channel is empty: what is already
+    /// waiting joins the same chunk, nothing waits for more.
     fn run(mut self, mut rx: mpsc::Receiver<OutMsg>) {
         while let Some(msg) = rx.blocking_recv() {
-            self.handle(msg);
-            while self.pending.len() < WRITE_CHUNK {
+            self.beat.busy();
+            self.format(msg);
+            while self.chunk.buf.len() < self.chunk_limit {
                 match rx.try_recv() {
-                    Ok(msg) => self.handle(msg),
+                    Ok(msg) => self.format(msg),
                     Err(_) => break,
                 }
             }
-            self.write_pending();
+            self.flush();
+            self.beat.idle();
         }
-        self.write_pending();
+        self.flush();
+        self.queue.close();
     }
 
-    fn handle(&mut self, msg: OutMsg) {
-        match msg {
-            OutMsg::Matches { plan, matches } => {
-                // Out of the map while writing, which needs all of `self`.
-                let mut f = self.formatters.remove(&plan.name).unwrap_or_else(|| {
-                    MatchFormatter::new(plan.name.clone(), self.format, self.records)
-                });
-                for m in &matches {
-                    f.append(&plan, m, &mut self.pending);
-                    self.pending_lines += 1;
-                    if self.pending.len() >= WRITE_CHUNK {
-                        self.write_pending();
-                    }
-                }
-                self.formatters.insert(plan.name.clone(), f);
-            }
-            OutMsg::Reopen(path) => {
-                self.write_pending();
-                match open_output(&path) {
-                    Ok(sink) => {
-                        self.sink = sink;
-                        tracing::info!(path = %path, "output reopened");
-                    }
-                    Err(e) => {
-                        tracing::error!(path = %path, error = %e, "cannot reopen output; keeping the old one")
-                    }
-                }
+    fn format(&mut self, msg: OutMsg) {
+        let style = *self.style.lock().unwrap_or_else(|p| p.into_inner());
+        let plan = &msg.plan;
+        let f = self
+            .formatters
+            .entry(plan.name.clone())
+            .or_insert_with(|| MatchFormatter::new(plan.name.clone(), style.format, style.records));
+        f.set_format(style.format, style.records);
+        for m in &msg.matches {
+            f.append(plan, m, &mut self.chunk.buf);
+            self.chunk.ends.push(self.chunk.buf.len());
+            if self.chunk.buf.len() >= self.chunk_limit {
+                let chunk = std::mem::take(&mut self.chunk);
+                push(&self.queue, chunk);
             }
         }
     }
 
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() {
+    fn flush(&mut self) {
+        if !self.chunk.ends.is_empty() {
+            push(&self.queue, std::mem::take(&mut self.chunk));
+        }
+    }
+}
+
+/// Dropped matches are counted by the queue; the log says so, rate-limited.
+fn push(queue: &Queue, chunk: Chunk) {
+    if let Pushed::Dropped(n) = queue.push(chunk) {
+        static DROPS: Mutex<LossReport> = Mutex::new(LossReport::new());
+        DROPS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lost(n, "output queue full (output.when_full = \"drop\")");
+    }
+}
+
+struct Writer {
+    sink: LineSink,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    losses: LossReport,
+    beat: Beat,
+}
+
+impl Writer {
+    fn run(mut self, done: oneshot::Sender<()>) {
+        while let Some(item) = self.queue.pop() {
+            match item {
+                Item::Lines(chunk) => self.write(chunk),
+                Item::Reopen(path) => self.reopen(&path),
+            }
+        }
+        let _ = done.send(());
+    }
+
+    fn write(&mut self, chunk: Chunk) {
+        self.beat.busy();
+        let result = self.sink.write_matches(&chunk.buf, &chunk.ends);
+        self.beat.idle();
+        self.queue.release(chunk.buf.len());
+        let n = chunk.matches();
+        match result {
+            Ok(()) => add(&self.metrics.output_lines, n),
+            Err(WriteFailure { written, error }) => {
+                let written = written as u64;
+                let lost = n - written;
+                add(&self.metrics.output_lines, written);
+                add(&self.metrics.output_write_errors, lost);
+                add(&self.metrics.output_not_written, lost);
+                self.losses
+                    .lost(lost, &format!("output write failed: {error}"));
+            }
+        }
+    }
+
+    fn reopen(&mut self, path: &str) {
+        match LineSink::open(path) {
+            Ok(sink) => {
+                self.sink = sink;
+                tracing::info!(path = %path, "output reopened");
+            }
+            Err(e) => {
+                tracing::error!(path = %path, error = %e, "cannot reopen output; keeping the old one")
+            }
+        }
+    }
+}
+
+/// Losses are logged at once the first time, then at most every
+/// `LOSS_LOG_EVERY` with the count since the last line, so a full disk
+/// does not flood the journal yet every lost match is told.
+struct LossReport {
+    last: Option<Instant>,
+    unreported: u64,
+    total: u64,
+}
+
+const LOSS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Default for LossReport {
+    fn default() -> Self {
+        LossReport::new()
+    }
+}
+
+impl LossReport {
+    const fn new() -> Self {
+        LossReport {
+            last: None,
+            unreported: 0,
+            total: 0,
+        }
+    }
+
+    fn lost(&mut self, n: u64, why: &str) {
+        self.unreported += n;
+        self.total += n;
+        if self.last.is_some_and(|t| t.elapsed() < LOSS_LOG_EVERY) {
             return;
         }
-        let written = self
-            .sink
-            .write_all(&self.pending)
-            .and_then(|()| self.sink.flush());
-        match written {
-            Ok(()) => add(&self.metrics.output_lines, self.pending_lines),
-            Err(e) => {
-                add(&self.metrics.output_write_errors, self.pending_lines);
-                if super::metrics::get(&self.metrics.output_write_errors) <= LOGGED_ERRORS {
-                    tracing::error!(lines = self.pending_lines, error = %e, "output write failed");
-                }
-            }
-        }
-        self.pending.clear();
-        self.pending_lines = 0;
-        // A single huge match must not pin its buffer for good; ordinary
-        // ones keep it, so its pages are not faulted in again every time.
-        if self.pending.capacity() > 16 * WRITE_CHUNK {
-            self.pending.shrink_to(WRITE_CHUNK);
-        }
+        tracing::error!(
+            "{why}: {} matches not written ({} in all so far)",
+            self.unreported,
+            self.total
+        );
+        self.unreported = 0;
+        self.last = Some(Instant::now());
     }
 }

@@ -11,8 +11,9 @@ use crate::engine::{BranchEngine, BranchStats, EngineConfig, Group, Match, Merge
 use crate::query::plan::Plan;
 
 use super::dispatch::{BranchMsg, Route};
+use super::health::{Beat, Health};
 use super::metrics::{set, BranchMetrics, MergerMetrics, Metrics};
-use super::output::OutMsg;
+use super::output::OutputTx;
 
 /// What the merger task receives from its branches.
 pub enum MergerMsg {
@@ -45,8 +46,9 @@ impl RunningQuery {
         source: String,
         cfg: &EngineConfig,
         capacity: usize,
-        output: mpsc::Sender<OutMsg>,
+        output: OutputTx,
         metrics: &Metrics,
+        health: &Health,
     ) -> Self {
         let n = plan.branches.len();
         let (merger_tx, merger_rx) = mpsc::channel(capacity);
@@ -59,7 +61,8 @@ impl RunningQuery {
             let m = metrics.register_branch(&plan.name, &b.name);
             let engine = BranchEngine::new(&plan, i, cfg);
             let label = format!("{}/{}", plan.name, b.name);
-            let task = run_branch(engine, i, label, rx, merger_tx.clone(), m.clone());
+            let beat = health.register(format!("branch {label}"));
+            let task = run_branch(engine, i, label, rx, merger_tx.clone(), m.clone(), beat);
             tasks.push(tokio::spawn(task));
             senders.push(tx);
             branch_metrics.push(m);
@@ -73,6 +76,7 @@ impl RunningQuery {
             merger_rx,
             output,
             merger_metrics.clone(),
+            health.register(format!("merger {}", plan.name)),
         )));
         RunningQuery {
             name: plan.name.clone(),
@@ -116,13 +120,16 @@ async fn run_branch(
     mut rx: mpsc::Receiver<BranchMsg>,
     merger: mpsc::Sender<MergerMsg>,
     m: Arc<BranchMetrics>,
+    beat: Beat,
 ) {
     let mut out = Vec::new();
     let mut limits = LimitWarning::default();
     loop {
+        beat.idle();
         // A closed channel without Finish (dispatcher gone) still finishes,
         // so no open group is lost.
         let msg = rx.recv().await.unwrap_or(BranchMsg::Finish);
+        beat.busy();
         let w = match msg {
             BranchMsg::Records {
                 recs,
@@ -242,8 +249,9 @@ async fn run_merger(
     mut engine: MergerEngine,
     branches: usize,
     mut rx: mpsc::Receiver<MergerMsg>,
-    output: mpsc::Sender<OutMsg>,
+    output: OutputTx,
     m: Arc<MergerMetrics>,
+    beat: Beat,
 ) {
     let mut clocks = BranchClocks::new(branches);
     let mut finished = 0usize;
@@ -251,6 +259,7 @@ async fn run_merger(
     let mut limits = LimitWarning::default();
     // Ends when every branch has finished (their senders drop with them).
     while let Some(msg) = rx.recv().await {
+        beat.busy();
         match msg {
             MergerMsg::Groups { branch, groups, w } => {
                 for g in groups {
@@ -270,18 +279,17 @@ async fn run_merger(
         set(&m.matches, s.matches);
         set(&m.closed_early, s.closed_early);
         limits.check(&plan.name, s.closed_early);
-        if !matches.is_empty() {
-            let msg = OutMsg::Matches {
-                plan: plan.clone(),
-                matches: std::mem::take(&mut matches),
-            };
-            if output.send(msg).await.is_err() {
-                tracing::error!(query = %plan.name, "output gone; matches lost");
-            }
+        if !matches.is_empty()
+            && !output
+                .send(plan.clone(), std::mem::take(&mut matches))
+                .await
+        {
+            tracing::error!(query = %plan.name, "output gone; matches lost");
         }
         if finished == branches {
             break;
         }
+        beat.idle();
     }
 }
 

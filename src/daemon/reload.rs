@@ -175,9 +175,136 @@ pub fn diff(running: &[(&str, &str)], new: &[(&str, &str)]) -> Diff {
     d
 }
 
+/// What a reload does with a changed setting it cannot simply apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Bound at start (sockets, decoder, watermark, queue): next restart.
+    Restart,
+    /// Per query: the queries this reload starts take it, kept ones do not.
+    NewQueries,
+}
+
+/// Changed settings a reload does not apply everywhere, by key. Output
+/// format, records, path and policy, and the shutdown timeout, are applied
+/// by the reload and not listed.
+pub fn unapplied(old: &Settings, new: &Settings) -> Vec<(&'static str, Effect)> {
+    use Effect::*;
+    let (c, n) = (&old.collector, &new.collector);
+    let (e, f) = (&old.engine, &new.engine);
+    let checks: [(&'static str, bool, Effect); 22] = [
+        ("collector.listen", c.listen != n.listen, Restart),
+        ("collector.sockets", c.sockets != n.sockets, Restart),
+        (
+            "collector.recv_buffer",
+            c.recv_buffer != n.recv_buffer,
+            Restart,
+        ),
+        (
+            "collector.template_scope",
+            c.template_scope != n.template_scope,
+            Restart,
+        ),
+        (
+            "collector.apply_sampling",
+            c.apply_sampling != n.apply_sampling,
+            Restart,
+        ),
+        (
+            "collector.template_store",
+            c.template_store != n.template_store,
+            Restart,
+        ),
+        ("collector.allow", c.allow != n.allow, Restart),
+        (
+            "collector.max_future",
+            c.max_future != n.max_future,
+            Restart,
+        ),
+        ("decoder", old.decoder != new.decoder, Restart),
+        ("engine.lateness", e.lateness != f.lateness, Restart),
+        (
+            "engine.idle_advance",
+            e.idle_advance != f.idle_advance,
+            Restart,
+        ),
+        ("engine.late", e.late != f.late, Restart),
+        ("engine.window", e.window != f.window, NewQueries),
+        ("engine.horizon", e.horizon != f.horizon, NewQueries),
+        (
+            "engine.max_open_groups",
+            e.max_open_groups != f.max_open_groups,
+            NewQueries,
+        ),
+        (
+            "engine.max_stored_groups",
+            e.max_stored_groups != f.max_stored_groups,
+            NewQueries,
+        ),
+        (
+            "engine.max_reorder",
+            e.max_reorder != f.max_reorder,
+            NewQueries,
+        ),
+        ("engine.max_state", e.max_state != f.max_state, NewQueries),
+        (
+            "engine.channel_capacity",
+            e.channel_capacity != f.channel_capacity,
+            NewQueries,
+        ),
+        (
+            "output.buffer",
+            old.output.buffer != new.output.buffer,
+            Restart,
+        ),
+        (
+            "metrics.listen",
+            old.metrics_listen != new.metrics_listen,
+            Restart,
+        ),
+        ("log.level", old.log_level != new.log_level, Restart),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, changed, _)| *changed)
+        .map(|(key, _, effect)| (key, effect))
+        .collect()
+}
+
+/// Log one warning per changed key the reload does not fully apply.
+pub fn warn_unapplied(old: &Settings, new: &Settings, kept: usize) {
+    for (key, effect) in unapplied(old, new) {
+        match effect {
+            Effect::Restart => {
+                tracing::warn!("{key} changed: a reload cannot apply it; it takes effect at the next restart")
+            }
+            Effect::NewQueries => tracing::warn!(
+                "{key} changed: queries started by this reload use it; {kept} unchanged queries keep the old value until they change or the daemon restarts"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unapplied_names_each_changed_key() {
+        let old = settings_with(QuerySource::Globs(vec!["x".into()]));
+        let mut new = old.clone();
+        assert!(unapplied(&old, &new).is_empty());
+        new.engine.lateness = Some(1);
+        new.engine.window = Some(1);
+        new.output.format = super::super::config::Format::Text;
+        new.output.path = "elsewhere".into();
+        assert_eq!(
+            unapplied(&old, &new),
+            vec![
+                ("engine.lateness", Effect::Restart),
+                ("engine.window", Effect::NewQueries)
+            ]
+        );
+    }
 
     #[test]
     fn diff_keeps_unchanged_restarts_changed_retires_removed() {

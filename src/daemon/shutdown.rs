@@ -1,15 +1,19 @@
-//! Orderly shutdown (SPEC §4.3): stop receiving, then let every stage drain
-//! into the next, upstream first, so that each record that was read is
-//! processed, every group closes and every match is written and flushed.
+//! Orderly shutdown (SPEC §4.3, §4.5): stop receiving, then let every stage
+//! drain into the next, upstream first, so that each record that was read
+//! is processed, every group closes and every match is written — within
+//! `daemon.shutdown_timeout`. The final log line tells whether any match
+//! was lost, and the exit status follows it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::dispatch::Control;
-use super::metrics::Metrics;
-use super::output::OutMsg;
+use super::metrics::{add, get, Metrics};
+use super::output::OutputTx;
 use super::pipeline::RunningQuery;
 
 pub struct Handles {
@@ -17,8 +21,20 @@ pub struct Handles {
     pub receivers: Vec<JoinHandle<()>>,
     pub decoder: std::thread::JoinHandle<()>,
     pub dispatcher: JoinHandle<()>,
-    pub output: std::thread::JoinHandle<()>,
+    pub formatter: std::thread::JoinHandle<()>,
+    /// Fires once the writer has dealt with every queued match.
+    pub written: oneshot::Receiver<()>,
     pub metrics_task: Option<JoinHandle<()>>,
+    pub watchdog_task: Option<JoinHandle<()>>,
+}
+
+/// How the daemon ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every match was written.
+    Clean,
+    /// Matches were lost (or the drain did not finish): exit status 1.
+    MatchesLost(u64),
 }
 
 async fn join_thread(name: &str, t: std::thread::JoinHandle<()>) {
@@ -31,11 +47,11 @@ async fn join_thread(name: &str, t: std::thread::JoinHandle<()>) {
 impl Handles {
     /// Each step ends when the one before it has closed its channel:
     /// sockets → decoder → dispatcher (which finishes every query) →
-    /// branch and merger tasks → output.
+    /// branch and merger tasks → formatter → writer.
     pub async fn drain(
         self,
         running: Vec<RunningQuery>,
-        output: mpsc::Sender<OutMsg>,
+        output: OutputTx,
         control: mpsc::Sender<Control>,
         metrics: &Arc<Metrics>,
     ) {
@@ -52,11 +68,65 @@ impl Handles {
             q.join(metrics).await;
         }
         // Queries retired by a late reload hold their own senders and end
-        // on their own; the output thread ends once the last sender is gone.
+        // on their own; the formatter ends once the last sender is gone.
         drop(output);
-        join_thread("output", self.output).await;
-        if let Some(t) = self.metrics_task {
+        join_thread("output", self.formatter).await;
+        let _ = self.written.await;
+        for t in [self.metrics_task, self.watchdog_task]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
     }
+}
+
+/// Set by whichever of the orderly end and the deadline reports first.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// If the daemon is still running `timeout` after SIGTERM — a sink that
+/// does not take its writes, a stage that does not drain — report what was
+/// not written and exit 1, whatever the other threads are doing.
+pub fn arm_deadline(timeout: Duration, metrics: Arc<Metrics>) {
+    let armed = std::thread::Builder::new()
+        .name("flowy-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            // Holding stderr (reentrant for this thread) keeps the stages
+            // that are still running from logging after the final line.
+            let _last_word = std::io::stderr().lock();
+            if report(&metrics, true).is_some() {
+                std::process::exit(1);
+            }
+        });
+    if let Err(e) = armed {
+        tracing::error!(error = %e, "cannot start the shutdown deadline thread");
+    }
+}
+
+/// The final log line; `None` when the other path has already given it.
+pub fn report(metrics: &Metrics, deadline_passed: bool) -> Option<Outcome> {
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let handed = get(&metrics.output_matches);
+    let not_written = handed.saturating_sub(get(&metrics.output_lines));
+    let dropped = get(&metrics.output_dropped);
+    let failed = get(&metrics.output_write_errors);
+    let pending = not_written.saturating_sub(dropped + failed);
+    add(&metrics.output_not_written, pending);
+    if not_written == 0 && !deadline_passed {
+        tracing::info!("shutdown complete: {}", super::status_line(metrics));
+        return Some(Outcome::Clean);
+    }
+    let why = if deadline_passed {
+        "; the drain did not finish within daemon.shutdown_timeout, matches not yet formed are not counted"
+    } else {
+        ""
+    };
+    tracing::error!(
+        "shutdown: {not_written} matches not written ({dropped} dropped with the output queue full, {failed} lost to write errors, {pending} still queued at the end){why}: {}",
+        super::status_line(metrics)
+    );
+    Some(Outcome::MatchesLost(not_written))
 }

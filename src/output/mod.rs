@@ -5,7 +5,7 @@ mod stamp;
 mod text;
 mod writer;
 
-pub use writer::{open_output, MatchFormatter, WRITE_CHUNK};
+pub use writer::{open_output, LineSink, MatchFormatter, WriteFailure, WRITE_CHUNK};
 
 use std::borrow::Cow;
 use std::fmt;

@@ -46,6 +46,12 @@ impl MatchFormatter {
         self.numbered = number;
     }
 
+    /// Change the format of the lines to come; the numbering goes on.
+    pub fn set_format(&mut self, format: OutputFormat, records: bool) {
+        self.format = format;
+        self.records = records;
+    }
+
     /// Number of matches formatted so far.
     pub fn numbered(&self) -> u64 {
         self.numbered
@@ -68,6 +74,85 @@ pub fn open_output(path: &str) -> std::io::Result<Box<dyn Write + Send>> {
         .append(true)
         .open(path)?;
     Ok(Box::new(file))
+}
+
+/// A write that failed part-way: how many whole matches reached the sink
+/// before it, and the error.
+#[derive(Debug)]
+pub struct WriteFailure {
+    pub written: usize,
+    pub error: std::io::Error,
+}
+
+/// The daemon's output: `-` (a duplicate of stdout's descriptor, unbuffered)
+/// or a file opened for appending. Matches are written whole or not at all.
+pub struct LineSink {
+    file: std::fs::File,
+    /// A regular file: a match cut by an error can be truncated away.
+    regular: bool,
+}
+
+impl LineSink {
+    pub fn open(path: &str) -> std::io::Result<Self> {
+        let file = if path == "-" {
+            use std::os::fd::AsFd;
+            std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?)
+        } else {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?
+        };
+        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        Ok(LineSink { file, regular })
+    }
+
+    /// Write `buf`, whose matches end at the offsets `ends` (ascending, the
+    /// last one `buf.len()`). On an error the part of a match that got out
+    /// is truncated away from a regular file. A pipe cannot take bytes back,
+    /// but there the only errors that stop a write half-way mean the reader
+    /// is gone (EPIPE), so no reader sees the cut line; a full non-blocking
+    /// pipe is waited on rather than abandoned.
+    pub fn write_matches(&mut self, buf: &[u8], ends: &[usize]) -> Result<(), WriteFailure> {
+        let mut off = 0;
+        while off < buf.len() {
+            match self.file.write(&buf[off..]) {
+                Ok(0) => return Err(self.cut(off, ends, std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_writable(),
+                Err(e) => return Err(self.cut(off, ends, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn cut(&mut self, off: usize, ends: &[usize], error: std::io::Error) -> WriteFailure {
+        let written = ends.partition_point(|&e| e <= off);
+        let line_start = written.checked_sub(1).map_or(0, |i| ends[i]);
+        let torn = (off - line_start) as u64;
+        if torn > 0 && self.regular {
+            let undone = self
+                .file
+                .metadata()
+                .and_then(|m| self.file.set_len(m.len().saturating_sub(torn)));
+            if let Err(e) = undone {
+                tracing::error!(error = %e, "cannot truncate a partly written match");
+            }
+        }
+        WriteFailure { written, error }
+    }
+
+    fn wait_writable(&self) {
+        use std::os::fd::AsRawFd;
+        let mut fds = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut fds, 1, 1000) };
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +181,18 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["match"], i as u64 + 1);
         }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_match_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut sink = LineSink::open(path.to_str().unwrap()).unwrap();
+        sink.write_matches(b"one\ntwo\n", &[4, 8]).unwrap();
+        // As if a write of "three\nfour\n" stopped after "three\nfo".
+        sink.file.write_all(b"three\nfo").unwrap();
+        let f = sink.cut(8, &[6, 11], std::io::ErrorKind::StorageFull.into());
+        assert_eq!(f.written, 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,20 @@ pub fn example_query(name: &str) -> PathBuf {
 
 type Log = Arc<(Mutex<Vec<String>>, Condvar)>;
 
+/// What the test does with the daemon's standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdout {
+    /// Read it into the log, line by line.
+    Read,
+    /// Keep the pipe open and never read it (a stalled consumer), until
+    /// [`Daemon::close_stdout`].
+    Hold,
+}
+
 pub struct Daemon {
     child: Child,
     log: Log,
+    held_stdout: Option<ChildStdout>,
     pub udp: SocketAddr,
     pub metrics: SocketAddr,
 }
@@ -51,6 +62,11 @@ impl Daemon {
     /// Start `flowy serve` with `args` (plus ephemeral listen and metrics
     /// addresses) in `cwd`, and wait until it is ready.
     pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(cwd, args, env, Stdout::Read)
+    }
+
+    /// [`Daemon::start`] with a choice of what happens to standard output.
+    pub fn start_with(cwd: &Path, args: &[&str], env: &[(&str, &str)], out: Stdout) -> Daemon {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(cwd)
             .arg("serve")
@@ -62,7 +78,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Daemon::spawn(cmd)
+        Daemon::spawn_with(cmd, out)
     }
 
     /// Start `flowy serve` exactly as an operator first does: no arguments,
@@ -74,17 +90,29 @@ impl Daemon {
         Daemon::spawn(cmd)
     }
 
-    fn spawn(mut cmd: Command) -> Daemon {
+    fn spawn(cmd: Command) -> Daemon {
+        Daemon::spawn_with(cmd, Stdout::Read)
+    }
+
+    fn spawn_with(mut cmd: Command, out: Stdout) -> Daemon {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn flowy serve");
         let log: Log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         collect_lines(child.stderr.take().expect("stderr piped"), log.clone());
-        collect_lines(child.stdout.take().expect("stdout piped"), log.clone());
+        let stdout = child.stdout.take().expect("stdout piped");
+        let held_stdout = match out {
+            Stdout::Read => {
+                collect_lines(stdout, log.clone());
+                None
+            }
+            Stdout::Hold => Some(stdout),
+        };
         let mut d = Daemon {
             child,
             log,
+            held_stdout,
             udp: "0.0.0.0:0".parse().expect("literal"),
             metrics: "0.0.0.0:0".parse().expect("literal"),
         };
@@ -94,6 +122,11 @@ impl Daemon {
         d.metrics = address_after(&m, "http://").expect("metrics address in log");
         d.wait_log("flowy ready", Duration::from_secs(10));
         d
+    }
+
+    /// Close the read end of a held standard output (the consumer died).
+    pub fn close_stdout(&mut self) {
+        self.held_stdout = None;
     }
 
     pub fn pid(&self) -> i32 {

@@ -1,0 +1,183 @@
+//! The output queue (SPEC §4.5): formatted matches waiting for the sink,
+//! bounded in bytes. A full queue either makes the producer wait
+//! (`when_full = "block"`, backpressure up to the sockets) or drops the
+//! new matches (`"drop"`), which are counted.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::metrics::{add, set, Metrics};
+
+/// Formatted matches: `ends` are the offsets where each match ends.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub buf: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl Chunk {
+    pub fn matches(&self) -> u64 {
+        self.ends.len() as u64
+    }
+}
+
+pub enum Item {
+    Lines(Chunk),
+    /// Reopen the output path (logrotate moved the file away).
+    Reopen(String),
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Item>,
+    /// Bytes of queued chunks plus the chunk being written.
+    bytes: usize,
+    closed: bool,
+}
+
+pub struct Queue {
+    state: Mutex<State>,
+    /// Signalled on every change: the writer waits for items, a blocked
+    /// producer for room.
+    changed: Condvar,
+    capacity: usize,
+    drop_when_full: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue was full and `when_full = "drop"`: this many matches are gone.
+    Dropped(u64),
+}
+
+impl Queue {
+    pub fn new(capacity: usize, drop_when_full: bool, metrics: Arc<Metrics>) -> Self {
+        Queue {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            capacity,
+            drop_when_full: AtomicBool::new(drop_when_full),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Plain data: a panic elsewhere ends the process anyway.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_drop_when_full(&self, drop: bool) {
+        self.drop_when_full.store(drop, Ordering::Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Queue `chunk`, waiting for room unless the policy is to drop. A chunk
+    /// larger than the whole queue is taken when the queue is empty, so it
+    /// cannot wait forever.
+    pub fn push(&self, chunk: Chunk) -> Pushed {
+        let len = chunk.buf.len();
+        let mut st = self.lock();
+        loop {
+            if st.bytes == 0 || st.bytes + len <= self.capacity {
+                st.bytes += len;
+                set(&self.metrics.output_queue_bytes, st.bytes as u64);
+                st.items.push_back(Item::Lines(chunk));
+                self.changed.notify_all();
+                return Pushed::Queued;
+            }
+            if self.drop_when_full.load(Ordering::Relaxed) {
+                let n = chunk.matches();
+                add(&self.metrics.output_dropped, n);
+                add(&self.metrics.output_not_written, n);
+                return Pushed::Dropped(n);
+            }
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Control items take no room and never wait.
+    pub fn push_control(&self, item: Item) {
+        self.lock().items.push_back(item);
+        self.changed.notify_all();
+    }
+
+    /// No more items will come; the writer ends once the queue is empty.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// The next item, waiting for one; `None` once closed and empty.
+    pub fn pop(&self) -> Option<Item> {
+        let mut st = self.lock();
+        loop {
+            if let Some(item) = st.items.pop_front() {
+                return Some(item);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A popped chunk of `len` bytes has left (written or failed).
+    pub fn release(&self, len: usize) {
+        let mut st = self.lock();
+        st.bytes = st.bytes.saturating_sub(len);
+        set(&self.metrics.output_queue_bytes, st.bytes as u64);
+        self.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(len: usize, matches: usize) -> Chunk {
+        Chunk {
+            buf: vec![b'x'; len],
+            ends: (1..=matches).map(|i| i * len / matches).collect(),
+        }
+    }
+
+    #[test]
+    fn drop_policy_counts_what_does_not_fit() {
+        let m = Arc::new(Metrics::default());
+        let q = Queue::new(100, true, m.clone());
+        assert_eq!(q.push(chunk(60, 2)), Pushed::Queued);
+        assert_eq!(q.push(chunk(60, 3)), Pushed::Dropped(3));
+        assert_eq!(q.push(chunk(40, 1)), Pushed::Queued);
+        assert_eq!(super::super::metrics::get(&m.output_queue_bytes), 100);
+        assert_eq!(super::super::metrics::get(&m.output_dropped), 3);
+        let Some(Item::Lines(c)) = q.pop() else {
+            panic!("a chunk")
+        };
+        q.release(c.buf.len());
+        assert_eq!(super::super::metrics::get(&m.output_queue_bytes), 40);
+    }
+
+    #[test]
+    fn block_policy_waits_for_room_and_takes_oversized_chunks_alone() {
+        let m = Arc::new(Metrics::default());
+        let q = Arc::new(Queue::new(100, false, m));
+        assert_eq!(q.push(chunk(500, 1)), Pushed::Queued);
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.push(chunk(10, 1)))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!producer.is_finished(), "must wait while the queue is full");
+        let Some(Item::Lines(c)) = q.pop() else {
+            panic!("a chunk")
+        };
+        q.release(c.buf.len());
+        assert_eq!(producer.join().unwrap(), Pushed::Queued);
+        q.close();
+        assert!(matches!(q.pop(), Some(Item::Lines(_))));
+        assert!(q.pop().is_none());
+    }
+}
