@@ -95,7 +95,7 @@ pub fn engine_config(s: &config::EngineSettings) -> EngineConfig {
     }
 }
 
-pub fn decoder_config(s: &config::CollectorSettings) -> DecoderConfig {
+pub fn decoder_config(s: &config::CollectorSettings, d: &config::DecoderSettings) -> DecoderConfig {
     DecoderConfig {
         template_scope: match s.template_scope {
             Scope::Address => TemplateScope::Address,
@@ -104,7 +104,10 @@ pub fn decoder_config(s: &config::CollectorSettings) -> DecoderConfig {
         apply_sampling: s.apply_sampling,
         max_pending: s.max_pending,
         max_exporters: s.max_exporters,
+        max_state: d.max_state,
+        pending_ttl_ms: d.pending_ttl,
         template_store: s.template_store.clone(),
+        ..DecoderConfig::default()
     }
 }
 
@@ -161,8 +164,13 @@ impl Daemon {
 
         let c = &settings.collector;
         let (dg_tx, dg_rx) = mpsc::channel(c.queue);
-        let decoder = ingest::spawn_decoder(decoder_config(c), dg_rx, batch_tx, metrics.clone())
-            .context("cannot start the decode thread")?;
+        let decoder = ingest::spawn_decoder(
+            decoder_config(c, &settings.decoder),
+            dg_rx,
+            batch_tx,
+            metrics.clone(),
+        )
+        .context("cannot start the decode thread")?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let receivers = start_receivers(c, &dg_tx, &stop_rx, &metrics)?;
