@@ -54,8 +54,10 @@ pub struct Decoder {
     cfg: DecoderConfig,
     v5: NetflowParser,
     v5_seq: FairTable<V5Key, SequenceTracker>,
-    exporters: FairTable<ScopeKey, Exporter>,
-    evicted: Vec<(ScopeKey, Exporter, EvictReason)>,
+    /// Boxed: a stream's state is 1.5 KB inline, and the table's spare
+    /// capacity should not multiply that.
+    exporters: FairTable<ScopeKey, Box<Exporter>>,
+    evicted: Vec<(ScopeKey, Box<Exporter>, EvictReason)>,
     held_lens: Vec<usize>,
     next_sweep_ms: i64,
     store: Option<Arc<FileTemplateStore>>,
@@ -244,7 +246,7 @@ impl Decoder {
         let exp = self.exporters.get_or_insert_with(
             &key,
             from.ip(),
-            || new_exporter(cfg, store, &key),
+            || Box::new(new_exporter(cfg, store, &key)),
             &mut self.evicted,
         );
         let fast = self.fast_path

@@ -37,12 +37,12 @@ const MAX_HELD_SET: usize = u16::MAX as usize - 4;
 
 /// Accounted bytes of a stream with no templates and nothing held: the
 /// parser with its six caches, the layout cache, counters.
-const STREAM_BYTES: usize = 4096;
+const STREAM_BYTES: usize = 6 * 1024;
 /// Per template: cache entries, `Arc`, vectors' headers.
 const TEMPLATE_BYTES: usize = 512;
 /// Per template field: the parser's field (with its type enum), the layout's
 /// `FieldSpec` and signature entry, vectors grown by doubling.
-const FIELD_BYTES: usize = 160;
+const FIELD_BYTES: usize = 112;
 /// Per held data set beyond its bytes: entry, timestamp, allocation slack.
 const HELD_SET_OVERHEAD: usize = 128;
 
@@ -226,7 +226,12 @@ pub(super) fn new_exporter(
             .ok()
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis);
-        b = b.with_pending_flows(p);
+        // A stream is one version: the other cache would be allocated unused.
+        b = if key.version == 9 {
+            b.with_v9_pending_flows(p)
+        } else {
+            b.with_ipfix_pending_flows(p)
+        };
     }
     if let Some(store) = store {
         let dyn_store: Arc<dyn TemplateStore> = store.clone();

@@ -14,6 +14,8 @@ mod packets;
 pub mod replay;
 pub mod sequence;
 pub mod socket;
+#[cfg(test)]
+mod state_tests;
 pub mod stats;
 pub mod templates;
 pub mod times;
