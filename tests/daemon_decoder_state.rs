@@ -65,7 +65,7 @@ fn template_flood_stays_within_max_state_and_held_data_expires() {
     // recently used stream, so the budget does not take it first).
     let flood = templates();
     for domain in 0..40 {
-        sock.send_to(&ipfix(100 + domain, &[flood.clone()]), d.udp)
+        sock.send_to(&ipfix(100 + domain, std::slice::from_ref(&flood)), d.udp)
             .expect("send");
     }
     sock.send_to(&ipfix(1, &[set(999, &[0; 40])]), d.udp)
