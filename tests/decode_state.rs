@@ -126,6 +126,24 @@ fn template_bomb_stays_within_max_state() {
     assert!(d.stats().evictions.max_state > 0, "{:?}", d.stats());
 }
 
+#[test]
+fn the_template_store_counts_in_max_state() {
+    const BUDGET: usize = 8 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = DecoderConfig {
+        max_state: BUDGET,
+        template_store: Some(dir.path().join("templates.bin")),
+        ..DecoderConfig::default()
+    };
+    let (heap, accounted, d) = measure(cfg, |d| template_bomb(d, 40, MPLS_EXP));
+    assert!(accounted <= BUDGET, "accounted {accounted}");
+    assert!(
+        accounted as isize >= heap,
+        "accounted {accounted}, heap {heap}"
+    );
+    assert!(d.stats().template_store_errors > 0, "{:?}", d.stats());
+}
+
 /// Data sets for templates that never come, from `streams` domains.
 fn unknown_data(d: &mut Decoder, streams: u32, sets: u32, now_ms: i64) {
     let body = vec![0xab; 1200];

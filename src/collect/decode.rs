@@ -8,7 +8,8 @@
 //!   an upper bound after each datagram. The budget and the count limits
 //!   (`max_exporters`, `max_streams_per_source`) take from the source address
 //!   holding the most (`fair.rs`), so a sender churning observation domains
-//!   or template ids loses its own state, never a quiet exporter's.
+//!   or template ids loses its own state, never a quiet exporter's. With a
+//!   template store, the store takes a quarter of the budget (`templates.rs`).
 //! - Learning a template costs O(its fields): one-byte normalised fields
 //!   share one conversion table per data type (`layout.rs`).
 //! - Data that arrives before its template is held by the parser's pending-flow
@@ -73,7 +74,12 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(cfg: DecoderConfig) -> Self {
-        let store = cfg.template_store.as_deref().map(load_store);
+        // The template store takes a quarter of the budget; the streams the rest.
+        let store_bytes = cfg.max_state / 4;
+        let store = cfg
+            .template_store
+            .as_deref()
+            .map(|p| load_store(p, store_bytes));
         let v5 = NetflowParser::builder()
             .with_allowed_versions(&[5])
             .build()
@@ -81,7 +87,7 @@ impl Decoder {
         let limits = Limits {
             max_streams: cfg.max_exporters,
             max_per_source: cfg.max_streams_per_source,
-            max_bytes: cfg.max_state,
+            max_bytes: cfg.max_state - store.as_ref().map_or(0, |_| store_bytes),
         };
         Self {
             v5,
@@ -299,7 +305,7 @@ impl Decoder {
                 .saturating_sub(gone.cache_size);
         }
         self.stats.exporters = self.exporters.len() as u64;
-        self.stats.state_bytes = self.exporters.total_bytes() as u64;
+        self.stats.state_bytes = self.state_bytes() as u64;
     }
 
     /// At most once a second: empty the held data of streams that held
@@ -317,12 +323,13 @@ impl Decoder {
             (n > 0).then(|| exp.state_bytes())
         });
         self.stats.pending_expired += expired;
-        self.stats.state_bytes = self.exporters.total_bytes() as u64;
+        self.stats.state_bytes = self.state_bytes() as u64;
     }
 
     /// Accounted bytes of all decoder state now (see `DecoderConfig::max_state`).
     pub fn state_bytes(&self) -> usize {
-        self.exporters.total_bytes()
+        let store = self.store.as_ref().map_or(0, |s| s.bytes());
+        self.exporters.total_bytes() + store
     }
 
     fn count_seq(&mut self, ip: IpAddr, event: SeqEvent) {
@@ -411,17 +418,18 @@ fn count_eviction(stats: &mut DecodeStats, reason: EvictReason) {
     }
 }
 
-fn load_store(path: &Path) -> Arc<FileTemplateStore> {
-    match FileTemplateStore::load(path) {
+fn load_store(path: &Path, max_bytes: usize) -> Arc<FileTemplateStore> {
+    let store = match FileTemplateStore::load(path) {
         Ok(s) => {
             tracing::info!(path = %path.display(), templates = s.len(), "template store loaded");
-            Arc::new(s)
+            s
         }
         Err(e) => {
             tracing::warn!(error = %e, "template store unreadable; starting without it");
-            Arc::new(FileTemplateStore::default())
+            FileTemplateStore::default()
         }
-    }
+    };
+    Arc::new(store.with_max_bytes(max_bytes))
 }
 
 fn classify(stats: &mut DecodeStats, err: &NetflowError) {
