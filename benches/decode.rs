@@ -1,5 +1,8 @@
-//! Datagram → record throughput of the collector's decoder (templates cached).
-//! Run: `cargo bench --bench decode`; criterion reports elements/s = records/s.
+//! Datagram → record throughput of the collector's decoder (templates cached),
+//! and the cost of template churn against data of the same size (SPEC §4.5
+//! "Bounded work per byte": churn should cost at most 10× data per byte).
+//! Run: `cargo bench --bench decode`; criterion reports elements/s = records/s
+//! for the record cases and bytes/s for the `*_64k` cases.
 
 use std::net::SocketAddr;
 
@@ -157,6 +160,93 @@ fn run(c: &mut Criterion, name: &str, warm: Option<Vec<u8>>, dg: Vec<u8>, record
     g.finish();
 }
 
+/// An IPFIX message redefining templates 256..319 (63 of them), each of 256
+/// one-byte fields the parser normalises (protocolIdentifier,
+/// mplsTopLabelExp); the last field's type is `last`, so alternating it
+/// redefines every template.
+fn ipfix_churn(last: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    for t in 0..63u16 {
+        body.extend(be16(256 + t));
+        body.extend(be16(256));
+        for i in 0..256u16 {
+            let ty = match i {
+                255 => last,
+                _ if i % 2 == 0 => 4,
+                _ => 203,
+            };
+            body.extend(be16(ty));
+            body.extend(be16(1));
+        }
+    }
+    let sets = set(2, body);
+    let mut b = vec![0, 10];
+    b.extend(be16((16 + sets.len()) as u16));
+    b.extend(1_700_000_000u32.to_be_bytes());
+    b.extend([0; 8]);
+    b.extend(sets);
+    b
+}
+
+/// IPFIX data for template 256 (see `ipfix`) in sets of at most 1000
+/// records, about `size` bytes in all.
+fn ipfix_data_sized(size: usize) -> (Vec<u8>, u64) {
+    let rec = ipfix(1, false).len() - 16 - 4;
+    let total = (size - 16) / rec;
+    let mut sets = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(1000);
+        let mut data = Vec::new();
+        for i in 0..n {
+            data.extend(record(i as u16));
+            data.extend(1_699_999_990_000u64.to_be_bytes());
+            data.extend(1_699_999_995_000u64.to_be_bytes());
+        }
+        sets.extend(set(256, data));
+        left -= n;
+    }
+    let mut b = vec![0, 10];
+    b.extend(be16((16 + sets.len()) as u16));
+    b.extend(1_700_000_000u32.to_be_bytes());
+    b.extend([0; 8]);
+    b.extend(sets);
+    (b, total as u64)
+}
+
+/// Template churn against data of the same size, both in bytes/s.
+fn churn(c: &mut Criterion) {
+    let from = SocketAddr::from(FROM);
+    let churn = [ipfix_churn(4), ipfix_churn(203)];
+    let (data, records) = ipfix_data_sized(churn[0].len());
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(churn[0].len() as u64));
+    let mut d = Decoder::new(DecoderConfig::default());
+    let mut out = Vec::new();
+    d.decode(&ipfix(1, true), from, 0, &mut out);
+    out.clear();
+    d.decode(&data, from, 0, &mut out);
+    assert_eq!(out.len() as u64, records, "data datagram must decode");
+    g.bench_function("ipfix_data_64k", |b| {
+        b.iter(|| {
+            out.clear();
+            d.decode(black_box(&data), from, 0, &mut out);
+            black_box(out.len())
+        })
+    });
+    let mut d = Decoder::new(DecoderConfig::default());
+    let mut turn = 0;
+    g.bench_function("ipfix_template_churn_64k", |b| {
+        b.iter(|| {
+            turn ^= 1;
+            d.decode(black_box(&churn[turn]), from, 0, &mut out);
+        })
+    });
+    assert_eq!(d.stats().errors.total(), 0, "churn must decode");
+    assert_eq!(d.stats().template_cache_size, 63);
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     run(c, "v5_30_records", None, v5(30), 30);
     run(c, "v9_30_records", Some(v9(1, true)), v9(30, false), 30);
@@ -167,6 +257,7 @@ fn benches(c: &mut Criterion) {
         ipfix(30, false),
         30,
     );
+    churn(c);
 }
 
 criterion_group!(decode, benches);

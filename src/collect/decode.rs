@@ -1,15 +1,27 @@
 //! Datagram → records. One `netflow_parser` parser per template scope
 //! (exporter address or address+port, plus v9 source id / IPFIX observation
-//! domain), bounded by `max_exporters` with LRU eviction.
+//! domain).
 //!
 //! Choices worth knowing:
+//! - All decoder state is one budget in bytes (`max_state`, SPEC §4.5):
+//!   templates, compiled layouts and held data of every stream, accounted as
+//!   an upper bound after each datagram. The budget and the count limits
+//!   (`max_exporters`, `max_streams_per_source`) take from the source address
+//!   holding the most (`fair.rs`), so a sender churning observation domains
+//!   or template ids loses its own state, never a quiet exporter's. With a
+//!   template store, the store takes a quarter of the budget (`templates.rs`).
+//! - Learning a template costs O(its fields): one-byte normalised fields
+//!   share one conversion table per data type (`layout.rs`).
 //! - Data that arrives before its template is held by the parser's pending-flow
-//!   cache (per exporter stream, `max_pending` sets) and decoded when the
-//!   template arrives, with the header of the message that brought the
+//!   cache (per exporter stream, `max_pending` sets per template, within the
+//!   budget) and decoded when the template arrives, with the header of the
+//!   message that brought the
 //!   template. For v9 uptime stamps that is exact up to the header's 1 s
 //!   granularity (wall clock and uptime advance together); IPFIX absolute times
 //!   are exact; only IPFIX `…DeltaMicroseconds` and records without any time
-//!   field are anchored to the later export time.
+//!   field are anchored to the later export time. Held data expires after
+//!   `pending_ttl_ms`: per set by the wall clock inside the parser, and a
+//!   stream that held nothing new for that long (by `now_ms`) is emptied.
 //! - Options data is not a flow record: it only updates the exporter's
 //!   sampling interval and `systemInitTimeMilliseconds`.
 //! - Sequence numbers are tracked per exporter stream; a forward jump of more
@@ -24,8 +36,8 @@ use netflow_parser::{NetflowError, NetflowPacket, NetflowParser};
 
 use super::check::{self, Frame, Malformed};
 use super::exporter::{new_exporter, sync_metrics, Exporter, ScopeKey};
+use super::fair::{EvictReason, FairTable, Limits};
 use super::fastpath;
-use super::lru::Lru;
 use super::packets::{ipfix_packet, v9_packet, Ctx};
 use super::sequence::{SeqEvent, SequenceTracker};
 use super::stats::{bump, DecodeStats, OVERFLOW_IP};
@@ -34,11 +46,21 @@ use super::times;
 use super::{DecoderConfig, TemplateScope};
 use crate::record::Record;
 
+/// How often (in `now_ms`) streams are checked for expired held data.
+const SWEEP_EVERY_MS: i64 = 1000;
+
+type V5Key = (SocketAddr, u8, u8);
+
 pub struct Decoder {
     cfg: DecoderConfig,
     v5: NetflowParser,
-    v5_seq: Lru<(SocketAddr, u8, u8), SequenceTracker>,
-    exporters: Lru<ScopeKey, Exporter>,
+    v5_seq: FairTable<V5Key, SequenceTracker>,
+    /// Boxed: a stream's state is 1.5 KB inline, and the table's spare
+    /// capacity should not multiply that.
+    exporters: FairTable<ScopeKey, Box<Exporter>>,
+    evicted: Vec<(ScopeKey, Box<Exporter>, EvictReason)>,
+    held_lens: Vec<usize>,
+    next_sweep_ms: i64,
     store: Option<Arc<FileTemplateStore>>,
     stats: DecodeStats,
     buf: Vec<u8>,
@@ -52,15 +74,28 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(cfg: DecoderConfig) -> Self {
-        let store = cfg.template_store.as_deref().map(load_store);
+        // The template store takes a quarter of the budget; the streams the rest.
+        let store_bytes = cfg.max_state / 4;
+        let store = cfg
+            .template_store
+            .as_deref()
+            .map(|p| load_store(p, store_bytes));
         let v5 = NetflowParser::builder()
             .with_allowed_versions(&[5])
             .build()
             .unwrap_or_default();
+        let limits = Limits {
+            max_streams: cfg.max_exporters,
+            max_per_source: cfg.max_streams_per_source,
+            max_bytes: cfg.max_state - store.as_ref().map_or(0, |_| store_bytes),
+        };
         Self {
             v5,
-            v5_seq: Lru::new(cfg.max_exporters),
-            exporters: Lru::new(cfg.max_exporters),
+            v5_seq: FairTable::new(limits),
+            exporters: FairTable::new(limits),
+            evicted: Vec::new(),
+            held_lens: Vec::new(),
+            next_sweep_ms: i64::MIN,
             store,
             stats: DecodeStats::default(),
             buf: Vec::with_capacity(64),
@@ -100,7 +135,8 @@ impl Decoder {
         now_ms: i64,
         out: &mut Vec<Record>,
     ) {
-        let _ = now_ms; // flow times come from the export headers
+        // Flow times come from the export headers; `now_ms` only ages held data.
+        self.expire_held(now_ms);
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
         let mut rest = datagram;
@@ -116,7 +152,7 @@ impl Decoder {
             if frame.version == 5 {
                 self.decode_v5(msg, from, out);
             } else {
-                self.decode_templated(msg, frame, from, out);
+                self.decode_templated(msg, frame, from, now_ms, out);
             }
             if frame.version != 10 {
                 break;
@@ -149,11 +185,14 @@ impl Decoder {
     fn v5_records(&mut self, v5: &V5, from: SocketAddr, out: &mut Vec<Record>) {
         let h = &v5.header;
         let key = (from, h.engine_type, h.engine_id);
-        let (seq, evicted) = self
-            .v5_seq
-            .get_or_insert_with(&key, SequenceTracker::default);
+        let mut evicted = Vec::new();
+        let seq =
+            self.v5_seq
+                .get_or_insert_with(&key, from.ip(), SequenceTracker::default, &mut evicted);
         let event = seq.observe(h.flow_sequence, Some(u32::from(h.count)));
-        self.stats.exporters_evicted += u64::from(evicted.is_some());
+        for (_, _, reason) in evicted {
+            count_eviction(&mut self.stats, reason);
+        }
         self.count_seq(from.ip(), event);
         let export_ms = times::v5_export_ms(h.unix_secs, h.unix_nsecs);
         let interval = u32::from(h.sampling_interval & 0x3fff);
@@ -205,21 +244,18 @@ impl Decoder {
         msg: &[u8],
         frame: Frame,
         from: SocketAddr,
+        now_ms: i64,
         out: &mut Vec<Record>,
     ) {
         let key = self.scope_key(from, frame);
         let (cfg, store) = (&self.cfg, self.store.as_ref());
-        let (exp, evicted) = self
-            .exporters
-            .get_or_insert_with(&key, || new_exporter(cfg, store, &key));
-        if let Some((_, gone)) = evicted {
-            self.stats.exporters_evicted += 1;
-            self.stats.template_cache_size = self
-                .stats
-                .template_cache_size
-                .saturating_sub(gone.cache_size);
-        }
-        if self.fast_path
+        let exp = self.exporters.get_or_insert_with(
+            &key,
+            from.ip(),
+            || Box::new(new_exporter(cfg, store, &key)),
+            &mut self.evicted,
+        );
+        let fast = self.fast_path
             && fastpath::decode(
                 msg,
                 frame,
@@ -230,54 +266,70 @@ impl Decoder {
                 &mut self.sets,
                 &mut self.buf,
                 out,
-            )
-        {
-            self.stats.exporters = self.exporters.len() as u64;
+            );
+        if fast {
             #[cfg(test)]
             {
                 self.fast_messages += 1;
             }
-            return;
+        } else {
+            slow_path(
+                exp,
+                msg,
+                frame,
+                (from, now_ms),
+                &self.cfg,
+                store,
+                &mut self.held_lens,
+                &mut self.stats,
+                &mut self.buf,
+                out,
+            );
         }
-        fastpath::sync_lru(exp, frame.version);
-        let restored = |s: Option<&Arc<FileTemplateStore>>| {
-            s.map(|s| s.restored.load(std::sync::atomic::Ordering::Relaxed))
-        };
-        let restored_before = restored(store);
-        let result = exp.parser.parse_bytes(msg);
-        let reset = result.error.is_some() || restored(store) != restored_before;
-        fastpath::learn(exp, frame.version, &result.packets, reset);
-        if let Some(err) = &result.error {
-            // Refused templates were counted already; their parse error is the same fault.
-            if !frame.templates.any() {
-                classify(&mut self.stats, err);
-            }
+        // The fast path learns nothing: the stream's size is unchanged.
+        if !fast {
+            let bytes = exp.state_bytes();
+            self.exporters.set_bytes(&key, bytes);
         }
-        let delta = sync_metrics(exp, frame.version, &mut self.stats);
-        // Held data sets leave the parser's output; they count as "no template".
-        self.stats.errors.no_template += delta.held;
-        let ctx = Ctx {
-            from,
-            cap: self.cfg.max_exporters,
-            apply_sampling: self.cfg.apply_sampling,
-            delta,
-        };
-        for p in &result.packets {
-            match p {
-                NetflowPacket::V9(v9) => {
-                    v9_packet(v9, exp, &ctx, &mut self.stats, &mut self.buf, out)
-                }
-                NetflowPacket::IPFix(ix) => {
-                    ipfix_packet(ix, exp, &ctx, &mut self.stats, &mut self.buf, out)
-                }
-                _ => self.stats.errors.other += 1,
-            }
+        self.exporters.shrink_to_budget(&mut self.evicted);
+        self.settle_evictions();
+    }
+
+    /// Count the streams dropped by a limit and forget their templates.
+    fn settle_evictions(&mut self) {
+        for (_, gone, reason) in self.evicted.drain(..) {
+            count_eviction(&mut self.stats, reason);
+            self.stats.template_cache_size = self
+                .stats
+                .template_cache_size
+                .saturating_sub(gone.cache_size);
         }
         self.stats.exporters = self.exporters.len() as u64;
-        if let Some(store) = &self.store {
-            self.stats.template_store_errors =
-                store.refused.load(std::sync::atomic::Ordering::Relaxed);
+        self.stats.state_bytes = self.state_bytes() as u64;
+    }
+
+    /// At most once a second: empty the held data of streams that held
+    /// nothing new for `pending_ttl_ms`.
+    fn expire_held(&mut self, now_ms: i64) {
+        if now_ms < self.next_sweep_ms {
+            return;
         }
+        self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+        let ttl = self.cfg.pending_ttl_ms;
+        let mut expired = 0u64;
+        self.exporters.update_all(|exp| {
+            let n = exp.expire_held(now_ms, ttl);
+            expired += n as u64;
+            (n > 0).then(|| exp.state_bytes())
+        });
+        self.stats.pending_expired += expired;
+        self.stats.state_bytes = self.state_bytes() as u64;
+    }
+
+    /// Accounted bytes of all decoder state now (see `DecoderConfig::max_state`).
+    pub fn state_bytes(&self) -> usize {
+        let store = self.store.as_ref().map_or(0, |s| s.bytes());
+        self.exporters.total_bytes() + store
     }
 
     fn count_seq(&mut self, ip: IpAddr, event: SeqEvent) {
@@ -305,17 +357,79 @@ impl Decoder {
     }
 }
 
-fn load_store(path: &Path) -> Arc<FileTemplateStore> {
-    match FileTemplateStore::load(path) {
+/// netflow_parser decodes `msg`: templates, held data, everything the fast
+/// path does not take.
+#[allow(clippy::too_many_arguments)]
+fn slow_path(
+    exp: &mut Exporter,
+    msg: &[u8],
+    frame: Frame,
+    (from, now_ms): (SocketAddr, i64),
+    cfg: &DecoderConfig,
+    store: Option<&Arc<FileTemplateStore>>,
+    held_lens: &mut Vec<usize>,
+    stats: &mut DecodeStats,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<Record>,
+) {
+    fastpath::sync_lru(exp, frame.version);
+    let restored = |s: Option<&Arc<FileTemplateStore>>| {
+        s.map(|s| s.restored.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    let restored_before = restored(store);
+    fastpath::unknown_data_sets(msg, frame.version, exp, held_lens);
+    let result = exp.parser.parse_bytes(msg);
+    let reset = result.error.is_some() || restored(store) != restored_before;
+    fastpath::learn(exp, frame.version, &result.packets, reset);
+    if let Some(err) = &result.error {
+        // Refused templates were counted already; their parse error is the same fault.
+        if !frame.templates.any() {
+            classify(stats, err);
+        }
+    }
+    let delta = sync_metrics(exp, frame.version, held_lens, now_ms, stats);
+    // Held data sets leave the parser's output; they count as "no template".
+    stats.errors.no_template += delta.held;
+    let ctx = Ctx {
+        from,
+        cap: cfg.max_exporters,
+        apply_sampling: cfg.apply_sampling,
+        delta,
+    };
+    for p in &result.packets {
+        match p {
+            NetflowPacket::V9(v9) => v9_packet(v9, exp, &ctx, stats, buf, out),
+            NetflowPacket::IPFix(ix) => ipfix_packet(ix, exp, &ctx, stats, buf, out),
+            _ => stats.errors.other += 1,
+        }
+    }
+    if let Some(store) = store {
+        stats.template_store_errors = store.refused.load(std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn count_eviction(stats: &mut DecodeStats, reason: EvictReason) {
+    stats.exporters_evicted += 1;
+    let e = &mut stats.evictions;
+    match reason {
+        EvictReason::Budget => e.max_state += 1,
+        EvictReason::Streams => e.max_exporters += 1,
+        EvictReason::PerSource => e.per_source += 1,
+    }
+}
+
+fn load_store(path: &Path, max_bytes: usize) -> Arc<FileTemplateStore> {
+    let store = match FileTemplateStore::load(path) {
         Ok(s) => {
             tracing::info!(path = %path.display(), templates = s.len(), "template store loaded");
-            Arc::new(s)
+            s
         }
         Err(e) => {
             tracing::warn!(error = %e, "template store unreadable; starting without it");
-            Arc::new(FileTemplateStore::default())
+            FileTemplateStore::default()
         }
-    }
+    };
+    Arc::new(store.with_max_bytes(max_bytes))
 }
 
 fn classify(stats: &mut DecodeStats, err: &NetflowError) {

@@ -199,6 +199,27 @@ fn data_records(
     }
 }
 
+/// Body lengths of the data sets of `msg` whose template the parser lacks:
+/// what it may hold when it parses the message.
+pub(super) fn unknown_data_sets(msg: &[u8], version: u16, exp: &Exporter, lens: &mut Vec<usize>) {
+    lens.clear();
+    let mut at = if version == 9 {
+        V9_HEADER
+    } else {
+        IPFIX_HEADER
+    };
+    while let (Some(id), Some(len)) = (u16_at(msg, at), u16_at(msg, at + 2)) {
+        let len = usize::from(len);
+        if len < 4 {
+            return;
+        }
+        if id >= 256 && !has_template(exp, version, id) {
+            lens.push((len - 4).min(msg.len().saturating_sub(at + 4)));
+        }
+        at += len;
+    }
+}
+
 /// Decode `msg` without netflow_parser if it qualifies (see the module
 /// comment); `false` leaves everything untouched for the slow path.
 #[allow(clippy::too_many_arguments)]
@@ -298,11 +319,14 @@ pub(super) fn learn(exp: &mut Exporter, version: u16, packets: &[NetflowPacket],
                     match &fs.body {
                         V9Body::Template(ts) => {
                             for t in &ts.templates {
+                                exp.note_template(t.template_id, t.fields.len());
                                 exp.layouts.learn(t.template_id, Def::V9Data(t));
                             }
                         }
                         V9Body::OptionsTemplate(ts) => {
                             for t in &ts.templates {
+                                let n = t.scope_fields.len() + t.option_fields.len();
+                                exp.note_template(t.template_id, n);
                                 exp.layouts.learn(t.template_id, Def::V9Options(t));
                             }
                         }
@@ -318,33 +342,55 @@ pub(super) fn learn(exp: &mut Exporter, version: u16, packets: &[NetflowPacket],
             _ => {}
         }
     }
-    let parser = &exp.parser;
-    exp.layouts.retain(|id| {
-        if version == 9 {
-            parser.has_v9_template(id)
-        } else {
-            parser.has_ipfix_template(id)
-        }
-    });
+    exp.retain_templates(version);
 }
 
 fn learn_ipfix(exp: &mut Exporter, body: &IpfixBody) {
-    let l = &mut exp.layouts;
     match body {
-        IpfixBody::Template(t) => l.learn(t.template_id, Def::IpfixData(t)),
+        IpfixBody::Template(t) => {
+            learn_one(exp, t.template_id, t.fields.len(), Some(Def::IpfixData(t)))
+        }
         IpfixBody::Templates(ts) => ts
             .iter()
-            .for_each(|t| l.learn(t.template_id, Def::IpfixData(t))),
-        IpfixBody::OptionsTemplate(t) => l.learn(t.template_id, Def::IpfixOptions(t)),
-        IpfixBody::OptionsTemplates(ts) => ts
-            .iter()
-            .for_each(|t| l.learn(t.template_id, Def::IpfixOptions(t))),
+            .for_each(|t| learn_one(exp, t.template_id, t.fields.len(), Some(Def::IpfixData(t)))),
+        IpfixBody::OptionsTemplate(t) => learn_one(
+            exp,
+            t.template_id,
+            t.fields.len(),
+            Some(Def::IpfixOptions(t)),
+        ),
+        IpfixBody::OptionsTemplates(ts) => ts.iter().for_each(|t| {
+            learn_one(
+                exp,
+                t.template_id,
+                t.fields.len(),
+                Some(Def::IpfixOptions(t)),
+            )
+        }),
         // v9-style templates inside IPFIX: left to the slow path.
-        IpfixBody::V9Template(t) => l.forget(t.template_id),
-        IpfixBody::V9Templates(ts) => ts.iter().for_each(|t| l.forget(t.template_id)),
-        IpfixBody::V9OptionsTemplate(t) => l.forget(t.template_id),
-        IpfixBody::V9OptionsTemplates(ts) => ts.iter().for_each(|t| l.forget(t.template_id)),
+        IpfixBody::V9Template(t) => learn_one(exp, t.template_id, t.fields.len(), None),
+        IpfixBody::V9Templates(ts) => ts
+            .iter()
+            .for_each(|t| learn_one(exp, t.template_id, t.fields.len(), None)),
+        IpfixBody::V9OptionsTemplate(t) => {
+            let n = t.scope_fields.len() + t.option_fields.len();
+            learn_one(exp, t.template_id, n, None)
+        }
+        IpfixBody::V9OptionsTemplates(ts) => ts.iter().for_each(|t| {
+            let n = t.scope_fields.len() + t.option_fields.len();
+            learn_one(exp, t.template_id, n, None)
+        }),
         _ => {}
+    }
+}
+
+/// Note a template the parser accepted; compile it when the fast path can
+/// read its data (`def`), else forget any older layout under its id.
+fn learn_one(exp: &mut Exporter, id: u16, fields: usize, def: Option<Def<'_>>) {
+    exp.note_template(id, fields);
+    match def {
+        Some(def) => exp.layouts.learn(id, def),
+        None => exp.layouts.forget(id),
     }
 }
 

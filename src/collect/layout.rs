@@ -16,6 +16,7 @@
 //! parser, or runs the parser on that one field (`Conv`).
 
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use netflow_parser::variable_versions::ipfix::{
     OptionsTemplate as IpfixOptionsTemplate, Template as IpfixTemplate, TemplateField as IpfixField,
@@ -33,8 +34,10 @@ pub(super) const VARLEN: u16 = u16::MAX;
 pub(super) enum Conv {
     /// The wire bytes unchanged.
     Raw,
-    /// A one-byte field the parser normalises: byte → byte.
-    Table(Box<[u8; 256]>),
+    /// A one-byte field the parser normalises: byte → byte. One table per
+    /// data type for the whole process (`table_for`), so learning a template
+    /// costs O(its fields) and a layout holds a pointer, not 256 bytes.
+    Table(&'static [u8; 256]),
     /// Let the parser decode and re-encode the value.
     Parse(FieldDataType),
 }
@@ -153,20 +156,48 @@ fn conv_for(dt: FieldDataType, len: u16) -> Option<Conv> {
     if len != 1 {
         return Some(Conv::Parse(dt));
     }
-    let mut table = Box::new([0u8; 256]);
+    Some(table_for(dt))
+}
+
+/// What a one-byte field of type `dt` needs: computed once per data type
+/// (at most a few dozen types, 256 bytes each, for the life of the process).
+fn table_for(dt: FieldDataType) -> Conv {
+    static TABLES: OnceLock<Mutex<Vec<(FieldDataType, Conv)>>> = OnceLock::new();
+    let tables = TABLES.get_or_init(|| Mutex::new(Vec::new()));
+    // A poisoned lock only means another thread panicked mid-push; the
+    // entries already there are complete.
+    let mut tables = tables.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, conv)) = tables.iter().find(|(t, _)| *t == dt) {
+        return conv.clone();
+    }
+    let conv = build_table(dt);
+    tables.push((dt, conv.clone()));
+    conv
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Parser calls made to build conversion tables on this thread.
+    pub(super) static TABLE_PROBES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn build_table(dt: FieldDataType) -> Conv {
+    let mut table = [0u8; 256];
     let mut buf = Vec::with_capacity(2);
     for (b, slot) in (0..=255u8).zip(table.iter_mut()) {
+        #[cfg(test)]
+        TABLE_PROBES.with(|c| c.set(c.get() + 1));
         match parser_bytes(dt, &[b], &mut buf) {
             Some(()) if buf.len() == 1 => *slot = buf[0],
-            _ => return Some(Conv::Parse(dt)),
+            _ => return Conv::Parse(dt),
         }
     }
     let identity = table.iter().enumerate().all(|(i, b)| usize::from(*b) == i);
-    Some(if identity {
+    if identity {
         Conv::Raw
     } else {
-        Conv::Table(table)
-    })
+        Conv::Table(Box::leak(Box::new(table)))
+    }
 }
 
 /// Offsets, record lengths and conversions for fields given in wire order.

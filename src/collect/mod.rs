@@ -4,16 +4,18 @@
 mod check;
 pub mod decode;
 mod exporter;
+mod fair;
 mod fastpath;
 #[cfg(test)]
 mod fastpath_tests;
 pub mod fields;
 mod layout;
-mod lru;
 mod packets;
 pub mod replay;
 pub mod sequence;
 pub mod socket;
+#[cfg(test)]
+mod state_tests;
 pub mod stats;
 pub mod templates;
 pub mod times;
@@ -24,7 +26,7 @@ pub use check::MAX_TEMPLATE_FIELDS;
 pub use decode::Decoder;
 pub use replay::replay;
 pub use socket::bind_udp;
-pub use stats::{DecodeStats, ErrorCounts};
+pub use stats::{DecodeStats, ErrorCounts, Evictions};
 
 /// Which templates an exporter shares (SPEC §4.2 `template_scope`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -57,13 +59,24 @@ pub struct DecoderConfig {
     pub template_scope: TemplateScope,
     /// Scale bytes/packets by the sampling interval.
     pub apply_sampling: bool,
-    /// Data sets held per exporter stream while their template is unknown
-    /// (at most ~1.5 KiB each); 0 disables holding.
+    /// Data sets held per exporter stream and template while the template is
+    /// unknown; 0 disables holding. All held data together is bounded by
+    /// `max_state`.
     pub max_pending: usize,
-    /// Exporter streams with state (templates, sequence, options); the least
-    /// recently used is dropped beyond this. Worst-case memory is about
-    /// `max_exporters × (max_pending × 1.5 KiB + 256 templates × 256 fields)`.
+    /// Exporter streams with state (templates, sequence, options). Beyond
+    /// this, the source address with the most streams loses its least
+    /// recently used one.
     pub max_exporters: usize,
+    /// Streams one source address may open (observation domains / source
+    /// ids are chosen by the sender); beyond this it loses its oldest.
+    pub max_streams_per_source: usize,
+    /// Bytes of templates, compiled layouts and held data of all exporters
+    /// (an upper bound of what they take); beyond this, streams of the source
+    /// address holding the most are dropped (SPEC §4.5).
+    pub max_state: usize,
+    /// Held data is dropped once its stream held nothing new for this long
+    /// (ms, by the `now_ms` the decoder is given).
+    pub pending_ttl_ms: i64,
     /// File where templates persist across restarts.
     pub template_store: Option<PathBuf>,
 }
@@ -75,6 +88,9 @@ impl Default for DecoderConfig {
             apply_sampling: false,
             max_pending: 256,
             max_exporters: 4096,
+            max_streams_per_source: 1024,
+            max_state: 256 << 20,
+            pending_ttl_ms: 60_000,
             template_store: None,
         }
     }

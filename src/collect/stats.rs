@@ -35,6 +35,17 @@ impl ErrorCounts {
     }
 }
 
+/// Exporter streams evicted, by the limit that forced it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evictions {
+    /// `decoder.max_state`: the source holding the most bytes lost a stream.
+    pub max_state: u64,
+    /// `max_exporters`: the source with the most streams lost one.
+    pub max_exporters: u64,
+    /// `max_streams_per_source`: the source lost its own oldest stream.
+    pub per_source: u64,
+}
+
 /// Everything the decoder counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
@@ -55,16 +66,25 @@ pub struct DecodeStats {
     pub pending_held: u64,
     /// Held data sets decoded once their template arrived.
     pub pending_replayed: u64,
-    /// Held data sets dropped (limits, or the template never came).
+    /// Held data sets dropped (per-stream limits, or a parse that failed).
     pub pending_dropped: u64,
+    /// Held data sets dropped because their template did not come within
+    /// `pending_ttl`.
+    pub pending_expired: u64,
     /// Missing flows (v5), packets (v9) or records (IPFIX), by exporter.
     pub sequence_gaps: HashMap<IpAddr, u64>,
     /// Sequence restarts, duplicates and reorderings (counting resynchronised).
     pub sequence_resets: u64,
     /// Exporter streams with state now.
     pub exporters: u64,
-    /// Exporter streams whose state was dropped to stay within `max_exporters`.
+    /// Exporter streams whose state was dropped to stay within a limit (the
+    /// sum of `evictions`).
     pub exporters_evicted: u64,
+    /// Those evictions by the limit that forced them.
+    pub evictions: Evictions,
+    /// Accounted bytes of all decoder state (templates, layouts, held data);
+    /// at most `max_state` after every datagram.
+    pub state_bytes: u64,
     /// Template store read/write failures (the store is best-effort).
     pub template_store_errors: u64,
 }

@@ -2,7 +2,9 @@
 //! held in memory, shared by every exporter's parser, written to and read
 //! from one file. The parser writes through every template it learns and
 //! reads through on a cache miss, so templates reloaded at start are used as
-//! soon as data for them arrives.
+//! soon as data for them arrives. Its size counts in the decoder's
+//! `max_state` (a quarter of it when a store is configured): writes beyond
+//! that are refused and counted, so a template flood cannot grow it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,9 +19,26 @@ const MAGIC: &[u8; 8] = b"FLOWYTP1";
 /// Bound on stored templates, so a template flood cannot grow the store.
 pub const MAX_STORED_TEMPLATES: usize = 100_000;
 
+/// Accounted bytes per stored template beyond its scope and value.
+const ENTRY_BYTES: usize = 96;
+
 #[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<TemplateStoreKey, Vec<u8>>,
+    /// Accounted bytes of `map`.
+    bytes: usize,
+}
+
+fn entry_bytes(k: &TemplateStoreKey, v: &[u8]) -> usize {
+    ENTRY_BYTES + k.scope.len() + v.len()
+}
+
+#[derive(Debug)]
 pub struct FileTemplateStore {
-    inner: Mutex<HashMap<TemplateStoreKey, Vec<u8>>>,
+    inner: Mutex<Entries>,
+    /// Writes beyond this many accounted bytes are refused (part of the
+    /// decoder's `max_state`).
+    max_bytes: usize,
     /// Writes refused because the store was full.
     pub refused: AtomicU64,
     /// Templates handed back to a parser (read-through after a cache miss).
@@ -46,13 +65,24 @@ fn backend(msg: &str) -> TemplateStoreError {
     TemplateStoreError::Backend(msg.to_string().into())
 }
 
+impl Default for FileTemplateStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_bytes: usize::MAX,
+            refused: AtomicU64::new(0),
+            restored: AtomicU64::new(0),
+        }
+    }
+}
+
 impl TemplateStore for FileTemplateStore {
     fn get(&self, key: &TemplateStoreKey) -> Result<Option<Vec<u8>>, TemplateStoreError> {
-        let map = self
+        let e = self
             .inner
             .lock()
             .map_err(|_| backend("template store lock poisoned"))?;
-        let found = map.get(key).cloned();
+        let found = e.map.get(key).cloned();
         if found.is_some() {
             self.restored.fetch_add(1, Ordering::Relaxed);
         }
@@ -60,24 +90,30 @@ impl TemplateStore for FileTemplateStore {
     }
 
     fn put(&self, key: &TemplateStoreKey, value: &[u8]) -> Result<(), TemplateStoreError> {
-        let mut map = self
+        let mut e = self
             .inner
             .lock()
             .map_err(|_| backend("template store lock poisoned"))?;
-        if map.len() >= MAX_STORED_TEMPLATES && !map.contains_key(key) {
+        let old = e.map.get(key).map_or(0, |v| entry_bytes(key, v));
+        let bytes = e.bytes.saturating_sub(old) + entry_bytes(key, value);
+        let full = old == 0 && e.map.len() >= MAX_STORED_TEMPLATES;
+        if full || bytes > self.max_bytes {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        map.insert(key.clone(), value.to_vec());
+        e.map.insert(key.clone(), value.to_vec());
+        e.bytes = bytes;
         Ok(())
     }
 
     fn remove(&self, key: &TemplateStoreKey) -> Result<(), TemplateStoreError> {
-        let mut map = self
+        let mut e = self
             .inner
             .lock()
             .map_err(|_| backend("template store lock poisoned"))?;
-        map.remove(key);
+        if let Some(v) = e.map.remove(key) {
+            e.bytes = e.bytes.saturating_sub(entry_bytes(key, &v));
+        }
         Ok(())
     }
 }
@@ -107,8 +143,19 @@ fn kind_from(c: u8) -> Option<TemplateKind> {
 }
 
 impl FileTemplateStore {
+    /// Refuse writes beyond `max_bytes` accounted bytes from now on.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Accounted bytes of the stored templates.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map(|e| e.bytes).unwrap_or(0)
+    }
+
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|m| m.len()).unwrap_or(0)
+        self.inner.lock().map(|e| e.map.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,10 +166,10 @@ impl FileTemplateStore {
     /// kind (u8), template id (u16), value length (u32), value.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
-        let Ok(map) = self.inner.lock() else {
+        let Ok(e) = self.inner.lock() else {
             return out;
         };
-        for (k, v) in map.iter() {
+        for (k, v) in e.map.iter() {
             let code = kind_code(k.kind);
             let (Ok(slen), Ok(vlen)) = (u16::try_from(k.scope.len()), u32::try_from(v.len()))
             else {
@@ -151,7 +198,7 @@ impl FileTemplateStore {
         if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
             return Err(corrupt(0, "not a flowy template store"));
         }
-        let mut map = HashMap::new();
+        let mut e = Entries::default();
         let mut r = Reader {
             b: bytes,
             pos: MAGIC.len(),
@@ -161,14 +208,16 @@ impl FileTemplateStore {
             let entry = r
                 .entry()
                 .ok_or_else(|| corrupt(at, "truncated or invalid entry"))?;
-            if map.len() < MAX_STORED_TEMPLATES {
-                map.insert(entry.0, entry.1);
+            if e.map.len() < MAX_STORED_TEMPLATES {
+                e.bytes += entry_bytes(&entry.0, &entry.1);
+                if let Some(old) = e.map.insert(entry.0.clone(), entry.1) {
+                    e.bytes = e.bytes.saturating_sub(entry_bytes(&entry.0, &old));
+                }
             }
         }
         Ok(Self {
-            inner: Mutex::new(map),
-            refused: AtomicU64::new(0),
-            restored: AtomicU64::new(0),
+            inner: Mutex::new(e),
+            ..Self::default()
         })
     }
 
@@ -226,6 +275,22 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_beyond_the_byte_cap_are_refused() {
+        let s = FileTemplateStore::default().with_max_bytes(2 * ENTRY_BYTES + 100);
+        let key = |id| TemplateStoreKey::new("s", TemplateKind::IpfixData, id);
+        s.put(&key(1), &[0; 40]).ok();
+        s.put(&key(2), &[0; 40]).ok();
+        s.put(&key(3), &[0; 1]).ok();
+        assert_eq!((s.len(), s.refused.load(Ordering::Relaxed)), (2, 1));
+        // Replacing an entry counts its new size only.
+        s.put(&key(1), &[0; 50]).ok();
+        assert_eq!(s.bytes(), 2 * ENTRY_BYTES + 2 + 90);
+        s.remove(&key(2)).ok();
+        s.put(&key(3), &[0; 1]).ok();
+        assert_eq!(s.len(), 2);
+    }
 
     #[test]
     fn round_trip_and_corrupt() {

@@ -250,6 +250,24 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
         )
     })
     .collect();
+    let ev = &s.evictions;
+    out.extend(
+        [
+            ("max_state", ev.max_state),
+            ("max_exporters", ev.max_exporters),
+            ("per_source", ev.per_source),
+        ]
+        .into_iter()
+        .map(|(reason, v)| {
+            sample(
+                "flowy_decoder_evictions_total",
+                "exporter streams dropped to keep a decoder limit, by limit",
+                Counter,
+                vec![("reason", reason.to_string())],
+                v,
+            )
+        }),
+    );
     let mut records: Vec<_> = s.records.iter().collect();
     records.sort();
     out.extend(records.into_iter().map(|((ip, version), n)| {
@@ -325,6 +343,18 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
             s.pending_dropped,
         ),
         (
+            "flowy_pending_expired_total",
+            "held data sets dropped after decoder.pending_ttl",
+            Counter,
+            s.pending_expired,
+        ),
+        (
+            "flowy_decoder_state_bytes",
+            "bytes of templates, layouts and held data (accounted upper bound)",
+            Gauge,
+            s.state_bytes,
+        ),
+        (
             "flowy_sequence_resets_total",
             "sequence restarts, duplicates, reorderings",
             Counter,
@@ -338,7 +368,7 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
         ),
         (
             "flowy_exporters_evicted_total",
-            "exporter streams evicted to stay within max_exporters",
+            "exporter streams evicted to keep a decoder limit",
             Counter,
             s.exporters_evicted,
         ),

@@ -111,7 +111,7 @@ pub fn engine_config(s: &config::EngineSettings) -> EngineConfig {
     }
 }
 
-pub fn decoder_config(s: &config::CollectorSettings) -> DecoderConfig {
+pub fn decoder_config(s: &config::CollectorSettings, d: &config::DecoderSettings) -> DecoderConfig {
     DecoderConfig {
         template_scope: match s.template_scope {
             Scope::Address => TemplateScope::Address,
@@ -120,7 +120,10 @@ pub fn decoder_config(s: &config::CollectorSettings) -> DecoderConfig {
         apply_sampling: s.apply_sampling,
         max_pending: s.max_pending,
         max_exporters: s.max_exporters,
+        max_state: d.max_state,
+        pending_ttl_ms: d.pending_ttl,
         template_store: s.template_store.clone(),
+        ..DecoderConfig::default()
     }
 }
 
@@ -191,7 +194,7 @@ impl Daemon {
         let c = &settings.collector;
         let (dg_tx, dg_rx) = mpsc::channel(c.queue);
         let decoder = ingest::spawn_decoder(
-            decoder_config(c),
+            decoder_config(c, &settings.decoder),
             TimeSanity::live(c.max_future),
             dg_rx,
             batch_tx,
