@@ -309,8 +309,9 @@ impl Decoder {
     }
 
     /// At most once a second: empty the held data of streams that held
-    /// nothing new for `pending_ttl_ms`.
-    fn expire_held(&mut self, now_ms: i64) {
+    /// nothing new for `pending_ttl_ms`. `decode` calls it; a caller whose
+    /// exporters may all fall silent calls it on its own clock too.
+    pub fn expire_held(&mut self, now_ms: i64) {
         if now_ms < self.next_sweep_ms {
             return;
         }

@@ -26,6 +26,8 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Records per batch handed to the dispatcher: big enough to amortise the
 /// per-branch channel sends, small enough to keep latency low.
 const BATCH_RECORDS: usize = 1024;
+/// How often an idle decode thread sweeps expired held data.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// How often the decoder's counters are copied into the metrics.
 const STATS_EVERY: Duration = Duration::from_millis(250);
 
@@ -113,9 +115,10 @@ pub fn spawn_decoder(
     metrics: Arc<Metrics>,
     beat: Beat,
 ) -> std::io::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("flowy-decode".into())
-        .spawn(move || decode_loop(Decoder::new(cfg), sanity, rx, out, metrics, beat))
+        .spawn(move || decode_loop(Decoder::new(cfg), sanity, rx, out, metrics, beat, runtime))
 }
 
 fn decode_loop(
@@ -125,6 +128,7 @@ fn decode_loop(
     out: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
     beat: Beat,
+    runtime: tokio::runtime::Handle,
 ) {
     let panic_on_first = super::panic::requested("decode");
     let mut next_id: u64 = 0;
@@ -133,7 +137,20 @@ fn decode_loop(
     // Scrapes see every decoder series (at 0) from the start.
     metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
     let mut last_publish = Instant::now();
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        // Wake up now and then while no datagram comes, so that held data
+        // expires even when every exporter falls silent.
+        // The timer is made inside `block_on`, where the runtime's clock is.
+        let next = runtime.block_on(async { tokio::time::timeout(IDLE_SWEEP, rx.recv()).await });
+        let first = match next {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(_) => {
+                decoder.expire_held(now_ms());
+                metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
+                continue;
+            }
+        };
         beat.busy();
         if panic_on_first {
             panic!("FLOWY_DEBUG_PANIC=decode: deliberate panic in the decode thread");
