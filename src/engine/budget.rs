@@ -122,6 +122,12 @@ impl StateBudget {
             .is_ok()
     }
 
+    /// What a component reserves at a time: at most 1/256 of the budget,
+    /// so that the slack components hold back stays small next to it.
+    fn chunk(&self) -> usize {
+        (self.max() / 256).clamp(1, CHUNK)
+    }
+
     fn release(&self, n: usize) {
         // Saturating: a release never exceeds what was reserved, but a
         // wrapped counter would turn every later charge into an eviction.
@@ -133,7 +139,7 @@ impl StateBudget {
     }
 }
 
-/// Bytes a component reserves from the shared counter at a time.
+/// Most bytes a component reserves from the shared counter at a time.
 const CHUNK: usize = 64 << 10;
 
 /// One component's share of a [`StateBudget`]: its own usage, covered by
@@ -169,7 +175,7 @@ impl StateAccount {
         let want = self.used.saturating_add(n);
         if want > self.reserved {
             let need = want - self.reserved;
-            let grab = need.max(CHUNK);
+            let grab = need.max(self.budget.chunk());
             let got = if self.budget.try_reserve(grab) {
                 grab
             } else if grab > need && self.budget.try_reserve(need) {
@@ -187,8 +193,9 @@ impl StateAccount {
     pub fn credit(&mut self, n: usize) {
         self.used = self.used.saturating_sub(n);
         let spare = self.reserved - self.used.min(self.reserved);
-        if spare > 2 * CHUNK {
-            let back = spare - CHUNK;
+        let chunk = self.budget.chunk();
+        if spare > 2 * chunk {
+            let back = spare - chunk;
             self.reserved -= back;
             self.budget.release(back);
         }
@@ -281,18 +288,22 @@ mod tests {
 
     #[test]
     fn shared_counter_never_passes_max_and_returns_on_drop() {
-        let b = StateBudget::new(3 * CHUNK);
+        let max = 3 * CHUNK;
+        let b = StateBudget::new(max);
+        let chunk = b.chunk();
+        assert_eq!(chunk, max / 256);
         let mut x = StateAccount::new(b.clone());
         let mut y = StateAccount::new(b.clone());
         assert!(x.try_charge(10));
-        assert!(y.try_charge(2 * CHUNK));
-        assert!(b.used() <= b.max());
-        // Only 3 chunks exist: x holds one, y two.
-        assert!(!x.try_charge(CHUNK));
-        assert!(x.try_charge(CHUNK - 10));
-        assert_eq!(b.used(), b.max());
-        y.credit(2 * CHUNK);
-        assert!(b.used() <= b.max());
+        assert_eq!(b.used(), chunk, "x reserves one chunk");
+        assert!(y.try_charge(max - chunk));
+        assert_eq!(b.used(), max);
+        // Nothing left: x can only use what it reserved.
+        assert!(!x.try_charge(chunk));
+        assert!(x.try_charge(chunk - 10));
+        assert_eq!(b.used(), max);
+        y.credit(max - chunk);
+        assert!(b.used() <= 2 * chunk + chunk, "{}", b.used());
         drop(y);
         drop(x);
         assert_eq!(b.used(), 0);
