@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use engine_support::*;
-use flowy::engine::{Engine, EngineConfig, Eviction, Match};
+use flowy::engine::{Engine, EngineConfig, Eviction, Match, MergerEngine, StateBudget};
 use flowy::query::plan::*;
 use flowy::record::{Field, Record};
 
@@ -195,6 +195,61 @@ fn merger_query_shares_the_budget() -> Result<(), String> {
     );
     assert!(!out.is_empty(), "no match at all");
     Ok(())
+}
+
+/// Held tuples (an export module with a difference module, no horizon:
+/// every tuple waits until the end) count against the budget too: once no
+/// stored group is left to drop, the earliest held tuples are decided at
+/// once. Many branches' engines may share one budget.
+#[test]
+fn held_tuples_are_decided_early_within_the_budget() {
+    const MAX: usize = 64 << 10;
+    let k = GroupField::Slot(0);
+    let modules = vec![
+        mmodule(
+            "m1",
+            vec![0, 1],
+            vec![frule(bf(0, k), CmpOp::Eq, bf(1, k), None)],
+        ),
+        mmodule(
+            "m2",
+            vec![0, 2],
+            vec![
+                frule(bf(0, k), CmpOp::Eq, bf(2, k), None),
+                allen(2, AllenOp::During, 0, None),
+            ],
+        ),
+    ];
+    let plain = |n: &str| branch(n, None, None, None);
+    let plan = merged(vec![plain("A"), plain("B"), plain("C")], modules, 0);
+    let budget = StateBudget::new(MAX);
+    let cfg = EngineConfig {
+        horizon: None,
+        ..EngineConfig::batch(None)
+    };
+    let mut m = MergerEngine::with_budget(&plan, &cfg, budget.clone());
+    let mut out = Vec::new();
+    for i in 0..2_000u64 {
+        let t = i as i64 * 10;
+        m.push_group(
+            group((i % 2) as usize, i, t, t + 5, vec![Some(lit((i / 2) % 4))]),
+            &mut out,
+        );
+        assert!(budget.used() <= MAX, "accounted {} > {MAX}", budget.used());
+    }
+    assert!(budget.evictions(Eviction::HeldTuple) > 0);
+    assert!(budget.evictions(Eviction::StoredGroup) > 0);
+    let s = m.stats();
+    assert!(s.state_bytes as usize <= MAX);
+    assert_eq!(
+        s.state_evictions,
+        budget.evictions(Eviction::HeldTuple) + budget.evictions(Eviction::StoredGroup)
+    );
+    // Decided early means emitted now (nothing extends them), not lost.
+    assert!(!out.is_empty());
+    m.finish(&mut out);
+    assert_eq!(m.stats().held_tuples, 0);
+    assert_eq!(m.stats().matches as usize, out.len());
 }
 
 /// Times at the ends of the i64 range pass through the whole engine
