@@ -529,7 +529,10 @@ impl BranchEngine {
     /// Groups closed since the last drain (by a limit, while records were
     /// pushed) that pass the groupfilter: they need not wait for W to move.
     pub fn take_closed(&mut self, out: &mut Vec<Arc<Group>>) {
-        self.drain(out);
+        // Called after every push: usually there is nothing to take.
+        if self.grouper.has_closed() {
+            self.drain(out);
+        }
     }
 
     /// `n` records the filter rejected.

@@ -362,6 +362,11 @@ impl Grouper {
         self.stats
     }
 
+    /// Are there closed groups `drain_closed` has not handed out yet?
+    pub fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
     /// Closed groups since the last call, in closing order.
     pub fn drain_closed(&mut self) -> std::vec::Drain<'_, Group> {
         self.closed.drain(..)
