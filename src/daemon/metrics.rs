@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::engine::{Eviction, StateBudget};
+
 /// Watermark gauge value before the first record.
 const NO_WATERMARK: i64 = i64::MIN;
 
@@ -79,6 +81,9 @@ pub struct Metrics {
     pub reload_failures: AtomicU64,
     pub queries_running: AtomicU64,
     watermark: AtomicI64,
+    /// The engine state budget all queries share (`engine.max_state`);
+    /// its account is the `flowy_engine_state_bytes` gauge.
+    engine_state: Arc<StateBudget>,
     registry: Mutex<Registry>,
 }
 
@@ -103,6 +108,7 @@ impl Default for Metrics {
             reload_failures: AtomicU64::new(0),
             queries_running: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
+            engine_state: StateBudget::unlimited(),
             registry: Mutex::new(Registry::default()),
         }
     }
@@ -137,6 +143,11 @@ impl Metrics {
     pub fn watermark(&self) -> Option<i64> {
         let w = self.watermark.load(Ordering::Relaxed);
         (w != NO_WATERMARK).then_some(w)
+    }
+
+    /// The engine state budget shared by every query of the daemon.
+    pub fn engine_state(&self) -> &Arc<StateBudget> {
+        &self.engine_state
     }
 
     pub fn register_branch(&self, query: &str, branch: &str) -> Arc<BranchMetrics> {
@@ -294,6 +305,7 @@ impl Metrics {
                 &self.queries_running,
             ),
         ];
+        out.extend(engine_state_samples(&self.engine_state));
         if let Some(w) = self.watermark() {
             out.push(Sample {
                 name: "flowy_watermark_milliseconds",
@@ -310,6 +322,36 @@ impl Metrics {
     pub fn render(&self) -> String {
         render(&self.samples())
     }
+}
+
+fn engine_state_samples(b: &StateBudget) -> Vec<Sample> {
+    let gauge = |name, help, value: usize| Sample {
+        name,
+        help,
+        kind: Kind::Gauge,
+        labels: Vec::new(),
+        value: value as u64,
+    };
+    let mut out = vec![
+        gauge(
+            "flowy_engine_state_bytes",
+            "bytes of engine state (open groups, reorder buffers, stored groups, held tuples) of all queries",
+            b.used(),
+        ),
+        gauge(
+            "flowy_engine_state_max_bytes",
+            "engine.max_state, the bound of flowy_engine_state_bytes",
+            b.max(),
+        ),
+    ];
+    out.extend(Eviction::ALL.iter().map(|k| Sample {
+        name: "flowy_engine_state_evictions_total",
+        help: "engine state given up early because engine.max_state was reached",
+        kind: Kind::Counter,
+        labels: vec![("kind", k.label().to_string())],
+        value: b.evictions(*k),
+    }));
+    out
 }
 
 fn branch_samples(query: &str, branch: &str, m: &BranchMetrics) -> Vec<Sample> {

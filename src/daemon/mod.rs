@@ -108,6 +108,7 @@ pub fn engine_config(s: &config::EngineSettings) -> EngineConfig {
         max_open_groups: s.max_open_groups,
         max_stored_groups: s.max_stored_groups,
         max_reorder: s.max_reorder,
+        max_state: s.max_state,
     }
 }
 

@@ -51,6 +51,9 @@ impl RunningQuery {
         health: &Health,
     ) -> Self {
         let n = plan.branches.len();
+        // One budget for every query's state; a reload may change its size.
+        let budget = metrics.engine_state().clone();
+        budget.set_max(cfg.max_state);
         let (merger_tx, merger_rx) = mpsc::channel(capacity);
         let merger_metrics = metrics.register_merger(&plan.name);
         let mut tasks = Vec::with_capacity(n + 1);
@@ -59,7 +62,7 @@ impl RunningQuery {
         for (i, b) in plan.branches.iter().enumerate() {
             let (tx, rx) = mpsc::channel(capacity);
             let m = metrics.register_branch(&plan.name, &b.name);
-            let engine = BranchEngine::new(&plan, i, cfg);
+            let engine = BranchEngine::with_budget(&plan, i, cfg, budget.clone());
             let label = format!("{}/{}", plan.name, b.name);
             let beat = health.register(format!("branch {label}"));
             let task = run_branch(engine, i, label, rx, merger_tx.clone(), m.clone(), beat);
@@ -68,7 +71,7 @@ impl RunningQuery {
             branch_metrics.push(m);
         }
         drop(merger_tx);
-        let merger = MergerEngine::new(&plan, cfg);
+        let merger = MergerEngine::with_budget(&plan, cfg, budget);
         tasks.push(tokio::spawn(run_merger(
             plan.clone(),
             merger,
@@ -139,6 +142,8 @@ async fn run_branch(
                 for r in recs.iter() {
                     engine.push(r, push_w);
                 }
+                // Groups a limit closed go on now, not when W next moves.
+                engine.take_closed(&mut out);
                 if let Some(w) = advance_to {
                     engine.advance(w, &mut out);
                 }
@@ -170,7 +175,10 @@ async fn run_branch(
         };
         let s = engine.stats();
         publish_branch(&m, s);
-        limits.check(&label, s.closed_early + s.reorder_overflow);
+        limits.check(
+            &label,
+            s.closed_early + s.reorder_overflow + s.state_evictions,
+        );
         if !out.is_empty() || w.is_some() {
             let groups = std::mem::take(&mut out);
             if merger
@@ -203,7 +211,7 @@ impl LimitWarning {
             return;
         }
         tracing::warn!(
-            "{what}: {} groups/records closed early by a memory limit (max_open_groups, max_reorder, max_stored_groups); results may be incomplete",
+            "{what}: {} groups/records closed early by a memory limit (max_open_groups, max_reorder, max_stored_groups, max_state); results may be incomplete",
             closed_early - self.seen
         );
         self.seen = closed_early;
@@ -278,7 +286,7 @@ async fn run_merger(
         set(&m.stored_groups, s.stored_groups);
         set(&m.matches, s.matches);
         set(&m.closed_early, s.closed_early);
-        limits.check(&plan.name, s.closed_early);
+        limits.check(&plan.name, s.closed_early + s.state_evictions);
         if !matches.is_empty()
             && !output
                 .send(plan.clone(), std::mem::take(&mut matches))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use crate::engine::budget::{pending_cost, Eviction, StateBudget};
 use crate::engine::config::{EngineConfig, LatePolicy};
 use crate::engine::filter::eval_rule;
 use crate::engine::grouper::Grouper;
@@ -64,6 +65,11 @@ pub struct BranchStats {
     /// Records with `stime < W` on arrival (processed or dropped).
     pub late: u64,
     pub late_dropped: u64,
+    /// Open groups closed and buffered records released early because
+    /// `engine.max_state` was reached.
+    pub state_evictions: u64,
+    /// Bytes of this branch's state (open groups, reorder buffer).
+    pub state_bytes: u64,
 }
 
 /// A buffered record with its (stime, rec_id) order key copied out, so
@@ -395,14 +401,32 @@ pub struct BranchEngine {
     grouper: Grouper,
     late: LatePolicy,
     max_reorder: usize,
+    /// Records released early because `engine.max_state` was reached.
+    reorder_evicted: u64,
     stats: BranchStats,
     valid: bool,
 }
 
+/// Budget charge of a record in the reorder buffer.
+fn buffered_cost(rec: &Record) -> usize {
+    pending_cost(rec, std::mem::size_of::<Pending>())
+}
+
 impl BranchEngine {
-    /// State for branch `branch` of `plan`. An out-of-range index yields a
-    /// branch that passes nothing (the compiler never produces one).
+    /// State for branch `branch` of `plan`, with a budget of its own of
+    /// `cfg.max_state` bytes. An out-of-range index yields a branch that
+    /// passes nothing (the compiler never produces one).
     pub fn new(plan: &Arc<Plan>, branch: usize, cfg: &EngineConfig) -> Self {
+        Self::with_budget(plan, branch, cfg, StateBudget::new(cfg.max_state))
+    }
+
+    /// Like [`BranchEngine::new`], charging its state to a shared budget.
+    pub fn with_budget(
+        plan: &Arc<Plan>,
+        branch: usize,
+        cfg: &EngineConfig,
+        budget: Arc<StateBudget>,
+    ) -> Self {
         let bp = plan.branches.get(branch);
         BranchEngine {
             filter: bp.and_then(|b| b.filter.clone()),
@@ -414,9 +438,11 @@ impl BranchEngine {
                 branch,
                 cfg.window,
                 cfg.max_open_groups,
+                budget,
             ),
             late: cfg.late,
             max_reorder: cfg.max_reorder.max(1),
+            reorder_evicted: 0,
             stats: BranchStats::default(),
             valid: bp.is_some(),
         }
@@ -462,12 +488,50 @@ impl BranchEngine {
             }
             return;
         }
+        if !self.make_room(buffered_cost(rec)) {
+            // Nothing of this branch is left to evict: the record goes on
+            // to the grouper at once instead of waiting for W.
+            self.evict_reorder(rec.clone());
+            return;
+        }
         self.reorder.push(Pending::new(rec));
         if self.reorder.len() > self.max_reorder {
             if let Some(r) = self.reorder.pop() {
                 self.stats.reorder_overflow += 1;
+                self.grouper.credit(buffered_cost(&r));
                 self.release(r);
             }
+        }
+    }
+
+    /// Charge `n` bytes: the grouper closes its oldest open groups first;
+    /// with none left, the oldest buffered records go to it early.
+    fn make_room(&mut self, n: usize) -> bool {
+        loop {
+            if self.grouper.make_room(n) {
+                return true;
+            }
+            let Some(r) = self.reorder.pop() else {
+                return false;
+            };
+            self.grouper.credit(buffered_cost(&r));
+            self.evict_reorder(r);
+        }
+    }
+
+    /// Release a record before W passed it, for the budget.
+    fn evict_reorder(&mut self, rec: Arc<Record>) {
+        self.reorder_evicted += 1;
+        self.grouper.evicted(Eviction::Reorder, 1);
+        self.release(rec);
+    }
+
+    /// Groups closed since the last drain (by a limit, while records were
+    /// pushed) that pass the groupfilter: they need not wait for W to move.
+    pub fn take_closed(&mut self, out: &mut Vec<Arc<Group>>) {
+        // Called after every push: usually there is nothing to take.
+        if self.grouper.has_closed() {
+            self.drain(out);
         }
     }
 
@@ -518,6 +582,8 @@ impl BranchEngine {
                 return;
             }
             batch.iter().for_each(|r| touch(r));
+            let bytes: usize = batch.iter().map(|r| buffered_cost(r)).sum();
+            self.grouper.credit(bytes);
             for r in batch.drain(..) {
                 self.release(r);
             }
@@ -540,6 +606,8 @@ impl BranchEngine {
             groups_open: self.grouper.open_count() as u64,
             groups_closed: g.groups_closed,
             closed_early: g.closed_early,
+            state_evictions: g.closed_by_budget + self.reorder_evicted,
+            state_bytes: self.grouper.state_bytes() as u64,
             ..self.stats
         }
     }
@@ -547,6 +615,11 @@ impl BranchEngine {
     /// Records waiting in the reorder buffer.
     pub fn buffered(&self) -> usize {
         self.reorder.len()
+    }
+
+    /// Bytes this branch has charged to its budget.
+    pub fn state_bytes(&self) -> usize {
+        self.grouper.state_bytes()
     }
 }
 

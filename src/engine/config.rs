@@ -26,11 +26,18 @@ pub struct EngineConfig {
     pub max_stored_groups: usize,
     /// Records buffered per branch before the oldest is released early.
     pub max_reorder: usize,
+    /// Bytes of all engine state together (SPEC §3.2): open groups with
+    /// their members, reorder buffers, stored groups, held tuples. The
+    /// daemon shares one budget of this size among all its queries.
+    pub max_state: usize,
 }
 
 impl EngineConfig {
     /// Settings for a one-shot run over files: nothing is released or
-    /// dropped before the end of input, so the result is exact.
+    /// dropped before the end of input, so the result is exact. That
+    /// includes the state budget: a batch run is accounted but unlimited
+    /// (exactness first; its memory follows the input's disorder and open
+    /// state, SPEC §3.1).
     pub fn batch(window: Option<i64>) -> Self {
         EngineConfig {
             lateness: None,
@@ -40,6 +47,7 @@ impl EngineConfig {
             max_open_groups: usize::MAX,
             max_stored_groups: usize::MAX,
             max_reorder: usize::MAX,
+            max_state: usize::MAX,
         }
     }
 }
@@ -55,6 +63,7 @@ impl Default for EngineConfig {
             max_open_groups: 1_000_000,
             max_stored_groups: 1_000_000,
             max_reorder: 1_000_000,
+            max_state: 2 << 30,
         }
     }
 }

@@ -41,7 +41,11 @@ impl Group {
         match field {
             GroupField::Stime => owned(Value::Uint(time_to_u64(self.stime))),
             GroupField::Etime => owned(Value::Uint(time_to_u64(self.etime))),
-            GroupField::Duration => owned(Value::Uint(time_to_u64(self.etime - self.stime))),
+            // Saturating: hostile times (stime near i64::MIN, etime near
+            // i64::MAX) must not overflow.
+            GroupField::Duration => owned(Value::Uint(time_to_u64(
+                self.etime.saturating_sub(self.stime),
+            ))),
             GroupField::Count => owned(Value::Uint(self.members.len() as u64)),
             GroupField::Slot(i) => self.values.get(i)?.as_ref().map(Cow::Borrowed),
             GroupField::Record(f) => self.members.first()?.get(f).map(Cow::Owned),

@@ -16,9 +16,14 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::engine::aggregate::Aggregates;
+use crate::engine::budget::{
+    member_cost, open_group_overhead, Eviction, StateAccount, StateBudget,
+};
 use crate::engine::filter::{compare_values, delta_holds, key_value};
 use crate::engine::Group;
-use crate::query::plan::{AggregatePlan, CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference};
+use crate::query::plan::{
+    AggFunc, AggregatePlan, CmpOp, GroupRule, GrouperPlan, ModulePlan, Reference,
+};
 use crate::record::{Field, Record};
 use crate::value::Value;
 
@@ -102,6 +107,8 @@ struct OpenGroup {
     /// The C of this group's live entry in `Grouper::closing`: never later
     /// than `close_at`, so the entry surfaces in time.
     sched: Option<i64>,
+    /// What this group is charged in the state budget.
+    bytes: usize,
 }
 
 impl OpenGroup {
@@ -199,6 +206,8 @@ pub struct GrouperStats {
     pub groups_closed: u64,
     /// Closed before their time because `max_open_groups` was reached.
     pub closed_early: u64,
+    /// Closed before their time because `engine.max_state` was reached.
+    pub closed_by_budget: u64,
 }
 
 /// One branch's grouper state.
@@ -229,6 +238,13 @@ pub struct Grouper {
     /// saves an allocation and a free per group.
     spare_aggs: Vec<Aggregates>,
     stats: GrouperStats,
+    /// This branch's share of the state budget: open groups here, and the
+    /// branch's reorder buffer (charged through [`Grouper::make_room`]).
+    account: StateAccount,
+    /// `union` accumulators (each may grow by one value per member).
+    unions: usize,
+    /// Budget charge of a group before its members.
+    group_overhead: usize,
 }
 
 /// Accumulators for a new group, in a closed group's memory if any.
@@ -252,6 +268,7 @@ impl Grouper {
         branch: usize,
         window: Option<i64>,
         max_open: usize,
+        budget: Arc<StateBudget>,
     ) -> Self {
         let modules = plan.as_ref().map_or_else(Vec::new, |p| {
             p.modules
@@ -265,6 +282,15 @@ impl Grouper {
         let qualified = plan
             .as_ref()
             .is_some_and(|p| p.aggregates.iter().any(|a| a.module.is_some()));
+        let unions = plan.as_ref().map_or(0, |p| {
+            p.aggregates
+                .iter()
+                .filter(|a| a.func == AggFunc::Union)
+                .count()
+        });
+        let slots = plan
+            .as_ref()
+            .map_or(0, |p| p.keys.len() + p.aggregates.len());
         Grouper {
             plan,
             branch,
@@ -280,7 +306,52 @@ impl Grouper {
             closed: Vec::new(),
             spare_aggs: Vec::new(),
             stats: GrouperStats::default(),
+            account: StateAccount::new(budget),
+            unions,
+            group_overhead: open_group_overhead(std::mem::size_of::<Option<OpenGroup>>(), slots),
         }
+    }
+
+    /// Bytes this branch has charged (open groups and reorder buffer).
+    pub fn state_bytes(&self) -> usize {
+        self.account.used()
+    }
+
+    /// Charge `n` bytes of branch state, closing the oldest open groups
+    /// early while the budget cannot cover them; false when even with no
+    /// open group left it cannot.
+    pub fn make_room(&mut self, n: usize) -> bool {
+        loop {
+            if self.account.try_charge(n) {
+                return true;
+            }
+            let Some(h) = self.oldest_open() else {
+                return false;
+            };
+            self.evict(h);
+        }
+    }
+
+    /// `n` bytes of branch state charged through `make_room` are gone.
+    pub fn credit(&mut self, n: usize) {
+        self.account.credit(n);
+    }
+
+    /// Count `n` evictions of `kind` made on the grouper's behalf.
+    pub fn evicted(&self, kind: Eviction, n: u64) {
+        self.account.evicted(kind, n);
+    }
+
+    fn oldest_open(&mut self) -> Option<Handle> {
+        self.forget_closed_ids();
+        self.open_ids.front().copied()
+    }
+
+    /// Close `h` early for the budget.
+    fn evict(&mut self, h: Handle) {
+        self.stats.closed_by_budget += 1;
+        self.account.evicted(Eviction::OpenGroup, 1);
+        self.close(h);
     }
 
     pub fn open_count(&self) -> usize {
@@ -289,6 +360,11 @@ impl Grouper {
 
     pub fn stats(&self) -> GrouperStats {
         self.stats
+    }
+
+    /// Are there closed groups `drain_closed` has not handed out yet?
+    pub fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
     }
 
     /// Closed groups since the last call, in closing order.
@@ -303,15 +379,30 @@ impl Grouper {
     /// Offer a record (in `stime` order, except late ones).
     pub fn offer(&mut self, rec: Arc<Record>) {
         let Some(plan) = self.plan.clone().filter(|p| !p.modules.is_empty()) else {
-            let h = self.create(rec);
+            // Closed at once, so never charged.
+            let h = self.create(rec, 0);
             self.close(h);
             return;
         };
+        // Room for the worst case (a new group) first: evictions may close
+        // the very group the record would have joined.
+        let member = member_cost(&rec, self.unions);
+        let worst = member.saturating_add(self.group_overhead);
+        if !self.make_room(worst) {
+            // Nothing of this branch is left to evict: the record still
+            // counts, as a group of its own closed at once.
+            let h = self.create(rec, 0);
+            self.evict(h);
+            return;
+        }
         let window = self.window_of(rec.stime);
         match self.find_group(&plan, window, &rec) {
-            Some(h) => self.join(&plan, h, rec),
+            Some(h) => {
+                self.account.credit(worst - member);
+                self.join(&plan, h, rec, member);
+            }
             None => {
-                self.create(rec);
+                self.create(rec, worst);
                 self.enforce_limit();
             }
         }
@@ -343,10 +434,12 @@ impl Grouper {
         best
     }
 
-    fn join(&mut self, plan: &GrouperPlan, h: Handle, rec: Arc<Record>) {
+    fn join(&mut self, plan: &GrouperPlan, h: Handle, rec: Arc<Record>, bytes: usize) {
         let Some(g) = self.open.get_mut(h) else {
+            self.account.credit(bytes);
             return;
         };
+        g.bytes += bytes;
         // Which modules admit the record must be judged against the group as
         // it was before the record joined (rdelta reads the last member).
         let via: Vec<bool> = if self.qualified {
@@ -369,7 +462,8 @@ impl Grouper {
     /// Open a new group with `rec` as its first member. The founding record
     /// counts for every module's qualified aggregates: it joined through no
     /// module, and every module's rules are relative to it.
-    fn create(&mut self, rec: Arc<Record>) -> Handle {
+    /// `bytes` is what the caller charged for it.
+    fn create(&mut self, rec: Arc<Record>, bytes: usize) -> Handle {
         let id = self.next_id;
         self.next_id += 1;
         let window = self.window_of(rec.stime);
@@ -414,6 +508,7 @@ impl Grouper {
             index_keys,
             close_at: None,
             sched: None,
+            bytes,
         });
         if let Some(g) = self.open.get(h) {
             for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
@@ -524,6 +619,7 @@ impl Grouper {
         let Some(g) = self.open.remove(h) else {
             return;
         };
+        self.account.credit(g.bytes);
         self.forget_closed_ids();
         for (index, key) in self.modules.iter_mut().zip(&g.index_keys) {
             let Some(key) = key else { continue };

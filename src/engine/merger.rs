@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::engine::budget::{group_cost, Eviction, StateAccount, StateBudget};
 use crate::engine::config::EngineConfig;
 use crate::engine::fasthash::FastMap;
 use crate::engine::index::{BranchStore, Filing};
@@ -34,6 +35,24 @@ pub struct MergerStats {
     pub held_tuples: u64,
     /// Tuples removed because a difference module extended them.
     pub extended: u64,
+    /// Stored groups dropped and held tuples decided early because
+    /// `engine.max_state` was reached.
+    pub state_evictions: u64,
+    /// Bytes of the merger's state (stored groups, held tuples).
+    pub state_bytes: u64,
+}
+
+/// Budget charge of a stored group: the group, and its entries in the
+/// store's indexes, the arrival queue and the extension marks.
+fn stored_cost(g: &Group) -> usize {
+    group_cost(g) + 256
+}
+
+/// Budget charge of a held tuple: its entries and, as an upper bound for
+/// groups that leave the stores before the tuple is decided, its groups.
+fn held_cost(t: &[Arc<Group>]) -> usize {
+    let groups: usize = t.iter().map(|g| group_cost(g)).sum();
+    std::mem::size_of::<Vec<Arc<Group>>>() + std::mem::size_of_val(t) + 128 + groups
 }
 
 /// A module whose tuples are subtracted from the export module's.
@@ -71,6 +90,8 @@ struct Joiner {
     marks: FastMap<(usize, u64), u64>,
     /// Per branch: no more groups will come (see `branch_finished`).
     finished: Vec<bool>,
+    /// The merger's share of the state budget: stored groups, held tuples.
+    account: StateAccount,
 }
 
 pub struct MergerEngine {
@@ -81,12 +102,18 @@ pub struct MergerEngine {
 }
 
 impl MergerEngine {
+    /// A merger with a budget of its own of `cfg.max_state` bytes.
     pub fn new(plan: &Arc<Plan>, cfg: &EngineConfig) -> Self {
+        Self::with_budget(plan, cfg, StateBudget::new(cfg.max_state))
+    }
+
+    /// Like [`MergerEngine::new`], charging its state to a shared budget.
+    pub fn with_budget(plan: &Arc<Plan>, cfg: &EngineConfig, budget: Arc<StateBudget>) -> Self {
         MergerEngine {
             joiner: plan
                 .merger
                 .as_ref()
-                .map(|m| Joiner::new(m, plan.branches.len())),
+                .map(|m| Joiner::new(m, plan.branches.len(), StateAccount::new(budget))),
             horizon: cfg.horizon,
             max_stored: cfg.max_stored_groups.max(1),
             stats: MergerStats::default(),
@@ -120,15 +147,57 @@ impl MergerEngine {
             }
             let latest = t.iter().map(|g| g.etime).max().unwrap_or(i64::MIN);
             let deadline = self.horizon.map_or(i64::MAX, |h| latest.saturating_add(h));
-            j.hold(deadline, t);
+            if self.make_room(held_cost(&t), out) {
+                if let Some(j) = &mut self.joiner {
+                    j.hold(deadline, t);
+                }
+            } else {
+                self.count_evictions(Eviction::HeldTuple, 1);
+                self.decide(t, out);
+            }
         }
         self.limit_held(out);
+        if !self.joiner.as_ref().is_some_and(|j| j.may_join_later(b)) {
+            return;
+        }
+        if !self.make_room(stored_cost(&g), out) {
+            // The budget is held elsewhere: this group is the one not kept.
+            self.count_evictions(Eviction::StoredGroup, 1);
+            return;
+        }
         if let Some(j) = &mut self.joiner {
-            if !j.may_join_later(b) {
-                return;
-            }
             let dropped = j.store(g, filing, self.max_stored);
             self.stats.closed_early += dropped;
+        }
+    }
+
+    /// Charge `n` bytes, dropping the oldest stored groups and then
+    /// deciding the earliest held tuples while the budget cannot cover
+    /// them; false when nothing of the merger is left to give up.
+    fn make_room(&mut self, n: usize, out: &mut Vec<Match>) -> bool {
+        loop {
+            let Some(j) = &mut self.joiner else {
+                return false;
+            };
+            if j.account.try_charge(n) {
+                return true;
+            }
+            if j.drop_oldest_stored() {
+                self.count_evictions(Eviction::StoredGroup, 1);
+                continue;
+            }
+            let Some(t) = j.take_held(|_| true, 1).pop() else {
+                return false;
+            };
+            self.count_evictions(Eviction::HeldTuple, 1);
+            self.decide(t, out);
+        }
+    }
+
+    fn count_evictions(&mut self, kind: Eviction, n: u64) {
+        self.stats.state_evictions += n;
+        if let Some(j) = &self.joiner {
+            j.account.evicted(kind, n);
         }
     }
 
@@ -144,14 +213,8 @@ impl MergerEngine {
     fn limit_held(&mut self, out: &mut Vec<Match>) {
         let max = self.max_stored;
         let Some(j) = &mut self.joiner else { return };
-        let mut due = Vec::new();
-        while j.held.len() > max {
-            let Some(entry) = j.held.first_entry() else {
-                break;
-            };
-            j.pending.remove(&entry.key().1);
-            due.push(entry.remove());
-        }
+        let excess = j.held.len().saturating_sub(max);
+        let due = j.take_held(|_| true, excess);
         self.stats.closed_early += due.len() as u64;
         for t in due {
             self.decide(t, out);
@@ -163,7 +226,7 @@ impl MergerEngine {
     pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {
         let Some(h) = self.horizon else { return };
         let Some(j) = &mut self.joiner else { return };
-        let due = j.take_held(|deadline| deadline < w);
+        let due = j.take_held(|deadline| deadline < w, usize::MAX);
         for t in due {
             self.decide(t, out);
         }
@@ -175,7 +238,7 @@ impl MergerEngine {
     /// End of input: decide every held tuple.
     pub fn finish(&mut self, out: &mut Vec<Match>) {
         let Some(j) = &mut self.joiner else { return };
-        let due = j.take_held(|_| true);
+        let due = j.take_held(|_| true, usize::MAX);
         for t in due {
             self.decide(t, out);
         }
@@ -197,22 +260,24 @@ impl MergerEngine {
     }
 
     pub fn stats(&self) -> MergerStats {
-        let (stored, held) = self.joiner.as_ref().map_or((0, 0), |j| {
+        let (stored, held, bytes) = self.joiner.as_ref().map_or((0, 0, 0), |j| {
             (
                 j.stores.iter().map(|s| s.len() as u64).sum(),
                 j.held.len() as u64,
+                j.account.used() as u64,
             )
         });
         MergerStats {
             stored_groups: stored,
             held_tuples: held,
+            state_bytes: bytes,
             ..self.stats
         }
     }
 }
 
 impl Joiner {
-    fn new(m: &MergerPlan, n_branches: usize) -> Self {
+    fn new(m: &MergerPlan, n_branches: usize, account: StateAccount) -> Self {
         let mut stores: Vec<BranchStore> =
             (0..n_branches).map(|_| BranchStore::default()).collect();
         let mut stored = vec![false; n_branches];
@@ -268,6 +333,7 @@ impl Joiner {
             stored_count: 0,
             held: BTreeMap::new(),
             next_held: 0,
+            account,
         }
     }
 
@@ -331,14 +397,21 @@ impl Joiner {
         self.next_held += 1;
     }
 
-    fn take_held(&mut self, due: impl Fn(i64) -> bool) -> Vec<Vec<Arc<Group>>> {
+    /// Up to `max` held tuples in (deadline, formation) order while
+    /// `due(deadline)`.
+    fn take_held(&mut self, due: impl Fn(i64) -> bool, max: usize) -> Vec<Vec<Arc<Group>>> {
         let mut out = Vec::new();
-        while let Some(entry) = self.held.first_entry() {
+        while out.len() < max {
+            let Some(entry) = self.held.first_entry() else {
+                break;
+            };
             if !due(entry.key().0) {
                 break;
             }
             self.pending.remove(&entry.key().1);
-            out.push(entry.remove());
+            let t = entry.remove();
+            self.account.credit(held_cost(&t));
+            out.push(t);
         }
         out
     }
@@ -365,25 +438,38 @@ impl Joiner {
             self.stored_count += 1;
         }
         let mut dropped = 0;
-        while self.stored_count > max {
-            let Some((seq, b)) = self.order.pop_front() else {
-                break;
-            };
-            let removed = self.stores.get_mut(b).and_then(|s| s.remove(seq));
-            if removed.is_some() {
-                self.stored_count -= 1;
-                self.marks.remove(&(b, seq));
-                dropped += 1;
-            }
+        while self.stored_count > max && self.drop_oldest_stored() {
+            dropped += 1;
         }
         dropped
+    }
+
+    /// Drop the stored group that arrived first; false when none is stored.
+    fn drop_oldest_stored(&mut self) -> bool {
+        while let Some((seq, b)) = self.order.pop_front() {
+            if self.remove_stored(b, seq) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Remove a stored group and its bookkeeping; false if it was gone.
+    fn remove_stored(&mut self, b: usize, seq: u64) -> bool {
+        let Some(g) = self.stores.get_mut(b).and_then(|s| s.remove(seq)) else {
+            return false;
+        };
+        self.account.credit(stored_cost(&g));
+        self.stored_count -= 1;
+        self.marks.remove(&(b, seq));
+        true
     }
 
     /// Drop stored groups whose `etime` satisfies `expired`.
     fn expire(&mut self, expired: impl Fn(i64) -> bool) {
         let oldest_pending = self.pending.first().copied();
-        for (b, s) in self.stores.iter_mut().enumerate() {
-            while let Some((etime, seq)) = s.earliest_end() {
+        for b in 0..self.stores.len() {
+            while let Some((etime, seq)) = self.stores.get(b).and_then(BranchStore::earliest_end) {
                 if !expired(etime) {
                     break;
                 }
@@ -391,12 +477,9 @@ impl Joiner {
                     (Some(mark), Some(p)) => p < *mark,
                     _ => false,
                 };
-                if needed {
+                if needed || !self.remove_stored(b, seq) {
                     break;
                 }
-                s.remove(seq);
-                self.stored_count -= 1;
-                self.marks.remove(&(b, seq));
             }
         }
         let stores = &self.stores;

@@ -38,6 +38,7 @@ pub mod aggregate;
 pub mod allen;
 mod blocks;
 pub mod branch;
+pub mod budget;
 mod chunked;
 pub mod clock;
 pub mod config;
@@ -55,6 +56,7 @@ mod seqslots;
 pub mod ungroup;
 
 pub use branch::{BranchEngine, BranchStats};
+pub use budget::{Eviction, StateBudget};
 pub use clock::Watermark;
 pub use config::{EngineConfig, LatePolicy};
 pub use group::Group;

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::engine::branch::{BranchEngine, FilterSharing};
+use crate::engine::budget::StateBudget;
 use crate::engine::clock::Watermark;
 use crate::engine::config::EngineConfig;
 use crate::engine::merger::MergerEngine;
@@ -28,15 +29,26 @@ pub struct Engine {
     groups: Vec<Arc<Group>>,
     /// No W ever exists (batch): nothing is released before `finish`.
     infinite_lateness: bool,
+    budget: Arc<StateBudget>,
 }
 
 impl Engine {
+    /// An engine whose branches and merger share a budget of
+    /// `cfg.max_state` bytes.
     pub fn new(plan: Arc<Plan>, cfg: EngineConfig) -> Self {
+        let budget = StateBudget::new(cfg.max_state);
+        Self::with_budget(plan, cfg, budget)
+    }
+
+    /// Like [`Engine::new`], charging all state to `budget` (which other
+    /// engines may share; `cfg.max_state` is then not consulted).
+    pub fn with_budget(plan: Arc<Plan>, cfg: EngineConfig, budget: Arc<StateBudget>) -> Self {
         let branches: Vec<BranchEngine> = (0..plan.branches.len())
-            .map(|i| BranchEngine::new(&plan, i, &cfg))
+            .map(|i| BranchEngine::with_budget(&plan, i, &cfg, budget.clone()))
             .collect();
         Engine {
-            merger: MergerEngine::new(&plan, &cfg),
+            merger: MergerEngine::with_budget(&plan, &cfg, budget.clone()),
+            budget,
             sharing: FilterSharing::new(&branches),
             branches,
             // Event time only: no wall clock, so no idle advance.
@@ -52,7 +64,20 @@ impl Engine {
         for b in &mut self.branches {
             b.push(&rec, self.released);
         }
+        self.feed_closed(out);
         self.observe(rec.stime, out);
+    }
+
+    /// Groups a limit closed while records were pushed go to the merger
+    /// now: W may not move for a long time (an exporter re-sending old
+    /// flows), and until they are merged they are nobody's state.
+    fn feed_closed(&mut self, out: &mut Vec<Match>) {
+        for b in &mut self.branches {
+            b.take_closed(&mut self.groups);
+        }
+        for g in self.groups.drain(..) {
+            self.merger.push_group(g, out);
+        }
     }
 
     /// Like [`Engine::push`] for a record the caller owns: it is wrapped
@@ -75,6 +100,7 @@ impl Engine {
                 .iter_mut()
                 .for_each(BranchEngine::count_rejected);
         }
+        self.feed_closed(out);
         self.observe(stime, out);
     }
 
@@ -159,6 +185,11 @@ impl Engine {
 
     pub fn merger(&self) -> &MergerEngine {
         &self.merger
+    }
+
+    /// The state budget this engine charges (shared or its own).
+    pub fn budget(&self) -> &Arc<StateBudget> {
+        &self.budget
     }
 }
 
