@@ -1,10 +1,11 @@
 //! Flow files into records: JSON Lines, flow-tools, pcap/pcapng of exports,
-//! IPFIX files (RFC 5655).
+//! IPFIX files (RFC 5655), nfdump 1.7 files.
 
 pub mod error;
 pub mod flowtools;
 pub mod ipfix;
 pub mod jsonl;
+pub mod nfcapd;
 pub mod pcap;
 
 pub use error::InputError;
@@ -119,12 +120,7 @@ pub fn read_file(path: &Path, format: Option<InputFormat>) -> Result<Vec<Record>
         InputFormat::Jsonl => jsonl::read(path),
         InputFormat::Pcap => pcap::read(path),
         InputFormat::Ipfix => ipfix::read(path),
-        InputFormat::Nfcapd => Err(InputError::Malformed {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "nfcapd input is not supported yet (use flow-tools, IPFIX, pcap or JSON Lines)"
-                .into(),
-        }),
+        InputFormat::Nfcapd => nfcapd::read(path),
     }
 }
 

@@ -1,0 +1,255 @@
+//! nfdump 1.7 files (`nfcapd.*`, LAYOUT_VERSION_2), read from the layout in
+//! nfdump's nffileV2.h and nfxV3.h: a 40-byte file header, then data blocks
+//! (a 12-byte header and a payload compressed with the file's codec) holding
+//! exporter, sampler and flow records. Blocks are read one at a time and each
+//! is bounded ([`MAX_BLOCK`]), so a lying or hostile file costs bounded
+//! memory and ends in an error naming the offset.
+
+mod codec;
+mod lzo;
+mod records;
+
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub use codec::{Compression, MAX_BLOCK};
+
+use super::InputError;
+use crate::record::Record;
+use records::Exporters;
+
+const HEADER_LEN: usize = 40;
+const BLOCK_HEADER_LEN: usize = 12;
+const LAYOUT_VERSION_1: u16 = 1;
+const LAYOUT_VERSION_2: u16 = 2;
+/// Block types that carry records; others (nfdump-internal) are skipped.
+const DATA_BLOCK_TYPES: [u16; 2] = [2, 3];
+
+/// Read a whole nfcapd file into records (`rec_id` = index in the file).
+pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
+    let file = std::fs::File::open(path).map_err(|source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    collect(Reader::new(path, BufReader::new(file))?)
+}
+
+/// Decode an nfcapd file already in memory; `path` only labels errors.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    collect(Reader::new(path, data)?)
+}
+
+fn collect<R: Read>(mut reader: Reader<R>) -> Result<Vec<Record>, InputError> {
+    let mut all = Vec::new();
+    while let Some(mut block) = reader.next_block()? {
+        all.append(&mut block);
+    }
+    for (i, r) in all.iter_mut().enumerate() {
+        r.rec_id = i as u64;
+    }
+    Ok(all)
+}
+
+/// What the reader needs from the file header.
+#[derive(Debug, Clone, Copy)]
+pub struct FileHeader {
+    pub compression: Compression,
+    /// Data blocks in the file (the appendix follows them).
+    pub blocks: u32,
+}
+
+impl FileHeader {
+    fn parse(h: &[u8; HEADER_LEN]) -> Result<FileHeader, (usize, String)> {
+        match [h[0], h[1]] {
+            [0x0C, 0xA5] => {}
+            [0xA5, 0x0C] => {
+                return Err((
+                    0,
+                    "big-endian nfdump file: only little-endian files are supported".into(),
+                ))
+            }
+            m => {
+                return Err((
+                    0,
+                    format!(
+                        "not an nfdump file (magic {:02X} {:02X}, expected 0C A5)",
+                        m[0], m[1]
+                    ),
+                ))
+            }
+        }
+        match u16::from_le_bytes([h[2], h[3]]) {
+            LAYOUT_VERSION_2 => {}
+            LAYOUT_VERSION_1 => {
+                return Err((
+                    2,
+                    "nfdump 1.6 file layout (LAYOUT_VERSION_1) is not supported; \
+                     convert it with nfdump 1.7 (`nfdump -r OLD -w NEW`)"
+                        .into(),
+                ))
+            }
+            v => return Err((2, format!("unknown nfdump file layout version {v} (only version 2, nfdump 1.7, is supported)"))),
+        }
+        let compression = Compression::from_byte(h[16]).ok_or_else(|| {
+            (
+                16,
+                format!("unknown block compression {} (expected 0-4)", h[16]),
+            )
+        })?;
+        if h[17] != 0 {
+            return Err((
+                17,
+                format!(
+                    "encrypted nfdump file (encryption {}) is not supported",
+                    h[17]
+                ),
+            ));
+        }
+        let blocks = u32::from_le_bytes([h[36], h[37], h[38], h[39]]);
+        Ok(FileHeader {
+            compression,
+            blocks,
+        })
+    }
+}
+
+/// Reads an nfcapd file block by block.
+pub struct Reader<R> {
+    path: PathBuf,
+    inner: R,
+    /// File offset of the next unread byte.
+    offset: u64,
+    header: FileHeader,
+    blocks_read: u32,
+    exporters: Exporters,
+}
+
+impl<R: Read> Reader<R> {
+    /// Read and check the file header.
+    pub fn new(path: &Path, mut inner: R) -> Result<Reader<R>, InputError> {
+        let mut h = [0u8; HEADER_LEN];
+        let got = read_full(&mut inner, &mut h)
+            .map_err(|e| malformed(path, 0, format!("cannot read the file header: {e}")))?;
+        if got < HEADER_LEN {
+            if got >= 4
+                && h[..2] == [0x0C, 0xA5]
+                && u16::from_le_bytes([h[2], h[3]]) == LAYOUT_VERSION_1
+            {
+                // a 1.6 header is shorter; name the version, not the length
+                let e = FileHeader::parse(&h).err().unwrap_or((0, String::new()));
+                return Err(malformed(path, e.0 as u64, e.1));
+            }
+            return Err(malformed(
+                path,
+                got as u64,
+                format!("file ends inside the {HEADER_LEN}-byte nfdump file header ({got} bytes)"),
+            ));
+        }
+        let header = FileHeader::parse(&h).map_err(|(o, r)| malformed(path, o as u64, r))?;
+        Ok(Reader {
+            path: path.to_path_buf(),
+            inner,
+            offset: HEADER_LEN as u64,
+            header,
+            blocks_read: 0,
+            exporters: Exporters::default(),
+        })
+    }
+
+    pub fn header(&self) -> FileHeader {
+        self.header
+    }
+
+    /// The flows of the next data block (possibly none), or `None` after
+    /// the last block the header announces.
+    pub fn next_block(&mut self) -> Result<Option<Vec<Record>>, InputError> {
+        if self.blocks_read >= self.header.blocks {
+            return Ok(None);
+        }
+        let at = self.offset;
+        let n = self.blocks_read;
+        let total = self.header.blocks;
+        let mut bh = [0u8; BLOCK_HEADER_LEN];
+        let got = read_full(&mut self.inner, &mut bh)
+            .map_err(|e| self.err(at, format!("block {n}: {e}")))?;
+        if got < BLOCK_HEADER_LEN {
+            return Err(self.err(
+                at + got as u64,
+                format!("file ends after {n} of the {total} blocks its header announces"),
+            ));
+        }
+        let count = u32::from_le_bytes([bh[0], bh[1], bh[2], bh[3]]);
+        let size = u32::from_le_bytes([bh[4], bh[5], bh[6], bh[7]]) as usize;
+        let kind = u16::from_le_bytes([bh[8], bh[9]]);
+        if size == 0 || size > MAX_BLOCK - BLOCK_HEADER_LEN {
+            return Err(self.err(
+                at + 4,
+                format!(
+                    "block {n} says it holds {size} bytes (a block holds 1 to {} bytes)",
+                    MAX_BLOCK - BLOCK_HEADER_LEN
+                ),
+            ));
+        }
+        let mut payload = vec![0u8; size];
+        let got = read_full(&mut self.inner, &mut payload)
+            .map_err(|e| self.err(at, format!("block {n}: {e}")))?;
+        let start = at + BLOCK_HEADER_LEN as u64;
+        if got < size {
+            return Err(self.err(
+                start + got as u64,
+                format!(
+                    "file ends inside block {n}: its header says {size} bytes, only {got} follow"
+                ),
+            ));
+        }
+        self.offset = start + size as u64;
+        self.blocks_read += 1;
+        if !DATA_BLOCK_TYPES.contains(&kind) {
+            return Ok(Some(Vec::new()));
+        }
+        let compression = self.header.compression;
+        let data = codec::decompress(compression, &payload, MAX_BLOCK - BLOCK_HEADER_LEN)
+            .map_err(|r| self.err(at, format!("block {n}: {r}")))?;
+        let mut flows = Vec::new();
+        records::decode_block(&data, count, &mut self.exporters, &mut flows).map_err(
+            |(o, r)| {
+                // Uncompressed, the position is a file offset; otherwise name
+                // the block and the position in its expanded bytes.
+                match compression {
+                    Compression::None => self.err(start + o as u64, format!("block {n}: {r}")),
+                    c => self.err(
+                        at,
+                        format!("block {n} ({} expanded, at byte {o}): {r}", c.name()),
+                    ),
+                }
+            },
+        )?;
+        Ok(Some(flows))
+    }
+
+    fn err(&self, offset: u64, reason: String) -> InputError {
+        malformed(&self.path, offset, reason)
+    }
+}
+
+fn malformed(path: &Path, offset: u64, reason: String) -> InputError {
+    InputError::Malformed {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    }
+}
+
+/// Fill `buf` as far as the input goes; the count is short only at its end.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
