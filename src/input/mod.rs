@@ -214,7 +214,10 @@ mod tests {
         let n = dir.path().join("nfcapd.202611230900");
         std::fs::write(&n, [0x0C, 0xA5, 2, 0, 0, 0]).unwrap();
         let e = read_file(&n, None).unwrap_err().to_string();
-        assert!(e.contains("nfcapd input is not supported yet"), "{e}");
+        assert!(
+            e.contains("nfcapd.202611230900") && e.contains("nfdump file header"),
+            "{e}"
+        );
         let u = dir.path().join("x.bin");
         std::fs::write(&u, b"garbage").unwrap();
         let e = read_file(&u, None).unwrap_err().to_string();

@@ -56,10 +56,15 @@ pub struct FileHeader {
     pub compression: Compression,
     /// Data blocks in the file (the appendix follows them).
     pub blocks: u32,
+    /// Blocks of the appendix (ident and statistics) and where they start.
+    pub appendix_blocks: u16,
+    pub appendix_offset: u64,
 }
 
+type Fail = (usize, String);
+
 impl FileHeader {
-    fn parse(h: &[u8; HEADER_LEN]) -> Result<FileHeader, (usize, String)> {
+    fn parse(h: &[u8]) -> Result<FileHeader, Fail> {
         match [h[0], h[1]] {
             [0x0C, 0xA5] => {}
             [0xA5, 0x0C] => {
@@ -88,7 +93,23 @@ impl FileHeader {
                         .into(),
                 ))
             }
-            v => return Err((2, format!("unknown nfdump file layout version {v} (only version 2, nfdump 1.7, is supported)"))),
+            v => {
+                return Err((
+                    2,
+                    format!(
+                        "unknown nfdump file layout version {v} (only version 2, nfdump 1.7, is supported)"
+                    ),
+                ))
+            }
+        }
+        if h.len() < HEADER_LEN {
+            return Err((
+                h.len(),
+                format!(
+                    "file ends inside the {HEADER_LEN}-byte nfdump file header ({} bytes)",
+                    h.len()
+                ),
+            ));
         }
         let compression = Compression::from_byte(h[16]).ok_or_else(|| {
             (
@@ -105,11 +126,33 @@ impl FileHeader {
                 ),
             ));
         }
-        let blocks = u32::from_le_bytes([h[36], h[37], h[38], h[39]]);
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&h[24..32]);
+        let appendix_offset = u64::try_from(i64::from_le_bytes(off))
+            .map_err(|_| (24, "negative appendix offset".to_string()))?;
         Ok(FileHeader {
             compression,
-            blocks,
+            blocks: u32::from_le_bytes([h[36], h[37], h[38], h[39]]),
+            appendix_blocks: u16::from_le_bytes([h[18], h[19]]),
+            appendix_offset,
         })
+    }
+}
+
+/// A block as stored: where it is, its header fields, its payload.
+struct RawBlock {
+    /// File offset of the block header.
+    at: u64,
+    /// Index among the file's blocks (appendix blocks continue the count).
+    index: u64,
+    records: u32,
+    kind: u16,
+    payload: Vec<u8>,
+}
+
+impl RawBlock {
+    fn payload_offset(&self) -> u64 {
+        self.at + BLOCK_HEADER_LEN as u64
     }
 }
 
@@ -120,7 +163,8 @@ pub struct Reader<R> {
     /// File offset of the next unread byte.
     offset: u64,
     header: FileHeader,
-    blocks_read: u32,
+    blocks_read: u64,
+    done: bool,
     exporters: Exporters,
 }
 
@@ -130,28 +174,21 @@ impl<R: Read> Reader<R> {
         let mut h = [0u8; HEADER_LEN];
         let got = read_full(&mut inner, &mut h)
             .map_err(|e| malformed(path, 0, format!("cannot read the file header: {e}")))?;
-        if got < HEADER_LEN {
-            if got >= 4
-                && h[..2] == [0x0C, 0xA5]
-                && u16::from_le_bytes([h[2], h[3]]) == LAYOUT_VERSION_1
-            {
-                // a 1.6 header is shorter; name the version, not the length
-                let e = FileHeader::parse(&h).err().unwrap_or((0, String::new()));
-                return Err(malformed(path, e.0 as u64, e.1));
-            }
+        if got < 4 {
             return Err(malformed(
                 path,
                 got as u64,
                 format!("file ends inside the {HEADER_LEN}-byte nfdump file header ({got} bytes)"),
             ));
         }
-        let header = FileHeader::parse(&h).map_err(|(o, r)| malformed(path, o as u64, r))?;
+        let header = FileHeader::parse(&h[..got]).map_err(|(o, r)| malformed(path, o as u64, r))?;
         Ok(Reader {
             path: path.to_path_buf(),
             inner,
             offset: HEADER_LEN as u64,
             header,
             blocks_read: 0,
+            done: false,
             exporters: Exporters::default(),
         })
     }
@@ -161,33 +198,103 @@ impl<R: Read> Reader<R> {
     }
 
     /// The flows of the next data block (possibly none), or `None` after
-    /// the last block the header announces.
+    /// the last block the header announces and the appendix.
     pub fn next_block(&mut self) -> Result<Option<Vec<Record>>, InputError> {
-        if self.blocks_read >= self.header.blocks {
+        if self.done {
             return Ok(None);
         }
+        if self.blocks_read >= u64::from(self.header.blocks) {
+            self.read_appendix()?;
+            self.done = true;
+            return Ok(None);
+        }
+        let block = self.read_block()?;
+        if !DATA_BLOCK_TYPES.contains(&block.kind) {
+            return Ok(Some(Vec::new()));
+        }
+        let data = self.expand(&block)?;
+        let mut flows = Vec::new();
+        records::decode_block(&data, block.records, &mut self.exporters, &mut flows).map_err(
+            |(o, r)| {
+                let n = block.index;
+                // Uncompressed, the position is a file offset; otherwise
+                // name the block and the position in its expanded bytes.
+                match self.header.compression {
+                    Compression::None => {
+                        self.err(block.payload_offset() + o as u64, format!("block {n}: {r}"))
+                    }
+                    c => self.err(
+                        block.at,
+                        format!("block {n} ({} expanded, at byte {o}): {r}", c.name()),
+                    ),
+                }
+            },
+        )?;
+        Ok(Some(flows))
+    }
+
+    fn expand(&self, block: &RawBlock) -> Result<Vec<u8>, InputError> {
+        codec::decompress(
+            self.header.compression,
+            &block.payload,
+            MAX_BLOCK - BLOCK_HEADER_LEN,
+        )
+        .map_err(|r| self.err(block.at, format!("block {}: {r}", block.index)))
+    }
+
+    /// The appendix (ident, statistics) follows the data blocks; reading it
+    /// through, expanded and bounded like any block, tells a complete file
+    /// from one cut at a block boundary.
+    fn read_appendix(&mut self) -> Result<(), InputError> {
+        let FileHeader {
+            appendix_blocks,
+            appendix_offset,
+            ..
+        } = self.header;
+        if appendix_blocks == 0 {
+            return Ok(());
+        }
+        if appendix_offset != self.offset {
+            return Err(self.err(
+                24,
+                format!(
+                    "the appendix is said to start at offset {appendix_offset}, \
+                     but the data blocks end at {}",
+                    self.offset
+                ),
+            ));
+        }
+        for _ in 0..appendix_blocks {
+            let block = self.read_block()?;
+            self.expand(&block)?;
+        }
+        Ok(())
+    }
+
+    /// Read one block header and its payload, checking the size first.
+    fn read_block(&mut self) -> Result<RawBlock, InputError> {
         let at = self.offset;
         let n = self.blocks_read;
-        let total = self.header.blocks;
+        let total = u64::from(self.header.blocks) + u64::from(self.header.appendix_blocks);
         let mut bh = [0u8; BLOCK_HEADER_LEN];
         let got = read_full(&mut self.inner, &mut bh)
             .map_err(|e| self.err(at, format!("block {n}: {e}")))?;
         if got < BLOCK_HEADER_LEN {
             return Err(self.err(
                 at + got as u64,
-                format!("file ends after {n} of the {total} blocks its header announces"),
+                format!(
+                    "file ends after {n} of the {total} blocks (data and appendix) its header announces"
+                ),
             ));
         }
-        let count = u32::from_le_bytes([bh[0], bh[1], bh[2], bh[3]]);
+        let records = u32::from_le_bytes([bh[0], bh[1], bh[2], bh[3]]);
         let size = u32::from_le_bytes([bh[4], bh[5], bh[6], bh[7]]) as usize;
         let kind = u16::from_le_bytes([bh[8], bh[9]]);
-        if size == 0 || size > MAX_BLOCK - BLOCK_HEADER_LEN {
+        let limit = MAX_BLOCK - BLOCK_HEADER_LEN;
+        if size == 0 || size > limit {
             return Err(self.err(
                 at + 4,
-                format!(
-                    "block {n} says it holds {size} bytes (a block holds 1 to {} bytes)",
-                    MAX_BLOCK - BLOCK_HEADER_LEN
-                ),
+                format!("block {n} says it holds {size} bytes (a block holds 1 to {limit} bytes)"),
             ));
         }
         let mut payload = vec![0u8; size];
@@ -204,27 +311,13 @@ impl<R: Read> Reader<R> {
         }
         self.offset = start + size as u64;
         self.blocks_read += 1;
-        if !DATA_BLOCK_TYPES.contains(&kind) {
-            return Ok(Some(Vec::new()));
-        }
-        let compression = self.header.compression;
-        let data = codec::decompress(compression, &payload, MAX_BLOCK - BLOCK_HEADER_LEN)
-            .map_err(|r| self.err(at, format!("block {n}: {r}")))?;
-        let mut flows = Vec::new();
-        records::decode_block(&data, count, &mut self.exporters, &mut flows).map_err(
-            |(o, r)| {
-                // Uncompressed, the position is a file offset; otherwise name
-                // the block and the position in its expanded bytes.
-                match compression {
-                    Compression::None => self.err(start + o as u64, format!("block {n}: {r}")),
-                    c => self.err(
-                        at,
-                        format!("block {n} ({} expanded, at byte {o}): {r}", c.name()),
-                    ),
-                }
-            },
-        )?;
-        Ok(Some(flows))
+        Ok(RawBlock {
+            at,
+            index: n,
+            records,
+            kind,
+            payload,
+        })
     }
 
     fn err(&self, offset: u64, reason: String) -> InputError {

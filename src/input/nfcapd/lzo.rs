@@ -212,9 +212,9 @@ mod tests {
     #[test]
     fn hostile_streams_are_errors() {
         assert_eq!(decompress(&[], 10), Err(LzoError::Truncated));
-        // match before any output
+        // a match before any output (first byte < 18 is an instruction)
         assert!(matches!(
-            decompress(&[0b1110_1100, 0, 0x11, 0, 0], 10),
+            decompress(&[16, 1, 4, 0, 0x11, 0, 0], 10),
             Err(LzoError::BadDistance { .. })
         ));
         // literal run longer than the input
