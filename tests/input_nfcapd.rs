@@ -202,6 +202,24 @@ fn sampled_ipfix_and_v5_agree_with_nfdump_golden() {
     assert!(read("v9.nfcapd").iter().all(|r| r.sampling.is_none()));
 }
 
+#[test]
+fn extensions_next_hops_as_masks_vlans_agree_with_nfdump_golden() {
+    golden("ipfix-ext.nfcapd", "ipfix-ext");
+    let recs = read("ipfix-ext.nfcapd");
+    let v6 = recs
+        .iter()
+        .find(|r| matches!(r.srcip, Some(IpAddr::V6(_))))
+        .unwrap();
+    let nh: IpAddr = "2001:db8:fedc:ba98:7654:3210:0:fe".parse().unwrap();
+    assert_eq!(v6.nexthop, Some(nh));
+    assert_eq!((v6.src_mask, v6.dst_mask), (Some(64), Some(48)));
+    assert_eq!(v6.src_as, Some(4_200_000_000));
+    let bgp = flowy::record::Field::from_name("bgpNextHopIPv6Address").unwrap();
+    assert!(matches!(v6.get(bgp), Some(Value::Ip(IpAddr::V6(_)))));
+    let vlan = flowy::record::Field::from_name("vlanId").unwrap();
+    assert!(recs.iter().all(|r| r.get(vlan).is_some()));
+}
+
 fn nfdump_version() -> Option<String> {
     let o = Command::new("nfdump").arg("-V").output().ok()?;
     o.status
@@ -224,6 +242,7 @@ fn agrees_with_live_nfdump() {
         "v9-bz2.nfcapd",
         "ipfix-sampled.nfcapd",
         "v5-sampled.nfcapd",
+        "ipfix-ext.nfcapd",
     ];
     // 1.7.1 (Debian) cannot read ZSTD blocks; 1.7.2 and later can.
     if !version.contains("1.7.1") && !version.contains("1.7.0") {
