@@ -166,6 +166,8 @@ pub struct Reader<R> {
     blocks_read: u64,
     done: bool,
     exporters: Exporters,
+    /// Decompression buffer reused across blocks.
+    scratch: Vec<u8>,
 }
 
 impl<R: Read> Reader<R> {
@@ -190,6 +192,7 @@ impl<R: Read> Reader<R> {
             blocks_read: 0,
             done: false,
             exporters: Exporters::default(),
+            scratch: Vec::new(),
         })
     }
 
@@ -233,11 +236,13 @@ impl<R: Read> Reader<R> {
         Ok(Some(flows))
     }
 
-    fn expand(&self, block: &RawBlock) -> Result<Vec<u8>, InputError> {
+    fn expand(&mut self, block: &RawBlock) -> Result<Vec<u8>, InputError> {
+        let max = MAX_BLOCK - BLOCK_HEADER_LEN;
         codec::decompress(
             self.header.compression,
             &block.payload,
-            MAX_BLOCK - BLOCK_HEADER_LEN,
+            max,
+            &mut self.scratch,
         )
         .map_err(|r| self.err(block.at, format!("block {}: {r}", block.index)))
     }

@@ -43,8 +43,15 @@ impl Compression {
     }
 }
 
-/// Expand one block's payload into at most `max` bytes.
-pub fn decompress(c: Compression, data: &[u8], max: usize) -> Result<Vec<u8>, String> {
+/// Expand one block's payload into at most `max` bytes. `scratch` is kept
+/// by the caller across blocks: LZ4 needs an output buffer of the full
+/// bound, and zeroing 5 MB per block would cost more than decoding it.
+pub fn decompress(
+    c: Compression,
+    data: &[u8],
+    max: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<u8>, String> {
     let fail = |e: &dyn std::fmt::Display| format!("{} block does not decompress: {e}", c.name());
     let too_large = || {
         format!(
@@ -59,12 +66,11 @@ pub fn decompress(c: Compression, data: &[u8], max: usize) -> Result<Vec<u8>, St
             e => fail(&e),
         }),
         Compression::Lz4 => {
-            let mut out = vec![0u8; max];
-            match lz4_flex::block::decompress_into(data, &mut out) {
-                Ok(n) => {
-                    out.truncate(n);
-                    Ok(out)
-                }
+            if scratch.len() < max {
+                scratch.resize(max, 0);
+            }
+            match lz4_flex::block::decompress_into(data, &mut scratch[..max]) {
+                Ok(n) => Ok(scratch[..n].to_vec()),
                 Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) => Err(too_large()),
                 Err(e) => Err(fail(&e)),
             }
