@@ -218,6 +218,10 @@ fn extensions_next_hops_as_masks_vlans_agree_with_nfdump_golden() {
     assert!(matches!(v6.get(bgp), Some(Value::Ip(IpAddr::V6(_)))));
     let vlan = flowy::record::Field::from_name("vlanId").unwrap();
     assert!(recs.iter().all(|r| r.get(vlan).is_some()));
+    // two exporters (sysid 1 and 2): each flow names its own
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    let from = |e| recs.iter().filter(|r| r.exporter == e).count();
+    assert_eq!((from(ip("127.0.0.2")), from(ip("127.0.0.3"))), (6, 6));
 }
 
 fn nfdump_version() -> Option<String> {

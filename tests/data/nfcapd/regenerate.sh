@@ -18,7 +18,8 @@ softflowd -r "$work/flows.pcap" -n 127.0.0.1:29556 -v 10
 # v5 header sampling: mode 1, interval 100
 python3 send_v5.py 29557 $((0x4000 | 100))
 # IPv4 and IPv6 templates with next hops, BGP next hops, AS, masks, VLANs
-python3 send_ipfix.py 29558
+python3 send_ipfix.py 29558 127.0.0.2 7
+python3 send_ipfix.py 29558 127.0.0.3 9
 sleep 1
 kill $(jobs -p); wait || true
 cp "$work"/v9/nfcapd.* v9.nfcapd

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Send one IPFIX message with an IPv4 and an IPv6 template carrying next
 hops (IP and BGP), AS numbers, masks, VLANs and post counters — what
-softflowd does not export — to a collector: send_ipfix.py PORT"""
+softflowd does not export — to a collector: send_ipfix.py PORT [SOURCE_IP [DOMAIN]] (a loopback source
+such as 127.0.0.2 makes a second exporter)"""
 import socket
 import struct
 import sys
@@ -47,6 +48,9 @@ d4 = b"".join(rec(bytes([192, 0, 2, 1 + i]), bytes([203, 0, 113, 9]), bytes([192
 d6 = b"".join(rec(v6(1 + i), v6(0x99), v6(0xFE), v6(0xB0 + i), i, (64, 48)) for i in range(3))
 sets += struct.pack("!HH", 256, 4 + len(d4)) + d4
 sets += struct.pack("!HH", 257, 4 + len(d6)) + d6
-msg = struct.pack("!HHIII", 10, 16 + len(sets), now, 1, 7) + sets
+source = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+domain = int(sys.argv[3]) if len(sys.argv) > 3 else 7
+msg = struct.pack("!HHIII", 10, 16 + len(sets), now, 1, domain) + sets
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((source, 0))
 sock.sendto(msg, ("127.0.0.1", port))
