@@ -224,6 +224,27 @@ fn extensions_next_hops_as_masks_vlans_agree_with_nfdump_golden() {
     assert_eq!((from(ip("127.0.0.2")), from(ip("127.0.0.3"))), (6, 6));
 }
 
+#[test]
+fn stored_time_range_is_the_statistics_record() {
+    for name in [
+        "v9.nfcapd",
+        "v9-lzo.nfcapd",
+        "v9-zstd.nfcapd",
+        "v5-sampled.nfcapd",
+    ] {
+        let recs = read(name);
+        let first = recs.iter().map(|r| r.stime).min().unwrap();
+        let last = recs.iter().map(|r| r.etime).max().unwrap();
+        let range = nfcapd::stored_time_range(&data(name)).unwrap();
+        assert_eq!(range, Some((first, last)), "{name}");
+    }
+    // nfdump -I prints the same statistics: "First: <s>" and "msec_first: <ms>"
+    let (first, _) = nfcapd::stored_time_range(&data("v9.nfcapd"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((first / 1000, first % 1000), (1_799_166_138, 151));
+}
+
 fn nfdump_version() -> Option<String> {
     let o = Command::new("nfdump").arg("-V").output().ok()?;
     o.status

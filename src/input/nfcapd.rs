@@ -9,13 +9,13 @@ mod codec;
 mod lzo;
 mod records;
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 pub use codec::{Compression, MAX_BLOCK};
 
 use super::InputError;
-use crate::record::Record;
+use crate::record::{Record, Time};
 use records::Exporters;
 
 const HEADER_LEN: usize = 40;
@@ -32,6 +32,20 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
         source,
     })?;
     collect(Reader::new(path, BufReader::new(file))?)
+}
+
+/// The first and last flow time (ms) the file's statistics record states,
+/// read from the appendix without reading the flows: lets a run skip files
+/// outside `--from`/`--to`. `None` when the file has no statistics record.
+pub fn stored_time_range(path: &Path) -> Result<Option<(Time, Time)>, InputError> {
+    let file = std::fs::File::open(path).map_err(|source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = Reader::new(path, BufReader::new(file))?;
+    reader.seek_appendix()?;
+    reader.read_appendix()?;
+    Ok(reader.time_range)
 }
 
 /// Decode an nfcapd file already in memory; `path` only labels errors.
@@ -168,6 +182,8 @@ pub struct Reader<R> {
     exporters: Exporters,
     /// Decompression buffer reused across blocks.
     scratch: Vec<u8>,
+    /// From the appendix's statistics record, once it is read.
+    time_range: Option<(Time, Time)>,
 }
 
 impl<R: Read> Reader<R> {
@@ -193,11 +209,18 @@ impl<R: Read> Reader<R> {
             done: false,
             exporters: Exporters::default(),
             scratch: Vec::new(),
+            time_range: None,
         })
     }
 
     pub fn header(&self) -> FileHeader {
         self.header
+    }
+
+    /// First and last flow time from the statistics record; known once
+    /// [`Reader::next_block`] has returned `None`.
+    pub fn time_range(&self) -> Option<(Time, Time)> {
+        self.time_range
     }
 
     /// The flows of the next data block (possibly none), or `None` after
@@ -271,7 +294,10 @@ impl<R: Read> Reader<R> {
         }
         for _ in 0..appendix_blocks {
             let block = self.read_block()?;
-            self.expand(&block)?;
+            let data = self.expand(&block)?;
+            if let Some(range) = records::stat_range(&data, block.records) {
+                self.time_range = Some(range);
+            }
         }
         Ok(())
     }
@@ -327,6 +353,19 @@ impl<R: Read> Reader<R> {
 
     fn err(&self, offset: u64, reason: String) -> InputError {
         malformed(&self.path, offset, reason)
+    }
+}
+
+impl<R: Read + Seek> Reader<R> {
+    /// Skip the data blocks: jump to where the header says the appendix is.
+    fn seek_appendix(&mut self) -> Result<(), InputError> {
+        let at = self.header.appendix_offset;
+        self.inner
+            .seek(SeekFrom::Start(at))
+            .map_err(|e| self.err(24, format!("cannot seek to the appendix at {at}: {e}")))?;
+        self.offset = at;
+        self.blocks_read = u64::from(self.header.blocks);
+        Ok(())
     }
 }
 

@@ -95,6 +95,34 @@ pub fn decode_block(
     Ok(())
 }
 
+/// The appendix's statistics record (type 0x8002, 18 u64 counters) holds
+/// the file's first and last flow time in ms at counters 15 and 16.
+const STAT_RECORD: u16 = 0x8002;
+const STAT_RECORD_LEN: usize = 4 + 18 * 8;
+
+/// First and last flow time from an expanded appendix block, if it has a
+/// statistics record. Damaged records end the walk: the range is a hint.
+pub fn stat_range(data: &[u8], count: u32) -> Option<(i64, i64)> {
+    let mut pos = 0usize;
+    for _ in 0..count {
+        let rest = data.get(pos..)?;
+        if rest.len() < 4 {
+            return None;
+        }
+        let size = usize::from(le16(rest, 2));
+        if size < 4 || size > rest.len() {
+            return None;
+        }
+        if le16(rest, 0) == STAT_RECORD && size == STAT_RECORD_LEN {
+            let first = i64::try_from(le64(rest, 4 + 15 * 8)).ok()?;
+            let last = i64::try_from(le64(rest, 4 + 16 * 8)).ok()?;
+            return Some((first, last));
+        }
+        pos += size;
+    }
+    None
+}
+
 fn need(rec: &[u8], len: usize, what: &str) -> Result<(), Fail> {
     if rec.len() < len {
         Err((
