@@ -224,7 +224,8 @@ impl<R: Read> Reader<R> {
     }
 
     /// The flows of the next data block (possibly none), or `None` after
-    /// the last block the header announces and the appendix.
+    /// the last block the header announces and the appendix. Their
+    /// `rec_id`s are 0: the caller numbers records across blocks.
     pub fn next_block(&mut self) -> Result<Option<Vec<Record>>, InputError> {
         if self.done {
             return Ok(None);
