@@ -137,7 +137,7 @@ fn files_that_end_before_from_are_skipped_unread() {
     let (none, err) = query(&[&old], &["--from", "2005-01-01T00:00:00Z"]);
     assert!(none.is_empty());
     assert!(
-        err.starts_with("flowy query: 0 inputs (1 skipped by --from), 0 records read"),
+        err.starts_with("flowy query: 0 inputs (1 skipped by --from/--to), 0 records read"),
         "{err}"
     );
     // Without --from, the same file is read whole.
@@ -284,4 +284,77 @@ fn nfdump_and_goflow2_json_are_detected() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown field"));
+}
+
+/// An nfcapd archive directory as nfcapd rotates it: read in rotation
+/// order, and files outside `--from`/`--to` skipped by the time range their
+/// statistics record stores.
+#[test]
+fn an_nfcapd_directory_with_a_time_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let day = dir.path().join("2026/12/04");
+    std::fs::create_dir_all(&day).expect("mkdir");
+    let v5 = repo("tests/data/nfcapd/v5-sampled.nfcapd");
+    let v9 = repo("tests/data/nfcapd/v9.nfcapd");
+    let (a, b) = (
+        day.join("nfcapd.202612040000"),
+        day.join("nfcapd.202612040005"),
+    );
+    std::fs::copy(&v5, &a).expect("copy");
+    std::fs::copy(&v9, &b).expect("copy");
+    let range = |p: &Path| {
+        flowy::input::nfcapd::stored_time_range(p)
+            .expect("readable")
+            .expect("a statistics record")
+    };
+    let (first_a, last_a) = range(&a);
+    let (first_b, last_b) = range(&b);
+    let q = repo("tests/data/udp-by-srcip.flowy");
+    let run_q = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            q.to_str().expect("utf-8"),
+            "--input",
+            dir.path().to_str().expect("utf-8"),
+            "--no-records",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (all, err) = run_q(&[]);
+    assert!(err.starts_with("flowy query: 2 inputs, "), "{err}");
+    assert!(!all.is_empty());
+    let strip = |v: &[Json]| -> Vec<Json> {
+        v.iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m["emitted"] = Json::Null;
+                m
+            })
+            .collect()
+    };
+    let (by_files, _) = run(&[
+        "query",
+        q.to_str().expect("utf-8"),
+        "--input",
+        a.to_str().expect("utf-8"),
+        b.to_str().expect("utf-8"),
+        "--no-records",
+    ]);
+    assert_eq!(strip(&all), strip(&by_files));
+    // A range that one file's statistics record puts wholly outside.
+    let (lo, hi) = if last_a < first_b {
+        ((last_a + 1).to_string(), (last_b + 1).to_string())
+    } else {
+        ((last_b + 1).to_string(), (last_a + 1).to_string())
+    };
+    assert!(
+        last_a < first_b || last_b < first_a,
+        "the two captures overlap"
+    );
+    let (_, err) = run_q(&["--from", &lo, "--to", &hi]);
+    assert!(
+        err.starts_with("flowy query: 1 input (1 skipped by --from/--to), "),
+        "{err}"
+    );
 }

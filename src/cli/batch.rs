@@ -97,7 +97,7 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
 fn summary_line(read: &ReadSummary, matches: u64, took: Duration) -> String {
     let skipped = match read.skipped {
         0 => String::new(),
-        n => format!(" ({n} skipped by --from)"),
+        n => format!(" ({n} skipped by --from/--to)"),
     };
     format!(
         "flowy query: {} input{}{skipped}, {} records read, 0 late, {matches} matches, {:.2} s",

@@ -1,11 +1,12 @@
 //! Flow files into records: JSON Lines, flow-tools, pcap/pcapng of exports,
-//! IPFIX files (RFC 5655).
+//! IPFIX files (RFC 5655), nfdump 1.7 files.
 
 pub mod error;
 pub mod flowtools;
 pub mod goflow2;
 pub mod ipfix;
 pub mod jsonl;
+pub mod nfcapd;
 pub mod nfdump_json;
 pub mod pcap;
 pub mod source;
@@ -156,12 +157,7 @@ pub fn parse(format: InputFormat, path: &Path, data: &[u8]) -> Result<Vec<Record
         InputFormat::Goflow2 => goflow2::parse(path, data),
         InputFormat::Pcap => pcap::parse(path, data),
         InputFormat::Ipfix => ipfix::parse(path, data),
-        InputFormat::Nfcapd => Err(InputError::Malformed {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "nfcapd input is not supported yet (use flow-tools, IPFIX, pcap or JSON Lines)"
-                .into(),
-        }),
+        InputFormat::Nfcapd => nfcapd::parse(path, data),
     }
 }
 
@@ -201,8 +197,8 @@ impl InputOptions {
 pub struct ReadSummary {
     /// Sources read.
     pub files: usize,
-    /// Files skipped whole because their stored time range lies before
-    /// `--from`.
+    /// Files skipped whole because their stored time range lies outside
+    /// `--from`/`--to`.
     pub skipped: usize,
     /// Records read (before `--from`/`--to`).
     pub records: u64,
@@ -222,7 +218,7 @@ pub fn read_inputs(
     let mut base = 0u64;
     for src in source::expand(args)? {
         progress(&src);
-        if ends_before(&src, opts.from) {
+        if outside(&src, opts) {
             summary.skipped += 1;
             continue;
         }
@@ -244,18 +240,31 @@ pub fn read_inputs(
     Ok((all, summary))
 }
 
-/// True when a file's own header proves every flow in it started before
-/// `from`, so it need not be read. Only flow-tools headers say so today
-/// (CAP_END: no flow in the file was exported after it).
-fn ends_before(src: &Source, from: Option<Time>) -> bool {
-    let (Some(from), Source::File(path)) = (from, src) else {
+/// True when a file's stored time range proves that no flow in it starts
+/// in `[from, to)`, so it need not be read: nfcapd's statistics record
+/// (first and last flow time) or a flow-tools header's CAP_END (no flow in
+/// the file was exported after it). Names never decide it.
+fn outside(src: &Source, opts: &InputOptions) -> bool {
+    let Source::File(path) = src else {
         return false;
     };
+    if opts.from.is_none() && opts.to.is_none() {
+        return false;
+    }
     let mut head = vec![0u8; flowtools::MAX_HEADER];
     let n = std::fs::File::open(path)
         .and_then(|mut f| read_head(&mut f, &mut head))
         .unwrap_or(0);
-    flowtools::capture_end_ms(&head[..n]).is_some_and(|end| end < from)
+    let head = &head[..n];
+    if InputFormat::detect(head) == Some(InputFormat::Nfcapd) {
+        // A file that cannot tell is read (and its error reported then).
+        let Ok(Some((first, last))) = nfcapd::stored_time_range(path) else {
+            return false;
+        };
+        return opts.from.is_some_and(|f| last < f) || opts.to.is_some_and(|t| first >= t);
+    }
+    let from = opts.from;
+    flowtools::capture_end_ms(head).is_some_and(|end| from.is_some_and(|f| end < f))
 }
 
 /// Detect a file's format from its first bytes.
@@ -326,7 +335,10 @@ mod tests {
         let n = dir.path().join("nfcapd.202611230900");
         std::fs::write(&n, [0x0C, 0xA5, 2, 0, 0, 0]).unwrap();
         let e = read_file(&n, None).unwrap_err().to_string();
-        assert!(e.contains("nfcapd input is not supported yet"), "{e}");
+        assert!(
+            e.contains("nfcapd.202611230900") && e.contains("nfdump file header"),
+            "{e}"
+        );
         let u = dir.path().join("x.bin");
         std::fs::write(&u, b"garbage").unwrap();
         let e = read_file(&u, None).unwrap_err().to_string();
