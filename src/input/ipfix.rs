@@ -20,10 +20,15 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse(path, &data)
+}
+
+/// Decode an IPFIX file already in memory; `path` only labels errors.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
     let mut decoder = Decoder::new(DecoderConfig::default());
     let from = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
     let mut out = Vec::new();
-    for msg in messages(&data) {
+    for msg in messages(data) {
         let (offset, msg) = msg.map_err(|(offset, reason)| InputError::Malformed {
             path: path.to_path_buf(),
             offset: offset as u64,

@@ -26,8 +26,14 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(open_err)?;
+    from_reader(path, BufReader::new(file))
+}
+
+/// Read JSON Lines from any buffered reader (bytes in memory: `&[u8]`);
+/// `path` only labels errors.
+pub fn from_reader(path: &Path, reader: impl BufRead) -> Result<Vec<Record>, InputError> {
     let mut records = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
+    for (index, line) in reader.lines().enumerate() {
         let line_no = index as u64 + 1;
         let line = line.map_err(|e| bad_line(path, line_no, format!("cannot read: {e}")))?;
         if line.trim().is_empty() {

@@ -40,7 +40,13 @@ pub fn looks_like_capture(head: &[u8]) -> bool {
 
 /// Records of every export datagram in the capture; rec_id = index.
 pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
-    let datagrams = datagrams(path)?;
+    let data = read_bytes(path)?;
+    parse(path, &data)
+}
+
+/// Decode a capture already in memory; `path` only labels errors.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    let datagrams = datagrams_in(path, data)?;
     let mut decoder = Decoder::new(DecoderConfig {
         template_scope: TemplateScope::AddressPort,
         ..DecoderConfig::default()
@@ -59,19 +65,27 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
 /// Every UDP datagram of a capture, in file order. Packets that are not UDP
 /// over IPv4/IPv6 (or later IP fragments) are skipped.
 pub fn datagrams(path: &Path) -> Result<Vec<Datagram>, InputError> {
-    let data = std::fs::read(path).map_err(|source| InputError::Open {
+    datagrams_in(path, &read_bytes(path)?)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, InputError> {
+    std::fs::read(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// The UDP datagrams of a capture already in memory; `path` only labels errors.
+pub fn datagrams_in(path: &Path, data: &[u8]) -> Result<Vec<Datagram>, InputError> {
     let bad = |offset: usize, reason: String| InputError::Malformed {
         path: path.to_path_buf(),
         offset: offset as u64,
         reason,
     };
     if data.get(..4) == Some(PCAPNG_MAGIC.as_slice()) {
-        read_pcapng(&data).map_err(|(o, r)| bad(o, r))
-    } else if looks_like_capture(&data) {
-        read_pcap(&data).map_err(|(o, r)| bad(o, r))
+        read_pcapng(data).map_err(|(o, r)| bad(o, r))
+    } else if looks_like_capture(data) {
+        read_pcap(data).map_err(|(o, r)| bad(o, r))
     } else {
         Err(bad(
             0,
