@@ -68,6 +68,10 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub queries_running: AtomicU64,
+    /// Metrics-endpoint connections closed at once (over the connection cap).
+    pub metrics_connections_refused: AtomicU64,
+    /// Metrics-endpoint requests cut off at their deadline.
+    pub metrics_requests_timed_out: AtomicU64,
     watermark: AtomicI64,
     registry: Mutex<Registry>,
 }
@@ -87,6 +91,8 @@ impl Default for Metrics {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             queries_running: AtomicU64::new(0),
+            metrics_connections_refused: AtomicU64::new(0),
+            metrics_requests_timed_out: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
             registry: Mutex::new(Registry::default()),
         }
@@ -247,6 +253,18 @@ impl Metrics {
                 "queries being evaluated",
                 Gauge,
                 &self.queries_running,
+            ),
+            c(
+                "flowy_metrics_connections_refused_total",
+                "metrics-endpoint connections closed at once: over the connection cap",
+                Counter,
+                &self.metrics_connections_refused,
+            ),
+            c(
+                "flowy_metrics_requests_timed_out_total",
+                "metrics-endpoint requests cut off at their deadline",
+                Counter,
+                &self.metrics_requests_timed_out,
             ),
         ];
         if let Some(w) = self.watermark() {
