@@ -118,7 +118,8 @@ impl TimeFields {
         // Uptime stamps are 32-bit on the wire in v9; wider ones cannot wrap.
         match u32::try_from(stamp) {
             Ok(t) => Some(uptime_to_ms(clock.export_ms, up, t)),
-            Err(_) => Some(clock.export_ms - (i64::from(up) - clamp_i64(stamp))),
+            // Export time and uptime are small; the stamp may be anything.
+            Err(_) => Some((clock.export_ms - i64::from(up)).saturating_add(clamp_i64(stamp))),
         }
     }
 }
@@ -126,6 +127,23 @@ impl TimeFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_64_bit_uptime_stamp_saturates_instead_of_overflowing() {
+        // Found by the collector fuzz target (fuzz/regressions/collector).
+        let clock = HeaderClock {
+            export_ms: 1_700_000_000_000,
+            sys_uptime: Some(1000),
+        };
+        let t = TimeFields {
+            start_uptime: Some(u64::MAX),
+            end_uptime: Some(1u64 << 33),
+            ..TimeFields::default()
+        };
+        let (s, e) = t.resolve(clock);
+        assert_eq!(s, i64::MAX);
+        assert_eq!(e, 1_700_000_000_000 - 1000 + (1i64 << 33));
+    }
 
     #[test]
     fn v5_worked_example() {
