@@ -20,7 +20,10 @@ enum Outcome {
     Refused,
 }
 
-const TARGETS: [(&str, fn(&[u8]) -> Outcome); 6] = [
+/// A target's name and how to run its harness.
+type Target = (&'static str, fn(&[u8]) -> Outcome);
+
+const TARGETS: [Target; 6] = [
     ("collector", |d| {
         Outcome::Accepted(fuzzing::collector(d).len())
     }),
