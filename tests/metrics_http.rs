@@ -126,8 +126,9 @@ async fn a_client_trickling_bytes_is_cut_off_at_the_deadline() {
         max_connections: 4,
     })
     .await;
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    // Before connecting, so that the server's deadline starts after it.
     let started = Instant::now();
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
     // One byte every 200 ms — well inside any per-read timeout — of a
     // request line that never ends; 30 bytes would take 6 s (10 deadlines).
     let mut cut = false;
