@@ -7,6 +7,8 @@ pub mod cli;
 pub mod collect;
 pub mod daemon;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod iana;
 pub mod input;
 pub mod memory;

@@ -358,3 +358,36 @@ fn an_nfcapd_directory_with_a_time_range() {
         "{err}"
     );
 }
+
+/// The two readers of nfdump's worlds agree: an nfcapd file read directly
+/// and the `nfdump -o json` that Debian's nfdump printed for it.
+#[test]
+fn nfdump_json_agrees_with_the_nfcapd_file_it_came_from() {
+    for name in ["v9", "v5-sampled", "ipfix-ext", "ipfix-sampled"] {
+        let file = repo(&format!("tests/data/nfcapd/{name}.nfcapd"));
+        let json = repo(&format!("tests/data/nfcapd/{name}.json"));
+        let direct = flowy::input::read_file(&file, None).expect("nfcapd");
+        let via_json = flowy::input::read_file(&json, None).expect("nfdump json detected");
+        assert_eq!(direct.len(), via_json.len(), "{name}");
+        for (a, b) in direct.iter().zip(&via_json) {
+            let key = |r: &flowy::record::Record| {
+                (
+                    r.rec_id,
+                    (r.stime, r.etime),
+                    (r.srcip, r.dstip, r.nexthop, r.exporter),
+                    // nfdump prints no flags for ICMP; the file stores 0.
+                    (
+                        r.srcport,
+                        r.dstport,
+                        r.prot,
+                        r.tcp_flags.unwrap_or(0),
+                        r.tos,
+                    ),
+                    (r.bytes, r.packets, r.input, r.output),
+                    (r.src_as, r.dst_as, r.src_mask, r.dst_mask),
+                )
+            };
+            assert_eq!(key(a), key(b), "{name}");
+        }
+    }
+}

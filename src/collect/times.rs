@@ -160,6 +160,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_64_bit_uptime_stamp_gives_overflow_not_a_panic() {
+        // Found by the collector fuzz target (fuzz/regressions/collector).
+        let clock = HeaderClock {
+            export_ms: 1_700_000_000_000,
+            sys_uptime: Some(1000),
+        };
+        let t = TimeFields {
+            start_uptime: Some(u64::MAX),
+            end_uptime: Some(1u64 << 33),
+            ..TimeFields::default()
+        };
+        let (s, e) = t.resolve(clock);
+        // Not a time: the sanity check drops it (reason `overflow`).
+        assert_eq!(s, OVERFLOW);
+        assert_eq!(e, 1_700_000_000_000 - 1000 + (1i64 << 33));
+    }
+
+    #[test]
     fn v5_worked_example() {
         // Header: unix_secs 1_700_000_000, nsecs 250_000_000, uptime 100_000 ms.
         // First = 40_000 → 60 s before export; Last = 99_000 → 1 s before.

@@ -1,5 +1,12 @@
-//! A minimal HTTP/1.0 responder for `GET /metrics`: enough for Prometheus
-//! and curl, without pulling a web framework into the daemon.
+//! A minimal HTTP/1.0 responder for `GET`/`HEAD /metrics`: enough for
+//! Prometheus and curl, without pulling a web framework into the daemon.
+//!
+//! Hostile clients are bounded (SPEC §4.5): each connection has one deadline
+//! for reading the request and writing the response, so a client trickling
+//! bytes is cut off however it paces them; and at most `max_connections`
+//! are served at once, excess ones are answered `503` and closed at once
+//! instead of queueing without bound. A legitimate scrape therefore waits at
+//! most one deadline for a slot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,30 +14,56 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
-use super::metrics::Metrics;
+use super::metrics::{self, Metrics};
 
 /// Requests larger than this are not metrics scrapes.
 const MAX_REQUEST: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one client may take from the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole request read plus response written.
+    pub deadline: Duration,
+    /// Connections served at the same time.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(5),
+            max_connections: 32,
+        }
+    }
+}
 
 /// Bind the metrics listener (bind errors surface at startup, not later).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serve scrapes until the task is aborted.
+/// Serve scrapes with the default limits until the task is aborted.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    serve_with(listener, metrics, Limits::default()).await
+}
+
+/// Serve scrapes until the task is aborted.
+pub async fn serve_with(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                let metrics = metrics.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = respond(stream, &metrics).await {
-                        tracing::debug!(error = %e, "metrics request failed");
-                    }
-                });
-            }
+            Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let metrics = metrics.clone();
+                    tokio::spawn(async move {
+                        serve_one(stream, &metrics, limits.deadline).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => refuse(stream, &metrics),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "metrics accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -39,13 +72,33 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
+/// Over the cap: a best-effort `503` that never waits on the client, then close.
+fn refuse(stream: TcpStream, metrics: &Metrics) {
+    metrics::add(&metrics.metrics_connections_refused, 1);
+    // Consume a request that has already arrived, so that closing sends
+    // the 503 and a FIN rather than a reset.
+    let _ = stream.try_read(&mut [0u8; 1024]);
+    let _ = stream.try_write(
+        b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+    );
+}
+
+async fn serve_one(stream: TcpStream, metrics: &Metrics, deadline: Duration) {
+    match tokio::time::timeout(deadline, respond(stream, metrics)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "metrics request failed"),
+        Err(_) => {
+            metrics::add(&metrics.metrics_requests_timed_out, 1);
+            tracing::debug!("metrics request exceeded its deadline");
+        }
+    }
+}
+
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
+        let n = stream.read(&mut chunk).await?;
         if n == 0 {
             break;
         }
@@ -54,18 +107,36 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let head = read_head(&mut stream).await?;
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+/// Request methods the endpoint answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    /// As `GET`, headers only.
+    Head,
+}
+
+fn parse_request_line(head: &[u8]) -> Option<(Method, String)> {
+    let line = head.split(|b| *b == b'\n').next()?;
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
-    let (status, ctype, body) = match (parts.next(), parts.next()) {
-        (Some("GET"), Some("/metrics")) => (
+    let method = match parts.next()? {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => return None,
+    };
+    Some((method, parts.next()?.to_string()))
+}
+
+async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let head = read_head(&mut stream).await?;
+    let request = parse_request_line(&head);
+    let (status, ctype, body) = match request.as_ref().map(|(_, p)| p.as_str()) {
+        Some("/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             metrics.render(),
         ),
-        (Some("GET"), Some("/")) => (
+        Some("/") => (
             "200 OK",
             "text/plain; charset=utf-8",
             "flowy: see /metrics\n".to_string(),
@@ -77,7 +148,9 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
         body.len()
     );
     stream.write_all(header.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    if !matches!(request, Some((Method::Head, _))) {
+        stream.write_all(body.as_bytes()).await?;
+    }
     stream.shutdown().await
 }
 
@@ -85,30 +158,19 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
 mod tests {
     use super::*;
 
-    async fn get(addr: SocketAddr, path: &str) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-            .await
-            .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.expect("read");
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_and_404() {
-        let metrics = Arc::new(Metrics::default());
-        super::super::metrics::add(&metrics.reloads, 2);
-        let listener = bind("127.0.0.1:0".parse().expect("lit"))
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(serve(listener, metrics));
-        let ok = get(addr, "/metrics").await;
-        assert!(ok.starts_with("HTTP/1.0 200 OK"), "{ok}");
-        assert!(ok.contains("flowy_reloads_total 2\n"));
-        let missing = get(addr, "/nope").await;
-        assert!(missing.starts_with("HTTP/1.0 404"), "{missing}");
-        task.abort();
+    #[test]
+    fn request_lines() {
+        let p = |s: &str| parse_request_line(s.as_bytes());
+        assert_eq!(
+            p("GET /metrics HTTP/1.1\r\n\r\n"),
+            Some((Method::Get, "/metrics".into()))
+        );
+        assert_eq!(
+            p("HEAD /metrics HTTP/1.0\r\n"),
+            Some((Method::Head, "/metrics".into()))
+        );
+        assert_eq!(p("POST /metrics HTTP/1.0\r\n"), None);
+        assert_eq!(p("GET\r\n"), None);
+        assert_eq!(p(""), None);
     }
 }

@@ -80,6 +80,10 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub queries_running: AtomicU64,
+    /// Metrics-endpoint connections closed at once (over the connection cap).
+    pub metrics_connections_refused: AtomicU64,
+    /// Metrics-endpoint requests cut off at their deadline.
+    pub metrics_requests_timed_out: AtomicU64,
     watermark: AtomicI64,
     /// The engine state budget all queries share (`engine.max_state`);
     /// its account is the `flowy_engine_state_bytes` gauge.
@@ -107,6 +111,8 @@ impl Default for Metrics {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             queries_running: AtomicU64::new(0),
+            metrics_connections_refused: AtomicU64::new(0),
+            metrics_requests_timed_out: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
             engine_state: StateBudget::unlimited(),
             registry: Mutex::new(Registry::default()),
@@ -303,6 +309,18 @@ impl Metrics {
                 "queries being evaluated",
                 Gauge,
                 &self.queries_running,
+            ),
+            c(
+                "flowy_metrics_connections_refused_total",
+                "metrics-endpoint connections closed at once: over the connection cap",
+                Counter,
+                &self.metrics_connections_refused,
+            ),
+            c(
+                "flowy_metrics_requests_timed_out_total",
+                "metrics-endpoint requests cut off at their deadline",
+                Counter,
+                &self.metrics_requests_timed_out,
             ),
         ];
         out.extend(engine_state_samples(&self.engine_state));

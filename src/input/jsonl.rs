@@ -26,17 +26,18 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(open_err)?;
-    parse_reader(path, BufReader::new(file))
+    from_reader(path, BufReader::new(file))
 }
 
 /// Decode JSON Lines already in memory; `path` only labels errors.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
-    parse_reader(path, data)
+    from_reader(path, data)
 }
 
-fn parse_reader(path: &Path, input: impl BufRead) -> Result<Vec<Record>, InputError> {
+/// Read JSON Lines from any buffered reader; `path` only labels errors.
+pub fn from_reader(path: &Path, reader: impl BufRead) -> Result<Vec<Record>, InputError> {
     let mut records = Vec::new();
-    for (index, line) in input.lines().enumerate() {
+    for (index, line) in reader.lines().enumerate() {
         let line_no = index as u64 + 1;
         let line = line.map_err(|e| bad_line(path, line_no, format!("cannot read: {e}")))?;
         if line.trim().is_empty() {

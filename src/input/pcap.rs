@@ -40,10 +40,7 @@ pub fn looks_like_capture(head: &[u8]) -> bool {
 
 /// Records of every export datagram in the capture; rec_id = index.
 pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
-    let data = std::fs::read(path).map_err(|source| InputError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = read_bytes(path)?;
     parse(path, &data)
 }
 
@@ -68,14 +65,17 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
 /// Every UDP datagram of a capture, in file order. Packets that are not UDP
 /// over IPv4/IPv6 (or later IP fragments) are skipped.
 pub fn datagrams(path: &Path) -> Result<Vec<Datagram>, InputError> {
-    let data = std::fs::read(path).map_err(|source| InputError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    datagrams_in(path, &data)
+    datagrams_in(path, &read_bytes(path)?)
 }
 
-/// The same for a capture already in memory; `path` only labels errors.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, InputError> {
+    std::fs::read(path).map_err(|source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The UDP datagrams of a capture already in memory; `path` only labels errors.
 pub fn datagrams_in(path: &Path, data: &[u8]) -> Result<Vec<Datagram>, InputError> {
     let bad = |offset: usize, reason: String| InputError::Malformed {
         path: path.to_path_buf(),
