@@ -186,7 +186,10 @@ pub fn capture_end_ms(head: &[u8]) -> Option<i64> {
 fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<Vec<Record>, Fail> {
     // flow-tools' v5 streams compress about 5:1.
     let mut records = Vec::with_capacity(body.len().saturating_mul(5) / V5_RECORD_LEN + 16);
-    let mut buf = vec![0u8; 256 * 1024];
+    // Room for the records of a few hundred KiB of stream at a time; a
+    // small file gets a small buffer (it is zeroed for every file).
+    let cap = body.len().saturating_mul(8).clamp(4096, 256 * 1024);
+    let mut buf = vec![0u8; cap];
     let mut filled = 0usize;
     let mut out_total = 0u64;
     let mut pos = 0usize;
