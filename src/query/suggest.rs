@@ -5,50 +5,45 @@
 /// Edit distance counting insertions, deletions, substitutions and
 /// transpositions of adjacent characters as one edit each.
 pub fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for i in 0..=a.len() {
-        d[i * w] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(w) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
-            }
-            d[i * w + j] = v;
-        }
-    }
-    d[a.len() * w + b.len()]
+    strsim::osa_distance(a, b)
 }
 
 /// Up to three candidates close to `typo`, best first.
 pub fn nearest<'a>(typo: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let limit = (typo.chars().count() / 3).max(1);
+    let len = typo.chars().count();
+    let limit = (len / 3).max(1);
     let lower = typo.to_lowercase();
     let mut scored: Vec<(usize, usize, String)> = Vec::new();
     for (order, c) in candidates.into_iter().enumerate() {
         if c == typo || scored.iter().any(|(_, _, s)| s == c) {
             continue;
         }
-        let d = distance(typo, c).min(distance(&lower, &c.to_lowercase()));
-        let lc = c.to_lowercase();
         // `port` → `dstport`: a name that is the typo plus a prefix or suffix.
-        let contains = lower.len() >= 3 && (lc.ends_with(&lower) || lc.starts_with(&lower));
+        let contains = lower.len() >= 3 && affix_of(&lower, c);
+        // The distance is at least the length difference: most of the
+        // hundreds of IANA names are ruled out without computing it.
+        if !contains && c.chars().count().abs_diff(len) > limit {
+            continue;
+        }
+        let d = distance(typo, c).min(distance(&lower, &c.to_lowercase()));
         if d <= limit || contains {
             scored.push((d, order, c.to_string()));
         }
     }
     scored.sort();
     scored.into_iter().take(3).map(|(_, _, s)| s).collect()
+}
+
+/// True when `name` starts or ends with `lower` (ASCII case ignored).
+fn affix_of(lower: &str, name: &str) -> bool {
+    let n = lower.len();
+    let head = name.get(..n).is_some_and(|h| h.eq_ignore_ascii_case(lower));
+    let tail = name
+        .len()
+        .checked_sub(n)
+        .and_then(|at| name.get(at..))
+        .is_some_and(|t| t.eq_ignore_ascii_case(lower));
+    head || tail
 }
 
 /// `did you mean 'a'?`, `did you mean 'a' or 'b'?`, or `None`.
