@@ -231,16 +231,7 @@ fn standard_input_and_gzip_are_read_like_files() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    let strip = |v: &[Json]| -> Vec<Json> {
-        v.iter()
-            .map(|m| {
-                let mut m = m.clone();
-                m["emitted"] = Json::Null;
-                m
-            })
-            .collect()
-    };
-    assert_eq!(strip(&from_stdin), strip(&plain));
+    assert_eq!(without_emitted(&from_stdin), without_emitted(&plain));
 }
 
 #[test]
@@ -324,15 +315,6 @@ fn an_nfcapd_directory_with_a_time_range() {
     let (all, err) = run_q(&[]);
     assert!(err.starts_with("flowy query: 2 inputs, "), "{err}");
     assert!(!all.is_empty());
-    let strip = |v: &[Json]| -> Vec<Json> {
-        v.iter()
-            .map(|m| {
-                let mut m = m.clone();
-                m["emitted"] = Json::Null;
-                m
-            })
-            .collect()
-    };
     let (by_files, _) = run(&[
         "query",
         q.to_str().expect("utf-8"),
@@ -341,7 +323,7 @@ fn an_nfcapd_directory_with_a_time_range() {
         b.to_str().expect("utf-8"),
         "--no-records",
     ]);
-    assert_eq!(strip(&all), strip(&by_files));
+    assert_eq!(without_emitted(&all), without_emitted(&by_files));
     // A range that one file's statistics record puts wholly outside.
     let (lo, hi) = if last_a < first_b {
         ((last_a + 1).to_string(), (last_b + 1).to_string())
@@ -390,4 +372,15 @@ fn nfdump_json_agrees_with_the_nfcapd_file_it_came_from() {
             assert_eq!(key(a), key(b), "{name}");
         }
     }
+}
+
+/// Matches without their wall-clock `emitted` stamp, for comparing runs.
+fn without_emitted(v: &[Json]) -> Vec<Json> {
+    v.iter()
+        .map(|m| {
+            let mut m = m.clone();
+            m["emitted"] = Json::Null;
+            m
+        })
+        .collect()
 }

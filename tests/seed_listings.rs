@@ -126,16 +126,22 @@ fn http_download_listing_runs_over_a_trace() {
     }
 }
 
+/// A merger listing with its `...` replaced by the other parts.
+fn assemble(merger: &str, parts: &[String]) -> String {
+    let merger = seed(merger);
+    assert!(merger.contains("\n...\n"));
+    merger.replacen("\n...\n", &format!("\n{}\n", parts.join("\n")), 1)
+}
+
 /// Listing 4 with `...` replaced by listings 5 and 6.
 fn skype_assembled() -> String {
-    let merger = seed("skype-listing4-merger.flowy");
-    let branches = format!(
-        "{}\n{}",
-        seed("skype-listing5-branch-a.flowy"),
-        seed("skype-listing6-branch-b.flowy")
-    );
-    assert!(merger.contains("\n...\n"));
-    merger.replacen("\n...\n", &format!("\n{branches}\n"), 1)
+    assemble(
+        "skype-listing4-merger.flowy",
+        &[
+            seed("skype-listing5-branch-a.flowy"),
+            seed("skype-listing6-branch-b.flowy"),
+        ],
+    )
 }
 
 #[test]
@@ -238,14 +244,14 @@ ungroup U {}
 
 /// Listing 9 with `...` replaced by listings 7 and 8 and the fragments.
 fn ipv6_assembled() -> String {
-    let merger = seed("ipv6-listing9-merger.flowy");
-    let parts = format!(
-        "{}\n{}\n{IPV6_FRAGMENTS}",
-        seed("ipv6-listing7-branch-a.flowy"),
-        seed("ipv6-listing8-branch-b.flowy")
-    );
-    assert!(merger.contains("\n...\n"));
-    merger.replacen("\n...\n", &format!("\n{parts}\n"), 1)
+    assemble(
+        "ipv6-listing9-merger.flowy",
+        &[
+            seed("ipv6-listing7-branch-a.flowy"),
+            seed("ipv6-listing8-branch-b.flowy"),
+            IPV6_FRAGMENTS.to_string(),
+        ],
+    )
 }
 
 #[test]
