@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::LatePolicy;
 use crate::input::InputFormat;
 use crate::output::OutputFormat;
 
@@ -82,6 +83,14 @@ pub struct QueryArgs {
     /// Tumbling window length (`5m`, `300s`, `1h`; bare numbers are ms).
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub window: Option<i64>,
+    /// Records more than D behind the latest stime read are late (see
+    /// --late); memory then follows D. Default: exact, the disorder is
+    /// measured by a first pass over the input.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub lateness: Option<i64>,
+    /// Late records: process (out of order) or drop.
+    #[arg(long, value_name = "P", default_value = "process")]
+    pub late: LatePolicy,
     /// Leave the records out of each match.
     #[arg(long)]
     pub no_records: bool,

@@ -485,8 +485,17 @@ fn late_records_are_counted_and_processed_or_dropped() {
         let mut got = match_ids(&out);
         got.sort();
         assert_eq!(got, expect, "{policy:?}");
+        // Admission counts a late record once, whatever the policy; the
+        // branch only sees (and counts) the ones it processes.
+        let admitted = e.admission();
+        assert_eq!(admitted.late, 1, "{policy:?}");
+        let (dropped, processed_late) = match policy {
+            LatePolicy::Process => (0, 1),
+            LatePolicy::Drop => (1, 0),
+        };
+        assert_eq!(admitted.dropped, dropped, "{policy:?}");
         let stats = e.branch(0).map(|b| b.stats());
-        assert_eq!(stats.map(|s| s.late), Some(1));
+        assert_eq!(stats.map(|s| s.late), Some(processed_late));
     }
 }
 

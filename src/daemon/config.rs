@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+pub use crate::engine::LatePolicy;
 use crate::value::Prefix;
 
 /// The configuration compiled into the binary (also the documented example).
@@ -46,12 +47,6 @@ pub struct Overrides {
 pub enum Scope {
     Address,
     AddressPort,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Late {
-    Process,
-    Drop,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +103,7 @@ pub struct EngineSettings {
     pub window: Option<i64>,
     pub horizon: Option<i64>,
     pub idle_advance: i64,
-    pub late: Late,
+    pub late: LatePolicy,
     pub max_open_groups: usize,
     pub max_stored_groups: usize,
     pub max_reorder: usize,
@@ -353,16 +348,7 @@ fn validate_collector(c: RawCollector) -> Result<CollectorSettings, ConfigError>
 }
 
 fn validate_engine(e: RawEngine) -> Result<EngineSettings, ConfigError> {
-    let late = match e.late.as_str() {
-        "process" => Late::Process,
-        "drop" => Late::Drop,
-        other => {
-            return Err(invalid(
-                "engine.late",
-                format!("'{other}' is not \"process\" or \"drop\""),
-            ))
-        }
-    };
+    let late: LatePolicy = e.late.parse().map_err(|why| invalid("engine.late", why))?;
     let window = optional_duration("engine.window", &e.window)?;
     if window == Some(0) {
         return Err(invalid("engine.window", "must be positive (or \"none\")"));
@@ -587,7 +573,7 @@ mod tests {
         assert_eq!(s.engine.window, Some(300_000));
         assert_eq!(s.engine.horizon, Some(300_000));
         assert_eq!(s.engine.idle_advance, 10_000);
-        assert_eq!(s.engine.late, Late::Process);
+        assert_eq!(s.engine.late, LatePolicy::Process);
         assert_eq!(s.engine.max_open_groups, 1_000_000);
         assert_eq!(s.engine.max_stored_groups, 1_000_000);
         assert!(s.uses_default_queries());
@@ -650,7 +636,7 @@ mod tests {
         ])
         .expect("valid overrides");
         assert_eq!(s.engine.lateness, Some(90_000));
-        assert_eq!(s.engine.late, Late::Drop);
+        assert_eq!(s.engine.late, LatePolicy::Drop);
         assert_eq!(s.engine.max_open_groups, 12);
         assert_eq!(s.collector.listen.len(), 2);
         assert!(!s.output.records);

@@ -1,42 +1,38 @@
-//! The dispatcher: the single owner of the watermark and of the fan-out set.
+//! The dispatcher: the daemon's one [`Admission`] (watermark, late policy)
+//! and the owner of the fan-out set.
 //!
 //! Every record passes through here exactly once, in `rec_id` order, and is
-//! sent to every (query, branch) task of the set current at that moment. A
-//! reload swaps the set between two batches, so each record goes either to
-//! the old or to the new set — never to neither.
+//! sent to every query task of the set current at that moment, with the
+//! [`Step`] it was admitted under. A reload swaps the set between two
+//! batches, so each record goes either to the old or to the new set —
+//! never to neither.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::clock::Watermark;
+use crate::engine::driver::{Admission, Step};
 
-use super::config::Late;
 use super::health::Beat;
 use super::ingest::{now_ms, Batch};
 use super::metrics::{add, Metrics};
 
-/// What a branch task receives.
-pub enum BranchMsg {
-    /// Records in arrival order; push each with `push_w` (the watermark they
-    /// arrived under), then advance to `advance_to` if given.
-    Records {
-        recs: Arc<Batch>,
-        push_w: Option<i64>,
-        advance_to: Option<i64>,
-    },
+/// What a query task receives.
+pub enum QueryMsg {
+    /// Records in arrival order, admitted under `step`.
+    Records { recs: Arc<Batch>, step: Step },
     /// The watermark moved without new records (idle advance).
     Advance(i64),
-    /// End of this branch: release everything, close every group.
+    /// End of this query: release everything, close every group.
     Finish,
 }
 
-/// The channels of one running query, one per branch.
+/// The channel of one running query.
 #[derive(Clone)]
 pub struct Route {
     pub query: Arc<str>,
-    pub branches: Vec<mpsc::Sender<BranchMsg>>,
+    pub tx: mpsc::Sender<QueryMsg>,
 }
 
 pub enum Control {
@@ -52,9 +48,7 @@ pub enum Control {
 
 pub struct Dispatcher {
     routes: Vec<Route>,
-    watermark: Watermark,
-    last_sent: Option<i64>,
-    late: Late,
+    admission: Admission,
     metrics: Arc<Metrics>,
     beat: Beat,
 }
@@ -63,18 +57,10 @@ pub struct Dispatcher {
 pub const TICK: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
-    pub fn new(
-        routes: Vec<Route>,
-        watermark: Watermark,
-        late: Late,
-        metrics: Arc<Metrics>,
-        beat: Beat,
-    ) -> Self {
+    pub fn new(routes: Vec<Route>, admission: Admission, metrics: Arc<Metrics>, beat: Beat) -> Self {
         Dispatcher {
             routes,
-            watermark,
-            last_sent: None,
-            late,
+            admission,
             metrics,
             beat,
         }
@@ -126,73 +112,47 @@ impl Dispatcher {
             } => {
                 finish_routes(&retire).await;
                 self.routes = routes;
-                let _ = done.send(self.last_sent);
+                let _ = done.send(self.admission.current());
             }
         }
     }
 
-    async fn dispatch(&mut self, batch: Batch) {
-        let push_w = self.watermark.current();
-        let now = now_ms();
-        let mut kept = Vec::with_capacity(batch.len());
-        let mut dropped = 0u64;
-        for rec in batch {
-            if push_w.is_some_and(|w| rec.stime < w) {
-                add(&self.metrics.records_late, 1);
-                if self.late == Late::Drop {
-                    dropped += 1;
-                    continue;
-                }
-            }
-            self.watermark.observe(rec.stime, now);
-            kept.push(rec);
+    async fn dispatch(&mut self, mut batch: Batch) {
+        let before = self.admission.stats();
+        let step = self.admission.admit(&mut batch, now_ms());
+        let after = self.admission.stats();
+        add(&self.metrics.records_late, after.late - before.late);
+        add(&self.metrics.records_dropped, after.dropped - before.dropped);
+        add(&self.metrics.records_processed, after.records - before.records);
+        if let Some(w) = step.advance_to {
+            self.metrics.set_watermark(Some(w));
         }
-        add(&self.metrics.records_dropped, dropped);
-        let advance_to = self.advanced(self.watermark.current());
-        let n = kept.len() as u64;
-        let recs = Arc::new(kept);
+        let recs = Arc::new(batch);
         for route in &self.routes {
-            for tx in &route.branches {
-                let msg = BranchMsg::Records {
+            // A closed channel means the query task died; its query is
+            // already broken and logged, the others must go on.
+            let _ = route
+                .tx
+                .send(QueryMsg::Records {
                     recs: recs.clone(),
-                    push_w,
-                    advance_to,
-                };
-                // A closed channel means the branch task died; its query is
-                // already broken and logged, the others must go on.
-                let _ = tx.send(msg).await;
-            }
+                    step,
+                })
+                .await;
         }
-        add(&self.metrics.records_processed, n + dropped);
     }
 
     async fn tick(&mut self) {
-        let w = self.watermark.tick(now_ms());
-        if let Some(w) = self.advanced(w) {
+        if let Some(w) = self.admission.tick(now_ms()) {
+            self.metrics.set_watermark(Some(w));
             for route in &self.routes {
-                for tx in &route.branches {
-                    let _ = tx.send(BranchMsg::Advance(w)).await;
-                }
+                let _ = route.tx.send(QueryMsg::Advance(w)).await;
             }
         }
-    }
-
-    /// `Some(w)` when W moved past what the branches last heard.
-    fn advanced(&mut self, w: Option<i64>) -> Option<i64> {
-        let w = w?;
-        if self.last_sent.is_some_and(|last| last >= w) {
-            return None;
-        }
-        self.last_sent = Some(w);
-        self.metrics.set_watermark(Some(w));
-        Some(w)
     }
 }
 
 pub async fn finish_routes(routes: &[Route]) {
     for route in routes {
-        for tx in &route.branches {
-            let _ = tx.send(BranchMsg::Finish).await;
-        }
+        let _ = route.tx.send(QueryMsg::Finish).await;
     }
 }

@@ -37,10 +37,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cli::ServeArgs;
 use crate::collect::{bind_udp, DecoderConfig, TemplateScope};
-use crate::engine::{EngineConfig, LatePolicy, Watermark};
+use crate::engine::driver::Admission;
+use crate::engine::{EngineConfig, Watermark};
 use crate::sanity::TimeSanity;
 
-use config::{Late, Overrides, Scope, Settings};
+use config::{Overrides, Scope, Settings};
 use dispatch::{Control, Dispatcher};
 use health::Health;
 use metrics::{add, get, set, Metrics};
@@ -101,10 +102,7 @@ pub fn engine_config(s: &config::EngineSettings) -> EngineConfig {
         lateness: s.lateness,
         window: s.window,
         horizon: s.horizon,
-        late: match s.late {
-            Late::Process => LatePolicy::Process,
-            Late::Drop => LatePolicy::Drop,
-        },
+        late: s.late,
         max_open_groups: s.max_open_groups,
         max_stored_groups: s.max_stored_groups,
         max_reorder: s.max_reorder,
@@ -185,8 +183,7 @@ impl Daemon {
         let routes = running.iter().map(|q| q.route.clone()).collect();
         let dispatcher = Dispatcher::new(
             routes,
-            watermark,
-            settings.engine.late,
+            Admission::new(watermark, settings.engine.late),
             metrics.clone(),
             health.register("dispatcher"),
         );

@@ -1,5 +1,7 @@
-//! One running query: a task per branch (`BranchEngine`) feeding one merger
-//! task (`MergerEngine`) whose matches go to the output thread.
+//! One running query: a task running the query's [`QueryDriver`] over the
+//! batches the dispatcher admitted, its matches going to the output thread.
+//! Queries run in parallel, each on its own task; within a query the
+//! driver's stages run in the order the batch command runs them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,28 +9,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::{BranchEngine, BranchStats, EngineConfig, Group, Match, MergerEngine};
+use crate::engine::driver::QueryDriver;
+use crate::engine::{BranchStats, EngineConfig, Match};
 use crate::query::plan::Plan;
 
-use super::dispatch::{BranchMsg, Route};
+use super::dispatch::{QueryMsg, Route};
 use super::health::{Beat, Health};
 use super::metrics::{set, BranchMetrics, MergerMetrics, Metrics};
 use super::output::OutputTx;
 
-/// What the merger task receives from its branches.
-pub enum MergerMsg {
-    /// Closed, groupfilter-passed groups, and the branch's watermark after
-    /// producing them (`None` = not moved).
-    Groups {
-        branch: usize,
-        groups: Vec<Arc<Group>>,
-        w: Option<i64>,
-    },
-    /// The branch has finished: no more groups from it.
-    Finished { branch: usize },
-}
-
-/// Handles of a running query's tasks.
+/// Handles of a running query's task.
 pub struct RunningQuery {
     pub name: String,
     /// The query's source text: a reload keeps the query iff it is unchanged.
@@ -40,7 +30,7 @@ pub struct RunningQuery {
 }
 
 impl RunningQuery {
-    /// Spawn the branch and merger tasks of `plan`.
+    /// Spawn the task running `plan`.
     pub fn start(
         plan: Arc<Plan>,
         source: String,
@@ -50,45 +40,33 @@ impl RunningQuery {
         metrics: &Metrics,
         health: &Health,
     ) -> Self {
-        let n = plan.branches.len();
         // One budget for every query's state; a reload may change its size.
         let budget = metrics.engine_state().clone();
         budget.set_max(cfg.max_state);
-        let (merger_tx, merger_rx) = mpsc::channel(capacity);
+        let (tx, rx) = mpsc::channel(capacity);
         let merger_metrics = metrics.register_merger(&plan.name);
-        let mut tasks = Vec::with_capacity(n + 1);
-        let mut senders = Vec::with_capacity(n);
-        let mut branch_metrics = Vec::with_capacity(n);
-        for (i, b) in plan.branches.iter().enumerate() {
-            let (tx, rx) = mpsc::channel(capacity);
-            let m = metrics.register_branch(&plan.name, &b.name);
-            let engine = BranchEngine::with_budget(&plan, i, cfg, budget.clone());
-            let label = format!("{}/{}", plan.name, b.name);
-            let beat = health.register(format!("branch {label}"));
-            let task = run_branch(engine, i, label, rx, merger_tx.clone(), m.clone(), beat);
-            tasks.push(tokio::spawn(task));
-            senders.push(tx);
-            branch_metrics.push(m);
-        }
-        drop(merger_tx);
-        let merger = MergerEngine::with_budget(&plan, cfg, budget);
-        tasks.push(tokio::spawn(run_merger(
-            plan.clone(),
-            merger,
-            n,
-            merger_rx,
+        let branch_metrics: Vec<Arc<BranchMetrics>> = plan
+            .branches
+            .iter()
+            .map(|b| metrics.register_branch(&plan.name, &b.name))
+            .collect();
+        let task = QueryTask {
+            driver: QueryDriver::new(plan.clone(), cfg, budget),
             output,
-            merger_metrics.clone(),
-            health.register(format!("merger {}", plan.name)),
-        )));
+            branch_metrics: branch_metrics.clone(),
+            merger_metrics: merger_metrics.clone(),
+            beat: health.register(format!("query {}", plan.name)),
+            limits: LimitWarning::default(),
+            matches: Vec::new(),
+        };
         RunningQuery {
             name: plan.name.clone(),
             source,
             route: Route {
                 query: Arc::from(plan.name.as_str()),
-                branches: senders,
+                tx,
             },
-            tasks,
+            tasks: vec![tokio::spawn(task.run(rx))],
             branch_metrics,
             merger_metrics,
         }
@@ -116,79 +94,68 @@ fn publish_branch(m: &BranchMetrics, s: BranchStats) {
     set(&m.late, s.late);
 }
 
-async fn run_branch(
-    mut engine: BranchEngine,
-    branch: usize,
-    label: String,
-    mut rx: mpsc::Receiver<BranchMsg>,
-    merger: mpsc::Sender<MergerMsg>,
-    m: Arc<BranchMetrics>,
+struct QueryTask {
+    driver: QueryDriver,
+    output: OutputTx,
+    branch_metrics: Vec<Arc<BranchMetrics>>,
+    merger_metrics: Arc<MergerMetrics>,
     beat: Beat,
-) {
-    let mut out = Vec::new();
-    let mut limits = LimitWarning::default();
-    loop {
-        beat.idle();
-        // A closed channel without Finish (dispatcher gone) still finishes,
-        // so no open group is lost.
-        let msg = rx.recv().await.unwrap_or(BranchMsg::Finish);
-        beat.busy();
-        let w = match msg {
-            BranchMsg::Records {
-                recs,
-                push_w,
-                advance_to,
-            } => {
-                for r in recs.iter() {
-                    engine.push(r, push_w);
+    limits: LimitWarning,
+    matches: Vec<Match>,
+}
+
+impl QueryTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<QueryMsg>) {
+        loop {
+            self.beat.idle();
+            // A closed channel without Finish (dispatcher gone) still
+            // finishes, so no open group is lost.
+            let msg = rx.recv().await.unwrap_or(QueryMsg::Finish);
+            self.beat.busy();
+            let finished = matches!(msg, QueryMsg::Finish);
+            match msg {
+                QueryMsg::Records { recs, step } => {
+                    self.driver.step_shared(&recs, step, &mut self.matches)
                 }
-                // Groups a limit closed go on now, not when W next moves.
-                engine.take_closed(&mut out);
-                if let Some(w) = advance_to {
-                    engine.advance(w, &mut out);
+                QueryMsg::Advance(w) => self.driver.advance(w, &mut self.matches),
+                QueryMsg::Finish => self.driver.finish(&mut self.matches),
+            }
+            self.publish(finished);
+            if !self.matches.is_empty() {
+                let plan = self.driver.plan().clone();
+                let matches = std::mem::take(&mut self.matches);
+                if !self.output.send(plan.clone(), matches).await {
+                    tracing::error!(query = %plan.name, "output gone; matches lost");
                 }
-                advance_to
             }
-            BranchMsg::Advance(w) => {
-                engine.advance(w, &mut out);
-                Some(w)
-            }
-            BranchMsg::Finish => {
-                engine.finish(&mut out);
-                let s = engine.stats();
-                publish_branch(&m, s);
-                tracing::info!(
-                    "branch {label} finished: records {} passed {} groups_closed {} groups_passed {} groups_open {} closed_early {}",
-                    s.records_in, s.records_filtered, s.groups_closed, s.groups_passed, s.groups_open, s.closed_early
-                );
-                let groups = std::mem::take(&mut out);
-                let _ = merger
-                    .send(MergerMsg::Groups {
-                        branch,
-                        groups,
-                        w: None,
-                    })
-                    .await;
-                let _ = merger.send(MergerMsg::Finished { branch }).await;
-                return;
-            }
-        };
-        let s = engine.stats();
-        publish_branch(&m, s);
-        limits.check(
-            &label,
-            s.closed_early + s.reorder_overflow + s.state_evictions,
-        );
-        if !out.is_empty() || w.is_some() {
-            let groups = std::mem::take(&mut out);
-            if merger
-                .send(MergerMsg::Groups { branch, groups, w })
-                .await
-                .is_err()
-            {
+            if finished {
                 return;
             }
         }
+    }
+
+    fn publish(&mut self, finished: bool) {
+        let plan = self.driver.plan();
+        let name = &plan.name;
+        let mut early = 0;
+        let branches = self.driver.branches().iter().zip(&plan.branches);
+        for ((b, bp), m) in branches.zip(&self.branch_metrics) {
+            let s = b.stats();
+            publish_branch(m, s);
+            early += s.closed_early + s.reorder_overflow + s.state_evictions;
+            if finished {
+                tracing::info!(
+                    "branch {name}/{} finished: records {} passed {} groups_closed {} groups_passed {} groups_open {} closed_early {}",
+                    bp.name, s.records_in, s.records_filtered, s.groups_closed, s.groups_passed, s.groups_open, s.closed_early
+                );
+            }
+        }
+        let s = self.driver.merger().stats();
+        set(&self.merger_metrics.stored_groups, s.stored_groups);
+        set(&self.merger_metrics.matches, s.matches);
+        set(&self.merger_metrics.closed_early, s.closed_early);
+        early += s.closed_early + s.state_evictions;
+        self.limits.check(name, early);
     }
 }
 
@@ -219,100 +186,3 @@ impl LimitWarning {
     }
 }
 
-/// Per-branch watermarks; the merger may only advance to their minimum.
-struct BranchClocks {
-    w: Vec<Option<i64>>,
-    last: Option<i64>,
-}
-
-impl BranchClocks {
-    fn new(n: usize) -> Self {
-        BranchClocks {
-            w: vec![None; n],
-            last: None,
-        }
-    }
-
-    /// Record branch `b` at `w`; `Some(min)` when the minimum moved forward.
-    fn update(&mut self, b: usize, w: i64) -> Option<i64> {
-        let slot = self.w.get_mut(b)?;
-        *slot = Some(slot.map_or(w, |old| old.max(w)));
-        let min = self
-            .w
-            .iter()
-            .copied()
-            .collect::<Option<Vec<i64>>>()?
-            .into_iter()
-            .min()?;
-        if self.last.is_some_and(|l| l >= min) {
-            return None;
-        }
-        self.last = Some(min);
-        Some(min)
-    }
-}
-
-async fn run_merger(
-    plan: Arc<Plan>,
-    mut engine: MergerEngine,
-    branches: usize,
-    mut rx: mpsc::Receiver<MergerMsg>,
-    output: OutputTx,
-    m: Arc<MergerMetrics>,
-    beat: Beat,
-) {
-    let mut clocks = BranchClocks::new(branches);
-    let mut finished = 0usize;
-    let mut matches: Vec<Match> = Vec::new();
-    let mut limits = LimitWarning::default();
-    // Ends when every branch has finished (their senders drop with them).
-    while let Some(msg) = rx.recv().await {
-        beat.busy();
-        match msg {
-            MergerMsg::Groups { branch, groups, w } => {
-                for g in groups {
-                    engine.push_group(g, &mut matches);
-                }
-                if let Some(min) = w.and_then(|w| clocks.update(branch, w)) {
-                    engine.advance(min, &mut matches);
-                }
-            }
-            MergerMsg::Finished { .. } => finished += 1,
-        }
-        if finished == branches {
-            engine.finish(&mut matches);
-        }
-        let s = engine.stats();
-        set(&m.stored_groups, s.stored_groups);
-        set(&m.matches, s.matches);
-        set(&m.closed_early, s.closed_early);
-        limits.check(&plan.name, s.closed_early + s.state_evictions);
-        if !matches.is_empty()
-            && !output
-                .send(plan.clone(), std::mem::take(&mut matches))
-                .await
-        {
-            tracing::error!(query = %plan.name, "output gone; matches lost");
-        }
-        if finished == branches {
-            break;
-        }
-        beat.idle();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BranchClocks;
-
-    #[test]
-    fn merger_clock_is_the_minimum_over_branches() {
-        let mut c = BranchClocks::new(2);
-        assert_eq!(c.update(0, 100), None);
-        assert_eq!(c.update(1, 50), Some(50));
-        assert_eq!(c.update(1, 40), None);
-        assert_eq!(c.update(1, 150), Some(100));
-        assert_eq!(c.update(0, 120), Some(120));
-        assert_eq!(c.update(5, 1), None);
-    }
-}

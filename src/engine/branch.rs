@@ -6,7 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::engine::budget::{pending_cost, Eviction, StateBudget};
-use crate::engine::config::{EngineConfig, LatePolicy};
+use crate::engine::config::EngineConfig;
 use crate::engine::filter::eval_rule;
 use crate::engine::grouper::Grouper;
 use crate::engine::Group;
@@ -62,9 +62,9 @@ pub struct BranchStats {
     pub closed_early: u64,
     /// Records released before W passed them because `max_reorder` was hit.
     pub reorder_overflow: u64,
-    /// Records with `stime < W` on arrival (processed or dropped).
+    /// Filter-passed records that arrived behind W and were processed out
+    /// of order (late records dropped by admission never get here).
     pub late: u64,
-    pub late_dropped: u64,
     /// Open groups closed and buffered records released early because
     /// `engine.max_state` was reached.
     pub state_evictions: u64,
@@ -399,7 +399,6 @@ pub struct BranchEngine {
     /// Scratch for the records one advance releases (kept for its capacity).
     run: Vec<Arc<Record>>,
     grouper: Grouper,
-    late: LatePolicy,
     max_reorder: usize,
     /// Records released early because `engine.max_state` was reached.
     reorder_evicted: u64,
@@ -440,7 +439,6 @@ impl BranchEngine {
                 cfg.max_open_groups,
                 budget,
             ),
-            late: cfg.late,
             max_reorder: cfg.max_reorder.max(1),
             reorder_evicted: 0,
             stats: BranchStats::default(),
@@ -481,11 +479,10 @@ impl BranchEngine {
         self.stats.records_in += 1;
         self.stats.records_filtered += 1;
         if watermark.is_some_and(|w| rec.stime < w) {
+            // Admission already applied the late policy: a late record that
+            // got here is processed, out of order.
             self.stats.late += 1;
-            match self.late {
-                LatePolicy::Drop => self.stats.late_dropped += 1,
-                LatePolicy::Process => self.grouper.offer(rec.clone()),
-            }
+            self.grouper.offer(rec.clone());
             return;
         }
         if !self.make_room(buffered_cost(rec)) {
@@ -610,6 +607,14 @@ impl BranchEngine {
             state_bytes: self.grouper.state_bytes() as u64,
             ..self.stats
         }
+    }
+
+    /// No group this branch closes from now on starts before this (given
+    /// W was advanced to `w`): the oldest open group, or records not yet
+    /// released, which lie at or after `w`. Late records are the exception
+    /// (they are inexact by definition).
+    pub fn group_frontier(&self, w: i64) -> i64 {
+        self.grouper.oldest_open_stime().map_or(w, |s| s.min(w))
     }
 
     /// Records waiting in the reorder buffer.

@@ -10,6 +10,18 @@ pub enum LatePolicy {
     Drop,
 }
 
+impl std::str::FromStr for LatePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(LatePolicy::Process),
+            "drop" => Ok(LatePolicy::Drop),
+            other => Err(format!("'{other}' is not \"process\" or \"drop\"")),
+        }
+    }
+}
+
 /// Time and memory bounds of one engine instance (SPEC §3.2, §4.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {

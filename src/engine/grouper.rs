@@ -584,6 +584,16 @@ impl Grouper {
         }
     }
 
+    /// The `stime` of the oldest open group. Groups open in release order,
+    /// which is `stime` order for records that were not late, so no open
+    /// group but a late record's starts earlier.
+    pub fn oldest_open_stime(&self) -> Option<i64> {
+        self.open_ids
+            .iter()
+            .find_map(|h| self.open.get(*h))
+            .map(|g| g.stime)
+    }
+
     /// Close every group that no record with `stime >= t` can join, in
     /// (`close_at`, id) order.
     pub fn close_before(&mut self, t: i64) {

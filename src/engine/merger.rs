@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::engine::reach::module_reach;
 use crate::engine::budget::{group_cost, Eviction, StateAccount, StateBudget};
 use crate::engine::config::EngineConfig;
 use crate::engine::fasthash::FastMap;
@@ -92,6 +93,10 @@ struct Joiner {
     finished: Vec<bool>,
     /// The merger's share of the state budget: stored groups, held tuples.
     account: StateAccount,
+    /// Per branch: how far after a stored group's `etime` a group that can
+    /// join it may start (see `reach.rs`); all `None` when there are
+    /// difference modules, whose extensions only the horizon bounds.
+    reach: Vec<Option<i64>>,
 }
 
 pub struct MergerEngine {
@@ -235,6 +240,23 @@ impl MergerEngine {
         }
     }
 
+    /// No group that can still arrive starts before `frontier`: drop the
+    /// stored groups the relations say no such group can join.
+    pub fn expire_unreachable(&mut self, frontier: i64) {
+        let Some(j) = &mut self.joiner else { return };
+        if j.reach.iter().all(Option::is_none) {
+            return;
+        }
+        let reach = j.reach.clone();
+        j.expire_by_branch(|b, etime| {
+            reach
+                .get(b)
+                .copied()
+                .flatten()
+                .is_some_and(|r| etime.saturating_add(r) < frontier)
+        });
+    }
+
     /// End of input: decide every held tuple.
     pub fn finish(&mut self, out: &mut Vec<Match>) {
         let Some(j) = &mut self.joiner else { return };
@@ -316,6 +338,10 @@ impl Joiner {
                 shared,
             });
         }
+        let reach = match export {
+            Some(e) if diffs.is_empty() => module_reach(e, n_branches),
+            _ => vec![None; n_branches],
+        };
         let extension_only = (0..n_branches)
             .map(|b| stored[b] && !export_branches.contains(&b))
             .collect();
@@ -334,6 +360,7 @@ impl Joiner {
             held: BTreeMap::new(),
             next_held: 0,
             account,
+            reach,
         }
     }
 
@@ -467,10 +494,14 @@ impl Joiner {
 
     /// Drop stored groups whose `etime` satisfies `expired`.
     fn expire(&mut self, expired: impl Fn(i64) -> bool) {
+        self.expire_by_branch(|_, etime| expired(etime));
+    }
+
+    fn expire_by_branch(&mut self, expired: impl Fn(usize, i64) -> bool) {
         let oldest_pending = self.pending.first().copied();
         for b in 0..self.stores.len() {
             while let Some((etime, seq)) = self.stores.get(b).and_then(BranchStore::earliest_end) {
-                if !expired(etime) {
+                if !expired(b, etime) {
                     break;
                 }
                 let needed = match (self.marks.get(&(b, seq)), oldest_pending) {

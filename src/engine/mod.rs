@@ -42,6 +42,7 @@ pub mod budget;
 mod chunked;
 pub mod clock;
 pub mod config;
+pub mod driver;
 mod fasthash;
 pub mod filter;
 pub mod group;
@@ -52,6 +53,7 @@ mod keytable;
 pub mod merger;
 pub mod mergerule;
 pub mod pipeline;
+mod reach;
 mod seqslots;
 pub mod ungroup;
 

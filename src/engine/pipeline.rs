@@ -1,11 +1,10 @@
-//! Composition of branches and merger, used by the batch command and
-//! tests. Matches come out in emission order: groups are fed to the merger
-//! branch by branch (plan order) each time W advances, and at `finish`; the
-//! merger's own order is documented in `merger.rs`. A batch run filters its
-//! input in parallel chunks and finishes the branches on helper threads,
-//! but every branch still sees its records in input order and the merger
-//! its groups in plan order, so nothing depends on scheduling: a batch run
-//! is deterministic.
+//! The batch composition of the driver: one [`Admission`] and one
+//! [`QueryDriver`] run inline on the caller's thread (SPEC §3.1: a batch
+//! run is the streaming evaluation whose input ends). With infinite
+//! lateness nothing is released before `finish`, so a whole input may be
+//! filtered in parallel chunks; every branch still sees its records in
+//! input order and the merger its groups in plan order, so nothing depends
+//! on scheduling: a batch run is deterministic.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,23 +12,18 @@ use crate::engine::branch::{BranchEngine, FilterSharing};
 use crate::engine::budget::StateBudget;
 use crate::engine::clock::Watermark;
 use crate::engine::config::EngineConfig;
+use crate::engine::driver::query::take;
+use crate::engine::driver::{Admission, AdmissionStats, Drain, QueryDriver};
 use crate::engine::merger::MergerEngine;
-use crate::engine::{Group, Match};
+use crate::engine::Match;
 use crate::query::plan::Plan;
 use crate::record::Record;
 
 pub struct Engine {
-    plan: Arc<Plan>,
-    branches: Vec<BranchEngine>,
-    sharing: FilterSharing,
-    merger: MergerEngine,
-    watermark: Watermark,
-    /// The highest W released so far (event time or an explicit `advance`).
-    released: Option<i64>,
-    groups: Vec<Arc<Group>>,
-    /// No W ever exists (batch): nothing is released before `finish`.
+    admission: Admission,
+    driver: QueryDriver,
+    /// No W ever exists: nothing is released before `finish`.
     infinite_lateness: bool,
-    budget: Arc<StateBudget>,
 }
 
 impl Engine {
@@ -43,191 +37,76 @@ impl Engine {
     /// Like [`Engine::new`], charging all state to `budget` (which other
     /// engines may share; `cfg.max_state` is then not consulted).
     pub fn with_budget(plan: Arc<Plan>, cfg: EngineConfig, budget: Arc<StateBudget>) -> Self {
-        let branches: Vec<BranchEngine> = (0..plan.branches.len())
-            .map(|i| BranchEngine::with_budget(&plan, i, &cfg, budget.clone()))
-            .collect();
         Engine {
-            merger: MergerEngine::with_budget(&plan, &cfg, budget.clone()),
-            budget,
-            sharing: FilterSharing::new(&branches),
-            branches,
             // Event time only: no wall clock, so no idle advance.
-            watermark: Watermark::new(cfg.lateness, i64::MAX),
-            released: None,
-            groups: Vec::new(),
+            admission: Admission::new(Watermark::new(cfg.lateness, i64::MAX), cfg.late),
+            driver: QueryDriver::new(plan, &cfg, budget),
             infinite_lateness: cfg.lateness.is_none(),
-            plan,
         }
     }
 
     pub fn push(&mut self, rec: Arc<Record>, out: &mut Vec<Match>) {
-        for b in &mut self.branches {
-            b.push(&rec, self.released);
-        }
-        self.feed_closed(out);
-        self.observe(rec.stime, out);
+        let mut batch = vec![rec];
+        let step = self.admission.admit(&mut batch, 0);
+        self.driver.step_shared(&batch, step, out);
     }
 
-    /// Groups a limit closed while records were pushed go to the merger
-    /// now: W may not move for a long time (an exporter re-sending old
-    /// flows), and until they are merged they are nobody's state.
-    fn feed_closed(&mut self, out: &mut Vec<Match>) {
-        for b in &mut self.branches {
-            b.take_closed(&mut self.groups);
-        }
-        for g in self.groups.drain(..) {
-            self.merger.push_group(g, out);
-        }
-    }
-
-    /// Like [`Engine::push`] for a record the caller owns: it is wrapped
-    /// in an `Arc` only if some branch's filter lets it in (in a typical
-    /// query most records pass no filter).
+    /// Like [`Engine::push`] for a record the caller owns.
     pub fn push_owned(&mut self, rec: Record, out: &mut Vec<Match>) {
-        let stime = rec.stime;
-        let accepted = self.sharing.verdicts(&self.branches, &rec);
-        if accepted.contains(&true) {
-            let rec = Arc::new(rec);
-            for (b, ok) in self.branches.iter_mut().zip(&accepted) {
-                if *ok {
-                    b.push_accepted(&rec, self.released);
-                } else {
-                    b.count_rejected();
-                }
-            }
-        } else {
-            self.branches
-                .iter_mut()
-                .for_each(BranchEngine::count_rejected);
-        }
-        self.feed_closed(out);
-        self.observe(stime, out);
+        self.push_batch(vec![rec], out);
     }
 
-    fn observe(&mut self, stime: i64, out: &mut Vec<Match>) {
-        self.watermark.observe(stime, 0);
-        if let Some(w) = self.watermark.current() {
-            self.advance(w, out);
-        }
+    /// Admit and run one batch: records in it are late only when they lie
+    /// behind the W that held before it, and W moves after it.
+    pub fn push_batch(&mut self, mut batch: Vec<Record>, out: &mut Vec<Match>) {
+        let step = self.admission.admit(&mut batch, 0);
+        self.driver.step_owned(batch, step, out);
     }
 
     /// Move W to `w` (no effect unless it is higher than the current W):
     /// e.g. an idle advance computed by the caller from wall time.
     pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {
-        if self.released.is_some_and(|r| r >= w) {
-            return;
+        if let Some(w) = self.admission.raise(w) {
+            self.driver.advance(w, out);
         }
-        self.released = Some(w);
-        for b in &mut self.branches {
-            b.advance(w, &mut self.groups);
-        }
-        for g in self.groups.drain(..) {
-            self.merger.push_group(g, out);
-        }
-        self.merger.advance(w, out);
     }
 
     pub fn finish(&mut self, out: &mut Vec<Match>) {
-        self.finish_with(out, &mut |_| {});
+        self.driver.finish(out);
     }
 
     /// [`Engine::finish`], calling `drain` whenever `out` has collected a
     /// few hundred matches (the last ones stay in `out`).
     pub fn finish_with(&mut self, out: &mut Vec<Match>, drain: Drain<'_>) {
-        // Branches finish independently (each sorts its buffer and runs its
-        // grouper), so all but the first finish on helper threads while the
-        // first one's groups go through the merger. Groups still reach the
-        // merger branch by branch in plan order, so the output is the same
-        // as finishing one branch after another.
-        let merger = &mut self.merger;
-        let mut branches = self.branches.iter_mut();
-        let first = branches.next();
-        // A helper takes its branch out of the cell; if no thread can be
-        // started the branch stays there and is finished here instead.
-        let cells: Vec<Mutex<Option<&mut BranchEngine>>> =
-            branches.map(|b| Mutex::new(Some(b))).collect();
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = cells
-                .iter()
-                .map(|cell| {
-                    std::thread::Builder::new()
-                        .name("flowy-branch".into())
-                        .spawn_scoped(scope, move || finish_branch(take(cell)))
-                        .ok()
-                })
-                .collect();
-            feed(merger, 0, finish_branch(first), out, drain);
-            for (i, (h, cell)) in helpers.into_iter().zip(&cells).enumerate() {
-                let groups = match h {
-                    Some(handle) => handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None => finish_branch(take(cell)),
-                };
-                feed(merger, i + 1, groups, out, drain);
-            }
-        });
-        self.merger.finish(out);
+        self.driver.finish_with(out, drain);
     }
 
     /// The current W (`None` before any release, or with infinite lateness).
     pub fn watermark(&self) -> Option<i64> {
-        self.released
+        self.admission.current()
+    }
+
+    /// Late records, disorder: for the end-of-run report.
+    pub fn admission(&self) -> AdmissionStats {
+        self.admission.stats()
     }
 
     pub fn plan(&self) -> &Arc<Plan> {
-        &self.plan
+        self.driver.plan()
     }
 
     pub fn branch(&self, i: usize) -> Option<&BranchEngine> {
-        self.branches.get(i)
+        self.driver.branches().get(i)
     }
 
     pub fn merger(&self) -> &MergerEngine {
-        &self.merger
+        self.driver.merger()
     }
 
     /// The state budget this engine charges (shared or its own).
     pub fn budget(&self) -> &Arc<StateBudget> {
-        &self.budget
+        self.driver.budget()
     }
-}
-
-fn take<T>(cell: &Mutex<Option<T>>) -> Option<T> {
-    cell.lock()
-        .map_or_else(|poisoned| poisoned.into_inner().take(), |mut b| b.take())
-}
-
-fn finish_branch(b: Option<&mut BranchEngine>) -> Vec<Arc<Group>> {
-    let mut groups = Vec::new();
-    if let Some(b) = b {
-        b.finish(&mut groups);
-    }
-    groups
-}
-
-/// Takes the matches found so far out of the engine's output buffer.
-type Drain<'a> = &'a mut dyn FnMut(&mut Vec<Match>);
-
-/// Matches collected in the output buffer before `finish_with` hands them on.
-const DRAIN_AT: usize = 256;
-
-/// Hand branch `i`'s final groups to the merger; it can send no more. The
-/// merger then stops storing groups no later group could join.
-fn feed(
-    merger: &mut MergerEngine,
-    i: usize,
-    groups: Vec<Arc<Group>>,
-    out: &mut Vec<Match>,
-    drain: Drain<'_>,
-) {
-    for g in groups {
-        merger.push_group(g, out);
-        if out.len() >= DRAIN_AT {
-            drain(out);
-        }
-    }
-    merger.branch_finished(i);
 }
 
 /// Run `plan` once over `records` (batch semantics, SPEC §3.1).
@@ -273,18 +152,18 @@ impl Engine {
     /// before `finish`, so filtering (and wrapping the records that pass)
     /// runs on chunks in parallel; each branch then gets its records in
     /// input order, exactly as record-by-record pushes would give them.
-    fn push_all(&mut self, mut records: Vec<Record>, out: &mut Vec<Match>) {
+    fn push_all(&mut self, records: Vec<Record>, out: &mut Vec<Match>) {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        if !self.infinite_lateness
-            || self.released.is_some()
-            || threads < 2
-            || records.len() < PARALLEL_FILTER_MIN
-        {
-            for r in records {
-                self.push_owned(r, out);
-            }
+        if !self.infinite_lateness || threads < 2 || records.len() < PARALLEL_FILTER_MIN {
+            self.push_batch(records, out);
             return;
         }
+        self.push_parallel(records, threads);
+    }
+
+    fn push_parallel(&mut self, mut records: Vec<Record>, threads: usize) {
+        self.admission
+            .admit_unwatermarked(records.iter().map(|r| r.stime));
         let size = records.len().div_ceil(threads);
         // A helper takes its chunk out of the cell; if no thread can be
         // started the chunk stays there and is filtered here instead.
@@ -292,37 +171,40 @@ impl Engine {
             .chunks_mut(size)
             .map(|c| Mutex::new(Some(c)))
             .collect();
-        let (branches, sharing) = (&self.branches, &self.sharing);
-        let filtered: Vec<Filtered> = std::thread::scope(|scope| {
-            let helpers: Vec<_> = cells
-                .iter()
-                .map(|cell| {
-                    std::thread::Builder::new()
-                        .name("flowy-filter".into())
-                        .spawn_scoped(scope, move || filter_chunk(branches, sharing, take(cell)))
-                        .ok()
-                })
-                .collect();
-            helpers
-                .into_iter()
-                .zip(&cells)
-                .map(|(h, cell)| match h {
-                    Some(handle) => handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None => filter_chunk(branches, sharing, take(cell)),
-                })
-                .collect()
-        });
+        let (branches, sharing) = self.driver.branches_mut();
+        let filtered: Vec<Filtered> = {
+            let (branches, sharing): (&[BranchEngine], &FilterSharing) = (branches, sharing);
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = cells
+                    .iter()
+                    .map(|cell| {
+                        std::thread::Builder::new()
+                            .name("flowy-filter".into())
+                            .spawn_scoped(scope, move || {
+                                filter_chunk(branches, sharing, take(cell))
+                            })
+                            .ok()
+                    })
+                    .collect();
+                helpers
+                    .into_iter()
+                    .zip(&cells)
+                    .map(|(h, cell)| match h {
+                        Some(handle) => handle
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                        None => filter_chunk(branches, sharing, take(cell)),
+                    })
+                    .collect()
+            })
+        };
+        let (branches, _) = self.driver.branches_mut();
         for f in filtered {
-            for (b, (passed, rejected)) in self.branches.iter_mut().zip(f.per_branch) {
+            for (b, (passed, rejected)) in branches.iter_mut().zip(f.per_branch) {
                 b.count_rejected_n(rejected);
                 for r in &passed {
                     b.push_accepted(r, None);
                 }
-            }
-            if let Some(t) = f.max_stime {
-                self.watermark.observe(t, 0);
             }
         }
     }
@@ -332,7 +214,6 @@ impl Engine {
 /// order) and how many it rejected.
 struct Filtered {
     per_branch: Vec<(Vec<Arc<Record>>, u64)>,
-    max_stime: Option<i64>,
 }
 
 /// Records no filter lets in stay behind (dropped with the input).
@@ -343,9 +224,7 @@ fn filter_chunk(
 ) -> Filtered {
     let mut per_branch: Vec<(Vec<Arc<Record>>, u64)> =
         branches.iter().map(|_| (Vec::new(), 0)).collect();
-    let mut max_stime: Option<i64> = None;
     for rec in chunk.into_iter().flatten() {
-        max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
         let accepted = sharing.verdicts(branches, rec);
         if !accepted.contains(&true) {
             per_branch.iter_mut().for_each(|(_, n)| *n += 1);
@@ -361,8 +240,7 @@ fn filter_chunk(
         }
     }
     Filtered {
-        per_branch,
-        max_stime,
+        per_branch
     }
 }
 
@@ -451,14 +329,15 @@ mod tests {
         let source = include_str!("../../config/queries/ipv6-failure.flowy");
         let plan = crate::query::compile_source("ipv6-failure", "ipv6-failure.flowy", source)
             .map_err(|d| d.to_string())?;
-        let engine = Engine::new(Arc::new(plan), EngineConfig::batch(None));
+        let mut engine = Engine::new(Arc::new(plan), EngineConfig::batch(None));
+        let (branches, sharing) = engine.driver.branches_mut();
         let mut rec = records(1).pop().ok_or("no record")?;
         let mut passed = 0;
         for (prot, port) in [(6, 22), (6, 993), (17, 5353), (6, 80), (17, 22)] {
             rec.prot = Some(prot);
             rec.dstport = Some(port);
-            let got = engine.sharing.verdicts(&engine.branches, &rec);
-            let want: Vec<bool> = engine.branches.iter().map(|b| b.accepts(&rec)).collect();
+            let got = sharing.verdicts(branches, &rec);
+            let want: Vec<bool> = branches.iter().map(|b| b.accepts(&rec)).collect();
             assert_eq!(got.as_slice(), want.as_slice(), "{prot}/{port}");
             passed += want.iter().filter(|v| **v).count();
         }

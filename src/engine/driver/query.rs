@@ -1,0 +1,235 @@
+//! One query's stages behind [`Admission`](super::admission::Admission):
+//! filter (shared where branches name one filter), reorder, group, close,
+//! merge, finish. The batch command runs it inline; the daemon runs one in
+//! a task per query and feeds it the batches its dispatcher admitted. Both
+//! release groups to the merger the same way: branch by branch in plan
+//! order each time W moves, and at the end, so the matches and their order
+//! depend only on the admitted batches, never on scheduling.
+
+use std::sync::{Arc, Mutex};
+
+use crate::engine::branch::{BranchEngine, FilterSharing};
+use crate::engine::budget::StateBudget;
+use crate::engine::config::EngineConfig;
+use crate::engine::merger::MergerEngine;
+use crate::engine::{Group, Match};
+use crate::query::plan::Plan;
+use crate::record::Record;
+
+use super::admission::Step;
+
+pub struct QueryDriver {
+    plan: Arc<Plan>,
+    branches: Vec<BranchEngine>,
+    sharing: FilterSharing,
+    merger: MergerEngine,
+    /// The highest W the stages were advanced to.
+    released: Option<i64>,
+    /// Scratch: groups on their way to the merger.
+    groups: Vec<Arc<Group>>,
+    budget: Arc<StateBudget>,
+}
+
+/// Takes the matches found so far out of an output buffer.
+pub type Drain<'a> = &'a mut dyn FnMut(&mut Vec<Match>);
+
+/// Matches collected in the output buffer before `finish_with` hands them on.
+const DRAIN_AT: usize = 256;
+
+impl QueryDriver {
+    /// Stages charging all state to `budget` (which other queries may share).
+    pub fn new(plan: Arc<Plan>, cfg: &EngineConfig, budget: Arc<StateBudget>) -> Self {
+        let branches: Vec<BranchEngine> = (0..plan.branches.len())
+            .map(|i| BranchEngine::with_budget(&plan, i, cfg, budget.clone()))
+            .collect();
+        QueryDriver {
+            merger: MergerEngine::with_budget(&plan, cfg, budget.clone()),
+            budget,
+            sharing: FilterSharing::new(&branches),
+            branches,
+            released: None,
+            groups: Vec::new(),
+            plan,
+        }
+    }
+
+    /// Run one admitted batch whose records others share (the daemon's).
+    pub fn step_shared(&mut self, recs: &[Arc<Record>], step: Step, out: &mut Vec<Match>) {
+        for rec in recs {
+            let accepted = self.sharing.verdicts(&self.branches, rec);
+            for (b, ok) in self.branches.iter_mut().zip(&accepted) {
+                if *ok {
+                    b.push_accepted(rec, step.push_w);
+                } else {
+                    b.count_rejected();
+                }
+            }
+        }
+        self.end_step(step, out);
+    }
+
+    /// Run one admitted batch of records the caller owns: a record is
+    /// wrapped in an `Arc` only if some branch's filter lets it in (in a
+    /// typical query most records pass no filter).
+    pub fn step_owned(
+        &mut self,
+        recs: impl IntoIterator<Item = Record>,
+        step: Step,
+        out: &mut Vec<Match>,
+    ) {
+        for rec in recs {
+            let accepted = self.sharing.verdicts(&self.branches, &rec);
+            if !accepted.contains(&true) {
+                self.branches
+                    .iter_mut()
+                    .for_each(BranchEngine::count_rejected);
+                continue;
+            }
+            let rec = Arc::new(rec);
+            for (b, ok) in self.branches.iter_mut().zip(&accepted) {
+                if *ok {
+                    b.push_accepted(&rec, step.push_w);
+                } else {
+                    b.count_rejected();
+                }
+            }
+        }
+        self.end_step(step, out);
+    }
+
+    fn end_step(&mut self, step: Step, out: &mut Vec<Match>) {
+        self.feed_closed(out);
+        if let Some(w) = step.advance_to {
+            self.advance(w, out);
+        }
+    }
+
+    /// Groups a limit closed while records were pushed go to the merger
+    /// now: W may not move for a long time (an exporter re-sending old
+    /// flows), and until they are merged they are nobody's state.
+    fn feed_closed(&mut self, out: &mut Vec<Match>) {
+        for b in &mut self.branches {
+            b.take_closed(&mut self.groups);
+        }
+        for g in self.groups.drain(..) {
+            self.merger.push_group(g, out);
+        }
+    }
+
+    /// Move W to `w` (no effect unless it is higher than the last W).
+    pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {
+        if self.released.is_some_and(|r| r >= w) {
+            return;
+        }
+        self.released = Some(w);
+        for b in &mut self.branches {
+            b.advance(w, &mut self.groups);
+        }
+        for g in self.groups.drain(..) {
+            self.merger.push_group(g, out);
+        }
+        self.merger.advance(w, out);
+        let frontier = self.branches.iter().map(|b| b.group_frontier(w)).min();
+        self.merger.expire_unreachable(frontier.unwrap_or(w));
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Match>) {
+        self.finish_with(out, &mut |_| {});
+    }
+
+    /// [`QueryDriver::finish`], calling `drain` whenever `out` has collected
+    /// a few hundred matches (the last ones stay in `out`).
+    pub fn finish_with(&mut self, out: &mut Vec<Match>, drain: Drain<'_>) {
+        // Branches finish independently (each sorts its buffer and runs its
+        // grouper), so all but the first finish on helper threads while the
+        // first one's groups go through the merger. Groups still reach the
+        // merger branch by branch in plan order, so the output is the same
+        // as finishing one branch after another.
+        let merger = &mut self.merger;
+        let mut branches = self.branches.iter_mut();
+        let first = branches.next();
+        // A helper takes its branch out of the cell; if no thread can be
+        // started the branch stays there and is finished here instead.
+        let cells: Vec<Mutex<Option<&mut BranchEngine>>> =
+            branches.map(|b| Mutex::new(Some(b))).collect();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = cells
+                .iter()
+                .map(|cell| {
+                    std::thread::Builder::new()
+                        .name("flowy-branch".into())
+                        .spawn_scoped(scope, move || finish_branch(take(cell)))
+                        .ok()
+                })
+                .collect();
+            feed(merger, 0, finish_branch(first), out, drain);
+            for (i, (h, cell)) in helpers.into_iter().zip(&cells).enumerate() {
+                let groups = match h {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => finish_branch(take(cell)),
+                };
+                feed(merger, i + 1, groups, out, drain);
+            }
+        });
+        self.merger.finish(out);
+    }
+
+    /// The W the stages were last advanced to.
+    pub fn watermark(&self) -> Option<i64> {
+        self.released
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub fn branches(&self) -> &[BranchEngine] {
+        &self.branches
+    }
+
+    pub(crate) fn branches_mut(&mut self) -> (&mut [BranchEngine], &FilterSharing) {
+        (&mut self.branches, &self.sharing)
+    }
+
+    pub fn merger(&self) -> &MergerEngine {
+        &self.merger
+    }
+
+    /// The state budget this query charges (shared or its own).
+    pub fn budget(&self) -> &Arc<StateBudget> {
+        &self.budget
+    }
+}
+
+pub(crate) fn take<T>(cell: &Mutex<Option<T>>) -> Option<T> {
+    cell.lock()
+        .map_or_else(|poisoned| poisoned.into_inner().take(), |mut b| b.take())
+}
+
+fn finish_branch(b: Option<&mut BranchEngine>) -> Vec<Arc<Group>> {
+    let mut groups = Vec::new();
+    if let Some(b) = b {
+        b.finish(&mut groups);
+    }
+    groups
+}
+
+/// Hand branch `i`'s final groups to the merger; it can send no more. The
+/// merger then stops storing groups no later group could join.
+fn feed(
+    merger: &mut MergerEngine,
+    i: usize,
+    groups: Vec<Arc<Group>>,
+    out: &mut Vec<Match>,
+    drain: Drain<'_>,
+) {
+    for g in groups {
+        merger.push_group(g, out);
+        if out.len() >= DRAIN_AT {
+            drain(out);
+        }
+    }
+    merger.branch_finished(i);
+}
