@@ -131,10 +131,16 @@ fn schedule(with_idle: bool) -> impl Strategy<Value = Schedule> {
     } else {
         Just(Vec::new()).boxed()
     };
-    (prop::collection::vec(1usize..200, 1..6), idle).prop_map(|(cuts, idle)| Schedule { cuts, idle })
+    (prop::collection::vec(1usize..200, 1..6), idle)
+        .prop_map(|(cuts, idle)| Schedule { cuts, idle })
 }
 
-fn streaming(lateness: i64, window: Option<i64>, horizon: Option<i64>, late: LatePolicy) -> EngineConfig {
+fn streaming(
+    lateness: i64,
+    window: Option<i64>,
+    horizon: Option<i64>,
+    late: LatePolicy,
+) -> EngineConfig {
     EngineConfig {
         lateness: Some(lateness),
         window,
@@ -213,7 +219,11 @@ fn exact_streaming_frees_state_as_it_goes() {
     e.finish(&mut out);
     let reference = run_batch(plan, recs, None);
     assert_eq!(sorted(keys(&out)), sorted(keys(&reference)));
-    assert!(out.len() > 100, "the trace has HTTP downloads: {}", out.len());
+    assert!(
+        out.len() > 100,
+        "the trace has HTTP downloads: {}",
+        out.len()
+    );
     assert!(
         emitted_before_end * 10 > out.len() * 9,
         "most matches come out while the input is read: {emitted_before_end} of {}",

@@ -13,10 +13,13 @@ use anyhow::Context;
 
 use super::{CheckArgs, QueryArgs, EXIT_BAD_QUERY, EXIT_FAILURE};
 use crate::engine;
+use crate::engine::driver::AdmissionStats;
+use crate::engine::EngineConfig;
 use crate::input;
 use crate::input::{InputOptions, ReadSummary, Source};
 use crate::output::{open_output, MatchFormatter, WRITE_CHUNK};
 use crate::query::{self, plan::Plan, CompileError};
+use crate::record::Record;
 use crate::sanity::{ImplausibleCounts, TimeSanity};
 
 /// Compile every query, print each plan; every error of every file goes to
@@ -66,41 +69,176 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         from: args.from,
         to: args.to,
     };
-    let (mut records, read) =
-        match input::read_inputs(&args.input, &opts, |src| progress.reading(src)) {
-            Ok(r) => r,
-            Err(e) => {
-                progress.clear();
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(EXIT_FAILURE));
-            }
-        };
-    progress.evaluating(records.len());
-    drop_unwritable_times(&mut records);
+    let lateness = match args.lateness {
+        Some(d) => Some(d),
+        None => match measure_disorder(&args.input, &opts, &progress) {
+            Ok(d) => d,
+            Err(e) => return Ok(input_failed(&progress, &e)),
+        },
+    };
     let sink = open_batch_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
     let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records);
-    let mut writer = ChunkWriter::new(sink, formatter, Arc::clone(&plan));
-    engine::run_batch_with(Arc::clone(&plan), records, args.window, |m| {
-        writer.append(&m)
-    });
-    let matches = writer.matches;
-    let written = writer.finish();
+    let cfg = EngineConfig {
+        lateness,
+        late: args.late,
+        ..EngineConfig::batch(args.window)
+    };
+    let mut run = StreamingRun {
+        engine: engine::Engine::new(Arc::clone(&plan), cfg),
+        writer: ChunkWriter::new(sink, formatter, Arc::clone(&plan)),
+        batch: Vec::with_capacity(BATCH),
+        out: Vec::new(),
+        implausible: ImplausibleCounts::default(),
+    };
+    let read = stream_inputs(
+        &args.input,
+        &opts,
+        |src| progress.reading(src),
+        |rec| run.push(rec),
+    );
+    let read = match read {
+        Ok(read) => read,
+        Err(e) => return Ok(input_failed(&progress, &e)),
+    };
+    let (admitted, matches, written) = run.finish();
     progress.clear();
     written.with_context(|| format!("cannot write to '{}'", args.output))?;
-    eprintln!("{}", summary_line(&read, matches, started.elapsed()));
+    report_late(args.lateness, &admitted);
+    eprintln!(
+        "{}",
+        summary_line(&read, admitted.late, matches, started.elapsed())
+    );
     Ok(ExitCode::SUCCESS)
 }
 
+fn input_failed(progress: &Progress, e: &input::InputError) -> ExitCode {
+    progress.clear();
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// Records admitted to the engine a batch at a time: W moves once per
+/// batch (SPEC §3.2), and a batch is small enough to stay in cache.
+const BATCH: usize = 4096;
+
+/// Exact by default (SPEC §3.1): a first pass measures how far any record
+/// lies behind the largest `stime` read before it, and that is the
+/// lateness: no record is then late, so every group sees every record it
+/// would in the evaluation that holds the whole input. Standard input can
+/// only be read once: its records are held until the end instead.
+fn measure_disorder(
+    inputs: &[std::path::PathBuf],
+    opts: &InputOptions,
+    progress: &Progress,
+) -> Result<Option<i64>, input::InputError> {
+    if inputs.iter().any(|p| p.as_os_str() == input::source::STDIN) {
+        return Ok(None);
+    }
+    let sanity = TimeSanity::files();
+    let mut max_stime: Option<i64> = None;
+    let mut behind = 0i64;
+    stream_inputs(
+        inputs,
+        opts,
+        |src| progress.scanning(src),
+        |rec| {
+            if sanity.check(rec.stime, rec.etime, 0).is_err() {
+                return;
+            }
+            if let Some(m) = max_stime {
+                behind = behind.max(m.saturating_sub(rec.stime));
+            }
+            max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
+        },
+    )?;
+    Ok(Some(behind))
+}
+
+/// The second pass: records go to the engine as they are read, matches to
+/// the output as they are found.
+struct StreamingRun {
+    engine: engine::Engine,
+    writer: ChunkWriter,
+    batch: Vec<Record>,
+    out: Vec<engine::Match>,
+    implausible: ImplausibleCounts,
+}
+
+impl StreamingRun {
+    /// Records whose times cannot be computed or written (SPEC §4.5: every
+    /// time written is RFC 3339) are left out, and the run says how many.
+    fn push(&mut self, rec: Record) {
+        if let Err(why) = TimeSanity::files().check(rec.stime, rec.etime, 0) {
+            self.implausible.count(rec.exporter, why);
+            return;
+        }
+        self.batch.push(rec);
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.engine.push_batch(batch, &mut self.out);
+        for m in self.out.drain(..) {
+            self.writer.append(&m);
+        }
+    }
+
+    fn finish(mut self) -> (AdmissionStats, u64, std::io::Result<()>) {
+        self.flush();
+        let writer = &mut self.writer;
+        let mut drain =
+            |out: &mut Vec<engine::Match>| out.drain(..).for_each(|m| writer.append(&m));
+        self.engine.finish_with(&mut self.out, &mut drain);
+        drain(&mut self.out);
+        report_implausible(&self.implausible);
+        let admitted = self.engine.admission();
+        let matches = self.writer.matches;
+        (admitted, matches, self.writer.finish())
+    }
+}
+
+/// With `--lateness`, say how many records came later than it allowed and
+/// what lateness would have made the run exact (SPEC §3.1).
+fn report_late(lateness: Option<i64>, a: &AdmissionStats) {
+    let Some(d) = lateness else { return };
+    if a.late == 0 {
+        return;
+    }
+    let what = if a.dropped > 0 {
+        "dropped (--late drop)"
+    } else {
+        "processed out of order"
+    };
+    eprintln!(
+        "warning: {} records lay more than --lateness {} behind the latest stime read and were {what}; --lateness {} would have made the run exact",
+        a.late,
+        duration_arg(d),
+        duration_arg(a.max_behind),
+    );
+}
+
+/// A duration as `--lateness` takes it.
+fn duration_arg(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 /// The run's one summary line on stderr (SPEC §3.1).
-fn summary_line(read: &ReadSummary, matches: u64, took: Duration) -> String {
+fn summary_line(read: &ReadSummary, late: u64, matches: u64, took: Duration) -> String {
     let skipped = match read.skipped {
         0 => String::new(),
         n => format!(" ({n} skipped by --from/--to)"),
     };
     format!(
-        "flowy query: {} input{}{skipped}, {} records read, 0 late, {matches} matches, {:.2} s",
+        "flowy query: {} input{}{skipped}, {} records read, {late} late, {matches} matches, {:.2} s",
         read.files,
         if read.files == 1 { "" } else { "s" },
         read.records,
@@ -135,12 +273,14 @@ impl Progress {
 
     fn reading(&self, src: &Source) {
         self.0
-            .set_message(format!("reading {}", src.label().display()));
+            .set_message(format!("evaluating over {}", src.label().display()));
     }
 
-    fn evaluating(&self, records: usize) {
-        self.0
-            .set_message(format!("evaluating the query over {records} records"));
+    fn scanning(&self, src: &Source) {
+        self.0.set_message(format!(
+            "measuring the disorder of {}",
+            src.label().display()
+        ));
     }
 
     fn clear(&self) {
@@ -148,11 +288,7 @@ impl Progress {
     }
 }
 
-/// Records whose times cannot be computed or written (SPEC §4.5: every
-/// time written is RFC 3339) are left out, and the run says how many.
-fn drop_unwritable_times(records: &mut Vec<crate::record::Record>) {
-    let mut counts = ImplausibleCounts::default();
-    TimeSanity::files().retain(records, 0, &mut counts);
+fn report_implausible(counts: &ImplausibleCounts) {
     if counts.total() == 0 {
         return;
     }
@@ -224,4 +360,17 @@ impl ChunkWriter {
             other => other,
         }
     }
+}
+
+/// Until the input readers stream: read each source whole, hand its
+/// records on one by one.
+fn stream_inputs(
+    args: &[std::path::PathBuf],
+    opts: &InputOptions,
+    progress: impl FnMut(&Source),
+    mut emit: impl FnMut(Record),
+) -> Result<ReadSummary, input::InputError> {
+    let (records, summary) = input::read_inputs(args, opts, progress)?;
+    records.into_iter().for_each(&mut emit);
+    Ok(summary)
 }

@@ -57,7 +57,12 @@ pub struct Dispatcher {
 pub const TICK: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
-    pub fn new(routes: Vec<Route>, admission: Admission, metrics: Arc<Metrics>, beat: Beat) -> Self {
+    pub fn new(
+        routes: Vec<Route>,
+        admission: Admission,
+        metrics: Arc<Metrics>,
+        beat: Beat,
+    ) -> Self {
         Dispatcher {
             routes,
             admission,
@@ -122,8 +127,14 @@ impl Dispatcher {
         let step = self.admission.admit(&mut batch, now_ms());
         let after = self.admission.stats();
         add(&self.metrics.records_late, after.late - before.late);
-        add(&self.metrics.records_dropped, after.dropped - before.dropped);
-        add(&self.metrics.records_processed, after.records - before.records);
+        add(
+            &self.metrics.records_dropped,
+            after.dropped - before.dropped,
+        );
+        add(
+            &self.metrics.records_processed,
+            after.records - before.records,
+        );
         if let Some(w) = step.advance_to {
             self.metrics.set_watermark(Some(w));
         }

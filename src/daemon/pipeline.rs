@@ -185,4 +185,3 @@ impl LimitWarning {
         self.last = Some(Instant::now());
     }
 }
-

@@ -15,12 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::engine::reach::module_reach;
 use crate::engine::budget::{group_cost, Eviction, StateAccount, StateBudget};
 use crate::engine::config::EngineConfig;
 use crate::engine::fasthash::FastMap;
 use crate::engine::index::{BranchStore, Filing};
 use crate::engine::join::{Binding, JoinPlan};
+use crate::engine::reach::module_reach;
 use crate::engine::ungroup::ungroup;
 use crate::engine::{Group, Match};
 use crate::query::plan::{MergerPlan, Plan};

@@ -239,9 +239,7 @@ fn filter_chunk(
             }
         }
     }
-    Filtered {
-        per_branch
-    }
+    Filtered { per_branch }
 }
 
 #[cfg(test)]

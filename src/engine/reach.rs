@@ -69,7 +69,13 @@ pub fn module_reach(module: &MergeModule, n: usize) -> Vec<Option<i64>> {
             .branches
             .iter()
             .filter(|&&h| h != g)
-            .map(|&h| module.rules.iter().filter_map(|r| rule_reach(r, h, g)).min())
+            .map(|&h| {
+                module
+                    .rules
+                    .iter()
+                    .filter_map(|r| rule_reach(r, h, g))
+                    .min()
+            })
             .collect();
         if let (Some(slot), Some(reach)) = (out.get_mut(g), per_partner) {
             *slot = reach.into_iter().max();

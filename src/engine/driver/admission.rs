@@ -172,7 +172,10 @@ mod tests {
         a.admit(&mut recs(&[100]), 0);
         let mut b = recs(&[10]);
         let step = a.admit(&mut b, 0);
-        assert_eq!((step.push_w, step.advance_to, b.len()), (Some(100), None, 1));
+        assert_eq!(
+            (step.push_w, step.advance_to, b.len()),
+            (Some(100), None, 1)
+        );
         assert_eq!(a.raise(50), None);
         assert_eq!(a.raise(150), Some(150));
         assert_eq!(a.current(), Some(150));

@@ -1,0 +1,174 @@
+//! `flowy query` streams (SPEC §3.1): exact by default (a first pass
+//! measures the input's disorder), `--lateness D` bounds the reorder and
+//! the run reports the late records and the lateness that would have been
+//! exact; standard input is read once and still exact.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use flowy::engine::run_batch;
+use flowy::record::Record;
+use serde_json::Value as Json;
+use support::{flowy, json_lines, repo, stderr, trace_gen};
+
+/// HTTP sessions and noise in flow-end (export) order, as JSON Lines.
+fn write_trace(path: &Path, recs: &[Record]) {
+    let mut out = String::new();
+    for r in recs {
+        let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            "{{\"srcip\":\"{}\",\"dstip\":\"{}\",\"srcport\":{},\"dstport\":{},\"prot\":{},\"bytes\":{},\"packets\":{},\"tcp_flags\":{},\"stime\":{},\"etime\":{}}}\n",
+            ip(r.srcip),
+            ip(r.dstip),
+            r.srcport.unwrap_or(0),
+            r.dstport.unwrap_or(0),
+            r.prot.unwrap_or(0),
+            r.bytes.unwrap_or(0),
+            r.packets.unwrap_or(0),
+            r.tcp_flags.unwrap_or(0),
+            r.stime,
+            r.etime
+        ));
+    }
+    std::fs::write(path, out).expect("write the trace");
+}
+
+fn disorder(recs: &[Record]) -> i64 {
+    let mut max = i64::MIN;
+    let mut worst = 0;
+    for r in recs {
+        if max != i64::MIN {
+            worst = worst.max(max - r.stime);
+        }
+        max = max.max(r.stime);
+    }
+    worst
+}
+
+/// Each match as its sorted member rec_ids.
+fn matches_of(lines: &[Json]) -> Vec<Vec<u64>> {
+    let mut v: Vec<Vec<u64>> = lines
+        .iter()
+        .map(|m| {
+            let mut ids: Vec<u64> = m["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .filter_map(|r| r["rec_id"].as_u64())
+                .collect();
+            ids.sort();
+            ids
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The definition: every record seen before any group closes.
+fn reference(recs: Vec<Record>) -> Vec<Vec<u64>> {
+    let q = repo("config/queries/http-download.flowy");
+    let plan = flowy::query::compile_file(&q).expect("compiles");
+    let mut v: Vec<Vec<u64>> = run_batch(Arc::new(plan), recs, None)
+        .iter()
+        .map(|m| {
+            let mut ids: Vec<u64> = m.records.iter().map(|(_, r)| r.rec_id).collect();
+            ids.sort();
+            ids
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    file: String,
+    recs: Vec<Record>,
+}
+
+fn case() -> Case {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = trace_gen::generate(6_000, 600_000, 60, 11);
+    let path = dir.path().join("trace.jsonl");
+    write_trace(&path, &recs);
+    Case {
+        file: path.to_string_lossy().into_owned(),
+        _dir: dir,
+        recs,
+    }
+}
+
+fn query(file: &str, extra: &[&str]) -> std::process::Output {
+    let q = repo("config/queries/http-download.flowy");
+    let mut args = vec!["query", q.to_str().expect("utf-8"), "--input", file];
+    args.extend_from_slice(extra);
+    flowy(&args)
+}
+
+#[test]
+fn exact_by_default_on_an_input_out_of_order() {
+    let c = case();
+    assert!(disorder(&c.recs) > 1_000, "the trace is out of order");
+    let out = query(&c.file, &[]);
+    let got = matches_of(&json_lines(&out));
+    let want = reference(c.recs.clone());
+    assert!(want.len() > 50, "the trace has downloads: {}", want.len());
+    assert_eq!(got, want);
+    assert!(stderr(&out).contains(" 0 late,"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_short_lateness_reports_late_records_and_the_exact_lateness() {
+    let c = case();
+    let exact = disorder(&c.recs);
+    let hint = if exact % 1000 == 0 {
+        format!("{}s", exact / 1000)
+    } else {
+        format!("{exact}ms")
+    };
+    let out = query(&c.file, &["--lateness", "200ms"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("more than --lateness 200ms behind")
+            && err.contains("processed out of order")
+            && err.contains(&format!("--lateness {hint} would have made the run exact")),
+        "{err}"
+    );
+    assert!(!err.contains(" 0 late,"), "{err}");
+
+    let dropped = query(&c.file, &["--lateness", "200ms", "--late", "drop"]);
+    let err = stderr(&dropped);
+    assert!(err.contains("were dropped (--late drop)"), "{err}");
+    // Dropping the late records changes the result on this trace.
+    let kept = matches_of(&json_lines(&dropped));
+    assert_ne!(kept, reference(c.recs.clone()));
+
+    // The lateness the report names is exact.
+    let out = query(&c.file, &["--lateness", &hint]);
+    assert!(stderr(&out).contains(" 0 late,"), "{}", stderr(&out));
+    assert_eq!(matches_of(&json_lines(&out)), reference(c.recs));
+}
+
+#[test]
+fn standard_input_is_read_once_and_exact() {
+    let c = case();
+    let q = repo("config/queries/http-download.flowy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowy"))
+        .args(["query", q.to_str().expect("utf-8"), "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flowy runs");
+    let data = std::fs::read(&c.file).expect("trace");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().expect("flowy ends");
+    writer.join().expect("writer").expect("written");
+    assert_eq!(matches_of(&json_lines(&out)), reference(c.recs));
+}
