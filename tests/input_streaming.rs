@@ -348,10 +348,11 @@ fn variants(data: &[u8], rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A way of reading inputs, its outcome as one line.
+type Runner = dyn Fn(&[PathBuf], &InputOptions) -> Result<String, InputError>;
+
 /// One golden line per (input, forced format or detection).
-fn golden_lines(
-    run: &dyn Fn(&[PathBuf], &InputOptions) -> Result<String, InputError>,
-) -> Vec<String> {
+fn golden_lines(run: &Runner) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng(0x5eed_57ea);
     let mut lines = Vec::new();
@@ -368,7 +369,7 @@ fn golden_lines(
                 ..InputOptions::default()
             };
             let how = forced.map_or("detect".to_string(), |f| f.to_string());
-            let got = outcome(run(&[path.clone()], &opts), dir.path());
+            let got = outcome(run(std::slice::from_ref(&path), &opts), dir.path());
             lines.push(format!("{name}\t{how}\t{got}"));
         }
     };

@@ -59,29 +59,37 @@ pub fn stream<R: BufRead>(
     }
 }
 
+/// flow-tools writes headers of a few hundred bytes; one said to be longer
+/// than this is refused without being held.
+const MAX_HEADER_LEN: usize = 1 << 20;
+
 /// The header's bytes (all of them when the file ends inside the header)
-/// and, when the header cannot be whole, the file's length for the error.
+/// and the file's length as far as the header's checks need it.
 fn read_header(r: &mut impl Read) -> std::io::Result<(Vec<u8>, usize)> {
     let mut head = Vec::with_capacity(512);
     r.take(8).read_to_end(&mut head)?;
-    let plausible = head.len() == 8 && head[..2] == MAGIC && head[3] == 3;
     let order = match head.get(2) {
         Some(1) => ByteOrder(true),
         Some(2) => ByteOrder(false),
-        _ => return Ok((head.clone(), head.len())),
+        _ => {
+            // `Header::parse` says what is wrong.
+            let n = head.len();
+            return Ok((head, n));
+        }
     };
-    if !plausible {
-        return Ok((head.clone(), head.len()));
+    if head.len() < 8 || head[..2] != MAGIC || head[3] != 3 {
+        let n = head.len();
+        return Ok((head, n));
     }
     let len = order.u32(&head, 4) as usize;
-    if len < 8 {
-        // Refused; the message names the file's length.
-        let rest = std::io::copy(r, &mut std::io::sink())?;
-        return Ok((head, 8 + rest as usize));
+    if (8..=MAX_HEADER_LEN).contains(&len) {
+        r.take(len as u64 - 8).read_to_end(&mut head)?;
+        let n = head.len();
+        return Ok((head, n));
     }
-    r.take(len as u64 - 8).read_to_end(&mut head)?;
-    let file_len = head.len();
-    Ok((head, file_len))
+    // Refused either way; the message names the file's length.
+    let rest = std::io::copy(r, &mut std::io::sink())?;
+    Ok((head, 8 + rest as usize))
 }
 
 /// An error position (relative to the slice being decoded) and its reason.
@@ -129,10 +137,18 @@ impl Header {
         }
         let order = ByteOrder(little_endian);
         let len = order.u32(data, 4) as usize;
-        if len < 8 || len > data.len() {
+        if len < 8 || len > file_len {
             return Err((
                 4,
                 format!("header length {len} out of range (file has {file_len} bytes)"),
+            ));
+        }
+        if len > data.len() {
+            return Err((
+                4,
+                format!(
+                    "header length {len} is beyond any flow-tools header ({MAX_HEADER_LEN} bytes)"
+                ),
             ));
         }
         let (ex_ver, flags) = parse_tlvs(&data[..len], order)?;
@@ -587,6 +603,21 @@ mod tests {
         let e = parse(Path::new("bomb.ftz"), &f).unwrap_err().to_string();
         assert!(e.contains("decompression bomb"), "{e}");
         assert!(e.starts_with("bomb.ftz: at offset "), "{e}");
+    }
+
+    #[test]
+    fn a_header_said_to_be_huge_is_refused_unheld() {
+        let mut f = header(true, 5, 0);
+        f[4..8].copy_from_slice(&(2u32 << 20).to_le_bytes());
+        f.resize(3 << 20, 0);
+        let e = parse(Path::new("h.ft"), &f).unwrap_err().to_string();
+        assert!(
+            e.starts_with("h.ft: at offset 4: header length 2097152 is beyond any"),
+            "{e}"
+        );
+        f.truncate(1 << 20);
+        let e = parse(Path::new("h.ft"), &f).unwrap_err().to_string();
+        assert!(e.contains("out of range (file has 1048576 bytes)"), "{e}");
     }
 
     #[test]

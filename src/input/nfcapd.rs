@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use codec::{Compression, MAX_BLOCK};
 
-use super::stream::collect;
+use super::stream::{collect, read_full};
 use super::InputError;
 use crate::record::{Record, Time};
 use records::Exporters;
@@ -380,18 +380,4 @@ fn malformed(path: &Path, offset: u64, reason: String) -> InputError {
         offset,
         reason,
     }
-}
-
-/// Fill `buf` as far as the input goes; the count is short only at its end.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
