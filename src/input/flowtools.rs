@@ -2,11 +2,13 @@
 //! `shared/formats/flow-tools.md`: a small TLV header, then fixed-size
 //! records, zlib-compressed when the header says so.
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
+use super::stream::{collect, read_failed, read_full};
 use super::InputError;
 use crate::record::Record;
 
@@ -21,28 +23,73 @@ const V5_RECORD_LEN: usize = 64;
 
 /// Read a whole flow-tools file into records (`rec_id` = index in the file).
 pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
-    let data = std::fs::read(path).map_err(|source| InputError::Open {
+    let file = std::fs::File::open(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &data)
+    collect(|emit| stream(path, BufReader::new(file), emit))
 }
 
 /// Decode a flow-tools file already in memory; `path` only labels errors.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
-    let err = |offset: usize, reason: String| InputError::Malformed {
+    collect(|emit| stream(path, data, emit))
+}
+
+/// Decode a flow-tools stream record by record (`rec_id` = index in the
+/// file): the header, then the records, inflated a buffer at a time when
+/// the header says they are compressed.
+pub fn stream<R: BufRead>(
+    path: &Path,
+    mut r: R,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), InputError> {
+    let err = |offset: u64, reason: String| InputError::Malformed {
         path: path.to_path_buf(),
-        offset: offset as u64,
+        offset,
         reason,
     };
-    let header = Header::parse(data).map_err(|(o, r)| err(o, r))?;
-    let body = &data[header.len..];
+    let (head, file_len) = read_header(&mut r).map_err(|e| read_failed(path, 0, &e))?;
+    let header = Header::parse(&head, file_len).map_err(|(o, r)| err(o as u64, r))?;
     let order = ByteOrder(header.little_endian);
+    let body_offset = header.len as u64;
     if header.flags & FLAG_COMPRESS != 0 {
-        inflate_records(body, header.len, order).map_err(|(o, r)| err(o, r))
+        inflate_records(&mut r, body_offset, order, emit).map_err(|(o, r)| err(o, r))
     } else {
-        decode_records(body, order).map_err(|(o, r)| err(header.len + o, r))
+        decode_records(&mut r, order, emit).map_err(|(o, r)| err(body_offset + o, r))
     }
+}
+
+/// flow-tools writes headers of a few hundred bytes; one said to be longer
+/// than this is refused without being held.
+const MAX_HEADER_LEN: usize = 1 << 20;
+
+/// The header's bytes (all of them when the file ends inside the header)
+/// and the file's length as far as the header's checks need it.
+fn read_header(r: &mut impl Read) -> std::io::Result<(Vec<u8>, usize)> {
+    let mut head = Vec::with_capacity(512);
+    r.take(8).read_to_end(&mut head)?;
+    let order = match head.get(2) {
+        Some(1) => ByteOrder(true),
+        Some(2) => ByteOrder(false),
+        _ => {
+            // `Header::parse` says what is wrong.
+            let n = head.len();
+            return Ok((head, n));
+        }
+    };
+    if head.len() < 8 || head[..2] != MAGIC || head[3] != 3 {
+        let n = head.len();
+        return Ok((head, n));
+    }
+    let len = order.u32(&head, 4) as usize;
+    if (8..=MAX_HEADER_LEN).contains(&len) {
+        r.take(len as u64 - 8).read_to_end(&mut head)?;
+        let n = head.len();
+        return Ok((head, n));
+    }
+    // Refused either way; the message names the file's length.
+    let rest = std::io::copy(r, &mut std::io::sink())?;
+    Ok((head, 8 + rest as usize))
 }
 
 /// An error position (relative to the slice being decoded) and its reason.
@@ -58,7 +105,9 @@ struct Header {
 }
 
 impl Header {
-    fn parse(data: &[u8]) -> Result<Header, Fail> {
+    /// `data` holds the header (or the whole file, when it ends inside
+    /// the header); `file_len` is the file's length as far as it is known.
+    fn parse(data: &[u8], file_len: usize) -> Result<Header, Fail> {
         if data.len() < 8 {
             return Err((
                 data.len(),
@@ -88,12 +137,17 @@ impl Header {
         }
         let order = ByteOrder(little_endian);
         let len = order.u32(data, 4) as usize;
-        if len < 8 || len > data.len() {
+        if len < 8 || len > file_len {
+            return Err((
+                4,
+                format!("header length {len} out of range (file has {file_len} bytes)"),
+            ));
+        }
+        if len > data.len() {
             return Err((
                 4,
                 format!(
-                    "header length {len} out of range (file has {} bytes)",
-                    data.len()
+                    "header length {len} is beyond any flow-tools header ({MAX_HEADER_LEN} bytes)"
                 ),
             ));
         }
@@ -141,8 +195,8 @@ fn parse_tlvs(header: &[u8], order: ByteOrder) -> Result<(Option<u16>, Option<u3
 /// with records.
 const MAX_INFLATE_RATIO: u64 = 256;
 
-fn inflate_bound(compressed: usize) -> u64 {
-    (compressed as u64)
+fn inflate_bound(compressed: u64) -> u64 {
+    compressed
         .saturating_mul(MAX_INFLATE_RATIO)
         .saturating_add(1 << 20)
 }
@@ -178,52 +232,69 @@ pub fn capture_end_ms(head: &[u8]) -> Option<i64> {
     None
 }
 
+/// An error position in the file (or, for a partial record of a
+/// compressed stream, in the decompressed stream) and its reason.
+type Fail64 = (u64, String);
+
 /// Inflate one or more concatenated zlib streams and decode the records as
-/// they come out, so the whole decompressed stream never sits in memory.
-/// Errors carry file offsets (`body_offset` = where the stream starts),
-/// except a trailing partial record, which is located in the decompressed
-/// stream.
-fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<Vec<Record>, Fail> {
-    // flow-tools' v5 streams compress about 5:1.
-    let mut records = Vec::with_capacity(body.len().saturating_mul(5) / V5_RECORD_LEN + 16);
-    // Room for the records of a few hundred KiB of stream at a time; a
-    // small file gets a small buffer (it is zeroed for every file).
-    let cap = body.len().saturating_mul(8).clamp(4096, 256 * 1024);
-    let mut buf = vec![0u8; cap];
+/// they come out, so the decompressed stream never sits in memory. Errors
+/// carry file offsets (`body_offset` = where the stream starts), except a
+/// trailing partial record, which is located in the decompressed stream.
+/// The inflated bytes are bounded by the compressed bytes read so far.
+fn inflate_records<R: BufRead>(
+    r: &mut R,
+    body_offset: u64,
+    order: ByteOrder,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), Fail64> {
+    // Room for the records of a few hundred KiB of stream at a time.
+    let mut buf = vec![0u8; INFLATE_BUFFER];
     let mut filled = 0usize;
     let mut out_total = 0u64;
-    let mut pos = 0usize;
-    while pos < body.len() {
+    let mut next_id = 0u64;
+    // Compressed bytes consumed before the current zlib stream.
+    let mut pos = 0u64;
+    loop {
+        let more = r
+            .fill_buf()
+            .map_err(|e| (body_offset + pos, format!("cannot read: {e}")))?;
+        if more.is_empty() {
+            break;
+        }
         let mut z = Decompress::new(true);
         loop {
             let (in_before, out_before) = (z.total_in(), z.total_out());
-            let at = pos + in_before as usize;
-            let status = z
-                .decompress(&body[at..], &mut buf[filled..], FlushDecompress::None)
-                .map_err(|e| {
-                    let o = body_offset + pos + z.total_in() as usize;
-                    (o, format!("corrupt zlib stream: {e}"))
-                })?;
+            let at = pos + in_before;
+            let input = r
+                .fill_buf()
+                .map_err(|e| (body_offset + at, format!("cannot read: {e}")))?;
+            let status = z.decompress(input, &mut buf[filled..], FlushDecompress::None);
+            let used = (z.total_in() - in_before) as usize;
+            r.consume(used);
+            let status = status.map_err(|e| {
+                let o = body_offset + pos + z.total_in();
+                (o, format!("corrupt zlib stream: {e}"))
+            })?;
             let produced = (z.total_out() - out_before) as usize;
             filled += produced;
             out_total += produced as u64;
-            if out_total > inflate_bound(body.len()) {
+            if out_total > inflate_bound(pos + z.total_in()) {
                 return Err((
                     body_offset + at,
                     format!(
-                        "zlib stream inflates beyond {MAX_INFLATE_RATIO}× the file: refused as a decompression bomb"
+                        "zlib stream inflates beyond {MAX_INFLATE_RATIO}× the compressed bytes read: refused as a decompression bomb"
                     ),
                 ));
             }
-            filled = drain_records(&mut buf, filled, order, &mut records);
+            filled = drain_records(&mut buf, filled, order, &mut next_id, emit);
             if status == Status::StreamEnd {
-                pos += z.total_in() as usize;
+                pos += z.total_in();
                 break;
             }
             // With room in the buffer, no progress means the input ran out.
-            if z.total_in() == in_before && produced == 0 {
+            if used == 0 && produced == 0 {
                 return Err((
-                    body_offset + body.len(),
+                    body_offset + at,
                     "zlib stream truncated (file ends inside it)".into(),
                 ));
             }
@@ -231,46 +302,66 @@ fn inflate_records(body: &[u8], body_offset: usize, order: ByteOrder) -> Result<
     }
     if filled != 0 {
         return Err((
-            (out_total - filled as u64) as usize,
+            out_total - filled as u64,
             format!(
                 "truncated record: {filled} of {V5_RECORD_LEN} bytes \
                  (offset in the decompressed record stream)"
             ),
         ));
     }
-    Ok(records)
+    Ok(())
 }
+
+/// Decompressed bytes decoded at a time (a multiple of the record size).
+const INFLATE_BUFFER: usize = 4096 * V5_RECORD_LEN;
 
 /// Decode the whole records in `buf[..filled]`, move the partial tail to
 /// the front; returns the tail's length.
-fn drain_records(buf: &mut [u8], filled: usize, order: ByteOrder, out: &mut Vec<Record>) -> usize {
+fn drain_records(
+    buf: &mut [u8],
+    filled: usize,
+    order: ByteOrder,
+    next_id: &mut u64,
+    emit: &mut dyn FnMut(Record),
+) -> usize {
     let whole = filled - filled % V5_RECORD_LEN;
-    let base = out.len() as u64;
-    out.extend(
-        buf[..whole]
-            .chunks_exact(V5_RECORD_LEN)
-            .enumerate()
-            .map(|(i, raw)| decode_v5(raw, order, base + i as u64)),
-    );
+    for raw in buf[..whole].chunks_exact(V5_RECORD_LEN) {
+        emit(decode_v5(raw, order, *next_id));
+        *next_id += 1;
+    }
     buf.copy_within(whole..filled, 0);
     filled - whole
 }
 
-/// Decode a plain array of 64-byte v5 records.
-fn decode_records(stream: &[u8], order: ByteOrder) -> Result<Vec<Record>, Fail> {
-    let rest = stream.len() % V5_RECORD_LEN;
-    if rest != 0 {
-        let offset = stream.len() - rest;
-        return Err((
-            offset,
-            format!("truncated record: {rest} of {V5_RECORD_LEN} bytes"),
-        ));
+/// Decode a plain array of 64-byte v5 records; offsets are relative to
+/// the array's start.
+fn decode_records(
+    r: &mut impl Read,
+    order: ByteOrder,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), Fail64> {
+    let mut buf = vec![0u8; INFLATE_BUFFER];
+    let mut next_id = 0u64;
+    let mut offset = 0u64;
+    loop {
+        let n = read_full(r, &mut buf).map_err(|e| (offset, format!("cannot read: {e}")))?;
+        let whole = n - n % V5_RECORD_LEN;
+        for raw in buf[..whole].chunks_exact(V5_RECORD_LEN) {
+            emit(decode_v5(raw, order, next_id));
+            next_id += 1;
+        }
+        offset += whole as u64;
+        if n < buf.len() {
+            let rest = n - whole;
+            if rest != 0 {
+                return Err((
+                    offset,
+                    format!("truncated record: {rest} of {V5_RECORD_LEN} bytes"),
+                ));
+            }
+            return Ok(());
+        }
     }
-    Ok(stream
-        .chunks_exact(V5_RECORD_LEN)
-        .enumerate()
-        .map(|(i, raw)| decode_v5(raw, order, i as u64))
-        .collect())
 }
 
 fn decode_v5(raw: &[u8], o: ByteOrder, rec_id: u64) -> Record {
@@ -512,6 +603,21 @@ mod tests {
         let e = parse(Path::new("bomb.ftz"), &f).unwrap_err().to_string();
         assert!(e.contains("decompression bomb"), "{e}");
         assert!(e.starts_with("bomb.ftz: at offset "), "{e}");
+    }
+
+    #[test]
+    fn a_header_said_to_be_huge_is_refused_unheld() {
+        let mut f = header(true, 5, 0);
+        f[4..8].copy_from_slice(&(2u32 << 20).to_le_bytes());
+        f.resize(3 << 20, 0);
+        let e = parse(Path::new("h.ft"), &f).unwrap_err().to_string();
+        assert!(
+            e.starts_with("h.ft: at offset 4: header length 2097152 is beyond any"),
+            "{e}"
+        );
+        f.truncate(1 << 20);
+        let e = parse(Path::new("h.ft"), &f).unwrap_err().to_string();
+        assert!(e.contains("out of range (file has 1048576 bytes)"), "{e}");
     }
 
     #[test]

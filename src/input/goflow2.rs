@@ -3,12 +3,14 @@
 //! number, …). Keys flowy has no field for (MAC addresses, VLANs, MPLS) are
 //! ignored.
 
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
 use super::jsonl::{ip, uint};
+use super::stream::{collect, each_line};
 use super::InputError;
 use crate::record::{Record, Time};
 
@@ -29,26 +31,42 @@ pub fn looks_like(head: &[u8]) -> bool {
 /// Decode GoFlow2 JSON lines; `rec_id` = line index (blank lines keep
 /// their index, as in JSON Lines).
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
-    let text = std::str::from_utf8(data).map_err(|e| InputError::Malformed {
-        path: path.to_path_buf(),
-        offset: e.valid_up_to() as u64,
-        reason: "not UTF-8 text".into(),
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    collect(|emit| stream(path, data, emit))
+}
+
+/// Decode GoFlow2 JSON line by line. A file that is not UTF-8 is refused
+/// as such wherever the bad byte is: after a bad line, the rest is still
+/// checked.
+pub fn stream<R: BufRead>(
+    path: &Path,
+    reader: R,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), InputError> {
+    let mut failed = None;
+    each_line(path, reader, |i, offset, line| {
+        let line = std::str::from_utf8(line).map_err(|e| InputError::Malformed {
+            path: path.to_path_buf(),
+            offset: offset + e.valid_up_to() as u64,
+            reason: "not UTF-8 text".into(),
+        })?;
+        if failed.is_some() || line.trim().is_empty() {
+            return Ok(());
         }
         let bad = |reason: String| InputError::BadLine {
             path: path.to_path_buf(),
-            line: i as u64 + 1,
+            line: i + 1,
             reason,
         };
-        let obj: Map<String, Json> =
-            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        out.push(record(&obj, i as u64).map_err(bad)?);
-    }
-    Ok(out)
+        let decoded = serde_json::from_str::<Map<String, Json>>(line)
+            .map_err(|e| bad(format!("invalid JSON: {e}")))
+            .and_then(|obj| record(&obj, i).map_err(bad));
+        match decoded {
+            Ok(r) => emit(r),
+            Err(e) => failed = Some(e),
+        }
+        Ok(())
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 fn record(o: &Map<String, Json>, rec_id: u64) -> Result<Record, String> {

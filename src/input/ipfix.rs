@@ -1,9 +1,11 @@
 //! IPFIX files (RFC 5655): a plain sequence of IPFIX messages, each starting
 //! with version 10 and its 16-bit length, decoded by the collector's `Decoder`.
 
+use std::io::{BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
+use super::stream::{collect, read_full};
 use super::InputError;
 use crate::collect::{Decoder, DecoderConfig};
 use crate::record::Record;
@@ -16,85 +18,93 @@ pub fn looks_like_ipfix(head: &[u8]) -> bool {
 /// Records of every message in the file; rec_id = index. Files carry no
 /// exporter address, so `exporter` is absent.
 pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
-    let data = std::fs::read(path).map_err(|source| InputError::Open {
+    let file = std::fs::File::open(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &data)
+    collect(|emit| stream(path, BufReader::new(file), emit))
 }
 
 /// Decode an IPFIX file already in memory; `path` only labels errors.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
+    collect(|emit| stream(path, data, emit))
+}
+
+/// Decode an IPFIX file message by message (`rec_id` = index in the file).
+pub fn stream<R: Read>(
+    path: &Path,
+    mut r: R,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), InputError> {
+    let bad = |offset: u64, reason: String| InputError::Malformed {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
     let mut decoder = Decoder::new(DecoderConfig::default());
     let from = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    let mut msg = Vec::with_capacity(usize::from(u16::MAX));
     let mut out = Vec::new();
-    for msg in messages(data) {
-        let (offset, msg) = msg.map_err(|(offset, reason)| InputError::Malformed {
-            path: path.to_path_buf(),
-            offset: offset as u64,
-            reason,
-        })?;
+    let mut next_id = 0u64;
+    let mut offset = 0u64;
+    loop {
+        if !next_message(&mut r, &mut msg).map_err(|(o, why)| bad(offset + o, why))? {
+            return Ok(());
+        }
         let before = decoder.stats().errors.clone();
-        decoder.decode(msg, from, 0, &mut out);
+        decoder.decode(&msg, from, 0, &mut out);
         let after = &decoder.stats().errors;
         // A message the decoder refuses is a malformed file, not lost data.
         if after.total() > before.total() && after.no_template == before.no_template {
-            return Err(InputError::Malformed {
-                path: path.to_path_buf(),
-                offset: offset as u64,
-                reason: format!("undecodable IPFIX message ({after:?})"),
-            });
+            return Err(bad(
+                offset,
+                format!("undecodable IPFIX message ({after:?})"),
+            ));
         }
+        for mut rec in out.drain(..) {
+            rec.rec_id = next_id;
+            rec.exporter = None;
+            next_id += 1;
+            emit(rec);
+        }
+        offset += msg.len() as u64;
     }
-    for (i, r) in out.iter_mut().enumerate() {
-        r.rec_id = i as u64;
-        r.exporter = None;
-    }
-    Ok(out)
 }
 
-/// Split a file image into messages: (offset, message) or (offset, reason).
-pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<(usize, &[u8]), (usize, String)>> {
-    let mut at = 0usize;
-    let mut failed = false;
-    std::iter::from_fn(move || {
-        if failed || at >= data.len() {
-            return None;
+/// Read the next message into `msg`; false at the end of the file. Errors
+/// are relative to the message's start.
+fn next_message(r: &mut impl Read, msg: &mut Vec<u8>) -> Result<bool, (u64, String)> {
+    let cannot = |e: std::io::Error| (0, format!("cannot read: {e}"));
+    msg.resize(4, 0);
+    let got = read_full(r, &mut msg[..4]).map_err(cannot)?;
+    let [hi, lo, l1, l0] = [msg[0], msg[1], msg[2], msg[3]];
+    match got {
+        0 => return Ok(false),
+        1..=3 => {
+            return Err((
+                0,
+                format!("{got} trailing bytes, too short for a message header"),
+            ))
         }
-        let head = data.get(at..at + 4);
-        let result = match head {
-            None => Err((
-                at,
-                format!(
-                    "{} trailing bytes, too short for a message header",
-                    data.len() - at
-                ),
-            )),
-            Some([hi, lo, l1, l0]) => {
-                let version = u16::from_be_bytes([*hi, *lo]);
-                let len = usize::from(u16::from_be_bytes([*l1, *l0]));
-                if version != 10 {
-                    Err((at, format!("expected IPFIX version 10, found {version}")))
-                } else if len < 16 {
-                    Err((
-                        at,
-                        format!("message length {len} is shorter than its header"),
-                    ))
-                } else if at + len > data.len() {
-                    Err((
-                        at,
-                        format!("message length {len} runs past the end of the file"),
-                    ))
-                } else {
-                    Ok((at, &data[at..at + len]))
-                }
-            }
-            Some(_) => Err((at, "unreadable message header".to_string())),
-        };
-        match &result {
-            Ok((_, m)) => at += m.len(),
-            Err(_) => failed = true,
-        }
-        Some(result)
-    })
+        _ => {}
+    }
+    let version = u16::from_be_bytes([hi, lo]);
+    let len = usize::from(u16::from_be_bytes([l1, l0]));
+    if version != 10 {
+        return Err((0, format!("expected IPFIX version 10, found {version}")));
+    }
+    if len < 16 {
+        return Err((
+            0,
+            format!("message length {len} is shorter than its header"),
+        ));
+    }
+    msg.resize(len, 0);
+    if read_full(r, &mut msg[4..]).map_err(cannot)? < len - 4 {
+        return Err((
+            0,
+            format!("message length {len} runs past the end of the file"),
+        ));
+    }
+    Ok(true)
 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::stream::{collect, each_line};
 use super::InputError;
 use crate::record::{Field, FieldType, Record, Time};
 use crate::value::Value;
@@ -36,17 +37,30 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
 
 /// Read JSON Lines from any buffered reader; `path` only labels errors.
 pub fn from_reader(path: &Path, reader: impl BufRead) -> Result<Vec<Record>, InputError> {
-    let mut records = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line_no = index as u64 + 1;
-        let line = line.map_err(|e| bad_line(path, line_no, format!("cannot read: {e}")))?;
+    collect(|emit| stream(path, reader, emit))
+}
+
+/// Decode JSON Lines line by line (`rec_id` = line index).
+pub fn stream<R: BufRead>(
+    path: &Path,
+    reader: R,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), InputError> {
+    each_line(path, reader, |index, _, line| {
+        let line_no = index + 1;
+        let line = std::str::from_utf8(line).map_err(|_| {
+            bad_line(
+                path,
+                line_no,
+                "cannot read: stream did not contain valid UTF-8".into(),
+            )
+        })?;
         if line.trim().is_empty() {
-            continue;
+            return Ok(());
         }
-        let rec = parse_line(&line, index as u64).map_err(|r| bad_line(path, line_no, r))?;
-        records.push(rec);
-    }
-    Ok(records)
+        emit(parse_line(line, index).map_err(|r| bad_line(path, line_no, r))?);
+        Ok(())
+    })
 }
 
 fn bad_line(path: &Path, line: u64, reason: String) -> InputError {

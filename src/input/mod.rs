@@ -10,9 +10,11 @@ pub mod nfcapd;
 pub mod nfdump_json;
 pub mod pcap;
 pub mod source;
+pub mod stream;
 
 pub use error::InputError;
 pub use source::Source;
+pub use stream::stream_inputs;
 
 use std::fmt;
 use std::io::Read;
@@ -135,17 +137,7 @@ pub fn read_file(path: &Path, format: Option<InputFormat>) -> Result<Vec<Record>
 /// Read one source whole (gunzipped when it is gzip); `format` `None` =
 /// detect from content.
 pub fn read_source(src: &Source, format: Option<InputFormat>) -> Result<Vec<Record>, InputError> {
-    let label = src.label();
-    let data = source::load(src)?;
-    let format = match format {
-        Some(f) => f,
-        None => InputFormat::detect(&data[..data.len().min(DETECT_BYTES)]).ok_or_else(|| {
-            InputError::UnknownFormat {
-                path: label.clone(),
-            }
-        })?,
-    };
-    parse(format, &label, &data)
+    stream::collect(|emit| stream::stream_source(src, format, emit))
 }
 
 /// Decode content already in memory; `path` only labels errors.
@@ -207,36 +199,15 @@ pub struct ReadSummary {
 /// Read `--input` arguments (files, directories, `-`) as one input, in
 /// order: `rec_id`s continue from one source to the next and count every
 /// record read, so a record keeps its id whatever `--from`/`--to` select.
-/// `progress` hears each source before it is read.
+/// `progress` hears each source before it is read. Holds every record:
+/// [`stream_inputs`] hands them out one by one instead.
 pub fn read_inputs(
     args: &[PathBuf],
     opts: &InputOptions,
-    mut progress: impl FnMut(&Source),
+    progress: impl FnMut(&Source),
 ) -> Result<(Vec<Record>, ReadSummary), InputError> {
-    let mut all: Vec<Record> = Vec::new();
-    let mut summary = ReadSummary::default();
-    let mut base = 0u64;
-    for src in source::expand(args)? {
-        progress(&src);
-        if outside(&src, opts) {
-            summary.skipped += 1;
-            continue;
-        }
-        let mut recs = read_source(&src, opts.format)?;
-        summary.files += 1;
-        summary.records += recs.len() as u64;
-        let next_base = base + recs.last().map_or(0, |r| r.rec_id + 1);
-        recs.retain(|r| opts.keeps(r.stime));
-        for r in &mut recs {
-            r.rec_id += base;
-        }
-        base = next_base;
-        if all.is_empty() {
-            all = recs;
-        } else {
-            all.append(&mut recs);
-        }
-    }
+    let mut all = Vec::new();
+    let summary = stream_inputs(args, opts, progress, |r| all.push(r))?;
     Ok((all, summary))
 }
 

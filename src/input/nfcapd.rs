@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use codec::{Compression, MAX_BLOCK};
 
+use super::stream::{collect, read_full};
 use super::InputError;
 use crate::record::{Record, Time};
 use records::Exporters;
@@ -31,7 +32,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
         path: path.to_path_buf(),
         source,
     })?;
-    collect(Reader::new(path, BufReader::new(file))?)
+    collect(|emit| stream(path, BufReader::new(file), emit))
 }
 
 /// The first and last flow time (ms) the file's statistics record states,
@@ -50,18 +51,21 @@ pub fn stored_time_range(path: &Path) -> Result<Option<(Time, Time)>, InputError
 
 /// Decode an nfcapd file already in memory; `path` only labels errors.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
-    collect(Reader::new(path, data)?)
+    collect(|emit| stream(path, data, emit))
 }
 
-fn collect<R: Read>(mut reader: Reader<R>) -> Result<Vec<Record>, InputError> {
-    let mut all = Vec::new();
-    while let Some(mut block) = reader.next_block()? {
-        all.append(&mut block);
+/// Decode an nfcapd file block by block (`rec_id` = index in the file).
+pub fn stream<R: Read>(path: &Path, r: R, emit: &mut dyn FnMut(Record)) -> Result<(), InputError> {
+    let mut reader = Reader::new(path, r)?;
+    let mut next_id = 0u64;
+    while let Some(block) = reader.next_block()? {
+        for mut rec in block {
+            rec.rec_id = next_id;
+            next_id += 1;
+            emit(rec);
+        }
     }
-    for (i, r) in all.iter_mut().enumerate() {
-        r.rec_id = i as u64;
-    }
-    Ok(all)
+    Ok(())
 }
 
 /// What the reader needs from the file header.
@@ -376,18 +380,4 @@ fn malformed(path: &Path, offset: u64, reason: String) -> InputError {
         offset,
         reason,
     }
-}
-
-/// Fill `buf` as far as the input goes; the count is short only at its end.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

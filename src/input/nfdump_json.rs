@@ -6,13 +6,16 @@
 //! (the README says so). Objects whose `type` is not `FLOW` are skipped;
 //! keys flowy has no field for are ignored (nfdump prints dozens).
 
+use std::io::{BufRead, Cursor, Read};
 use std::path::Path;
 
+use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 use time::macros::format_description;
 use time::PrimitiveDateTime;
 
 use super::jsonl::{ip, uint};
+use super::stream::{collect, each_line, read_failed};
 use super::InputError;
 use crate::record::{Record, Time};
 
@@ -20,33 +23,249 @@ type Object = Map<String, Json>;
 
 /// Decode nfdump's JSON; `rec_id` = index of the flow object.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
-    let text = std::str::from_utf8(data).map_err(|e| InputError::Malformed {
-        path: path.to_path_buf(),
-        offset: e.valid_up_to() as u64,
-        reason: "not UTF-8 text".into(),
-    })?;
-    let objects = objects(text).map_err(|(line, reason)| InputError::BadLine {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    })?;
-    let mut out = Vec::new();
-    for (line, obj) in objects {
-        if obj
-            .get("type")
-            .and_then(Json::as_str)
-            .is_some_and(|t| t != "FLOW")
-        {
-            continue;
-        }
-        let rec = record(&obj, out.len() as u64).map_err(|reason| InputError::BadLine {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        })?;
-        out.push(rec);
+    collect(|emit| stream(path, data, emit))
+}
+
+/// Decode nfdump's JSON flow object by flow object: the elements of its
+/// array one at a time, or its `json-log` lines.
+pub fn stream<R: BufRead>(
+    path: &Path,
+    mut reader: R,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), InputError> {
+    let (lead, first) = leading_space(&mut reader).map_err(|e| read_failed(path, 0, &e))?;
+    let text = Cursor::new(lead).chain(reader);
+    if first == Some(b'[') {
+        array(path, text, emit)
+    } else {
+        lines(path, text, emit)
     }
-    Ok(out)
+}
+
+/// The whitespace the input starts with (consumed) and the byte after it
+/// (not consumed).
+fn leading_space(r: &mut impl BufRead) -> std::io::Result<(Vec<u8>, Option<u8>)> {
+    let mut lead = Vec::new();
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((lead, None));
+        }
+        match buf
+            .iter()
+            .position(|&b| !b.is_ascii() || !(b as char).is_whitespace())
+        {
+            Some(at) => {
+                let first = buf[at];
+                lead.extend_from_slice(&buf[..at]);
+                r.consume(at);
+                return Ok((lead, Some(first)));
+            }
+            None => {
+                let n = buf.len();
+                lead.extend_from_slice(buf);
+                r.consume(n);
+            }
+        }
+    }
+}
+
+/// True for the objects that are not flows (nfdump's `type` says so).
+fn is_skipped(obj: &Object) -> bool {
+    obj.get("type")
+        .and_then(Json::as_str)
+        .is_some_and(|t| t != "FLOW")
+}
+
+/// One JSON array, its elements deserialized and decoded one at a time.
+/// Errors of the JSON carry serde's line; a refused flow object reports
+/// the array's first line.
+fn array(path: &Path, text: impl Read, emit: &mut dyn FnMut(Record)) -> Result<(), InputError> {
+    let mut checked = Utf8Checked::new(text);
+    let mut flows = Flows {
+        emit,
+        next_id: 0,
+        refused: None,
+    };
+    let mut de = serde_json::Deserializer::from_reader(&mut checked);
+    let result = de.deserialize_seq(&mut flows).and_then(|()| de.end());
+    drop(de);
+    if let Err(e) = result {
+        // A byte that is not UTF-8 anywhere in the file comes first.
+        if checked.bad.is_none() {
+            let _ = std::io::copy(&mut checked, &mut std::io::sink());
+        }
+        if let Some(offset) = checked.bad {
+            return Err(not_utf8(path, offset));
+        }
+        return Err(InputError::BadLine {
+            path: path.to_path_buf(),
+            line: e.line() as u64,
+            reason: format!("invalid nfdump JSON: {e}"),
+        });
+    }
+    match flows.refused {
+        Some(reason) => Err(InputError::BadLine {
+            path: path.to_path_buf(),
+            line: 1,
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn not_utf8(path: &Path, offset: u64) -> InputError {
+    InputError::Malformed {
+        path: path.to_path_buf(),
+        offset,
+        reason: "not UTF-8 text".into(),
+    }
+}
+
+/// Hands the array's flow objects on as they are deserialized.
+struct Flows<'a> {
+    emit: &'a mut dyn FnMut(Record),
+    next_id: u64,
+    /// Why a flow object was refused (the JSON itself was fine).
+    refused: Option<String>,
+}
+
+impl<'de> Visitor<'de> for &mut Flows<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of nfdump flow objects")
+    }
+
+    /// After a refused object the elements are still deserialized: the
+    /// JSON's own errors come first, as when the file was read whole.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(obj) = seq.next_element::<Object>()? {
+            if self.refused.is_some() || is_skipped(&obj) {
+                continue;
+            }
+            match record(&obj, self.next_id) {
+                Ok(r) => {
+                    self.next_id += 1;
+                    (self.emit)(r);
+                }
+                Err(reason) => self.refused = Some(reason),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `json-log`: one object per line. As when the file was read whole: a
+/// byte that is not UTF-8 anywhere comes first, then a line that is not
+/// JSON anywhere, then the first refused flow object.
+fn lines(path: &Path, text: impl BufRead, emit: &mut dyn FnMut(Record)) -> Result<(), InputError> {
+    let mut next_id = 0u64;
+    let (mut not_json, mut refused) = (None, None);
+    each_line(path, text, |i, offset, line| {
+        let line = std::str::from_utf8(line)
+            .map_err(|e| not_utf8(path, offset + e.valid_up_to() as u64))?;
+        if not_json.is_some() || line.trim().is_empty() {
+            return Ok(());
+        }
+        let bad = |reason: String| InputError::BadLine {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let obj: Object = match serde_json::from_str(line) {
+            Ok(obj) => obj,
+            Err(e) => {
+                not_json = Some(bad(format!("invalid JSON: {e}")));
+                return Ok(());
+            }
+        };
+        if refused.is_some() || is_skipped(&obj) {
+            return Ok(());
+        }
+        match record(&obj, next_id) {
+            Ok(r) => {
+                next_id += 1;
+                emit(r);
+            }
+            Err(reason) => refused = Some(bad(reason)),
+        }
+        Ok(())
+    })?;
+    not_json.or(refused).map_or(Ok(()), Err)
+}
+
+/// Passes text on while it is UTF-8; at the first byte that is not, the
+/// reading fails and `bad` holds its offset (nfdump's JSON must be UTF-8
+/// as a whole, not only inside strings).
+struct Utf8Checked<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    /// Served up to `pos`; checked up to `valid`; read up to `len`.
+    pos: usize,
+    valid: usize,
+    len: usize,
+    /// Input offset of `buf[0]`.
+    offset: u64,
+    eof: bool,
+    bad: Option<u64>,
+}
+
+impl<R: Read> Utf8Checked<R> {
+    fn new(inner: R) -> Self {
+        Utf8Checked {
+            inner,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            valid: 0,
+            len: 0,
+            offset: 0,
+            eof: false,
+            bad: None,
+        }
+    }
+
+    /// Read and check more; an incomplete character at the end waits for
+    /// the rest of its bytes.
+    fn refill(&mut self) -> std::io::Result<()> {
+        self.offset += self.valid as u64;
+        self.buf.copy_within(self.valid..self.len, 0);
+        self.len -= self.valid;
+        (self.pos, self.valid) = (0, 0);
+        while self.valid == 0 && !self.eof && self.bad.is_none() {
+            let n = self.inner.read(&mut self.buf[self.len..])?;
+            self.eof = n == 0;
+            self.len += n;
+            match std::str::from_utf8(&self.buf[..self.len]) {
+                Ok(_) => self.valid = self.len,
+                Err(e) => {
+                    self.valid = e.valid_up_to();
+                    if e.error_len().is_some() || self.eof {
+                        self.bad = Some(self.offset + self.valid as u64);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Utf8Checked<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.valid {
+            self.refill()?;
+            if self.pos == self.valid && self.bad.is_some() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not UTF-8 text",
+                ));
+            }
+        }
+        let n = out.len().min(self.valid - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// True when the text starts the way nfdump's JSON does: an array whose
@@ -55,29 +274,6 @@ pub fn looks_like(head: &[u8]) -> bool {
     let head = String::from_utf8_lossy(head);
     let t = head.trim_start();
     t.starts_with('[') && (t.contains("\"type\" : \"FLOW\"") || t.contains("\"export_sysid\""))
-}
-
-/// The flow objects with the line each starts on.
-fn objects(text: &str) -> Result<Vec<(u64, Object)>, (u64, String)> {
-    let line_of = |e: &serde_json::Error| e.line() as u64;
-    if text.trim_start().starts_with('[') {
-        let all: Vec<Object> = serde_json::from_str(text)
-            .map_err(|e| (line_of(&e), format!("invalid nfdump JSON: {e}")))?;
-        // One array: error lines come from serde; per-object lines are not
-        // kept, so objects report the array's first line.
-        return Ok(all.into_iter().map(|o| (1, o)).collect());
-    }
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let obj: Object =
-            serde_json::from_str(line).map_err(|e| (n, format!("invalid JSON: {e}")))?;
-        out.push((n, obj));
-    }
-    Ok(out)
 }
 
 fn record(o: &Object, rec_id: u64) -> Result<Record, String> {

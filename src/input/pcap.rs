@@ -2,6 +2,7 @@
 //! collector's `Decoder`, the packet's source address as the exporter.
 //! Also the datagram source for `flowy replay`.
 
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, PcapError};
 
+use super::stream::collect;
 use super::InputError;
 use crate::collect::{Decoder, DecoderConfig, TemplateScope};
 use crate::record::Record;
@@ -40,36 +42,52 @@ pub fn looks_like_capture(head: &[u8]) -> bool {
 
 /// Records of every export datagram in the capture; rec_id = index.
 pub fn read(path: &Path) -> Result<Vec<Record>, InputError> {
-    let data = read_bytes(path)?;
-    parse(path, &data)
+    let file = open(path)?;
+    collect(|emit| stream(path, file, emit))
 }
 
 /// Decode a capture already in memory; `path` only labels errors.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Record>, InputError> {
-    let datagrams = datagrams_in(path, data)?;
+    collect(|emit| stream(path, data, emit))
+}
+
+/// Decode a capture packet by packet: each export datagram goes through
+/// the collector's `Decoder` as it is read (rec_id = index in the file).
+pub fn stream<R: Read>(path: &Path, r: R, emit: &mut dyn FnMut(Record)) -> Result<(), InputError> {
     let mut decoder = Decoder::new(DecoderConfig {
         template_scope: TemplateScope::AddressPort,
         ..DecoderConfig::default()
     });
     let mut out = Vec::new();
-    for d in &datagrams {
-        let now_ms = i64::try_from(d.ts.as_millis()).unwrap_or(i64::MAX);
-        decoder.decode(&d.payload, d.src, now_ms, &mut out);
-    }
-    for (i, r) in out.iter_mut().enumerate() {
-        r.rec_id = i as u64;
-    }
-    Ok(out)
+    let mut next_id = 0u64;
+    each_datagram(path, r, |ts, src, _dst, payload| {
+        let now_ms = i64::try_from(ts.as_millis()).unwrap_or(i64::MAX);
+        decoder.decode(payload, src, now_ms, &mut out);
+        for mut rec in out.drain(..) {
+            rec.rec_id = next_id;
+            next_id += 1;
+            emit(rec);
+        }
+    })
 }
 
 /// Every UDP datagram of a capture, in file order. Packets that are not UDP
 /// over IPv4/IPv6 (or later IP fragments) are skipped.
 pub fn datagrams(path: &Path) -> Result<Vec<Datagram>, InputError> {
-    datagrams_in(path, &read_bytes(path)?)
+    let mut out = Vec::new();
+    each_datagram(path, open(path)?, |ts, src, dst, payload| {
+        out.push(Datagram {
+            ts,
+            src,
+            dst,
+            payload: payload.to_vec(),
+        })
+    })?;
+    Ok(out)
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, InputError> {
-    std::fs::read(path).map_err(|source| InputError::Open {
+fn open(path: &Path) -> Result<std::fs::File, InputError> {
+    std::fs::File::open(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
         source,
     })
@@ -77,15 +95,41 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, InputError> {
 
 /// The UDP datagrams of a capture already in memory; `path` only labels errors.
 pub fn datagrams_in(path: &Path, data: &[u8]) -> Result<Vec<Datagram>, InputError> {
-    let bad = |offset: usize, reason: String| InputError::Malformed {
+    let mut out = Vec::new();
+    each_datagram(path, data, |ts, src, dst, payload| {
+        out.push(Datagram {
+            ts,
+            src,
+            dst,
+            payload: payload.to_vec(),
+        })
+    })?;
+    Ok(out)
+}
+
+/// Call `f(timestamp, source, destination, payload)` for each UDP
+/// datagram of a capture, reading it packet by packet.
+pub fn each_datagram<R: Read>(
+    path: &Path,
+    r: R,
+    mut f: impl FnMut(Duration, SocketAddr, SocketAddr, &[u8]),
+) -> Result<(), InputError> {
+    let bad = |offset: u64, reason: String| InputError::Malformed {
         path: path.to_path_buf(),
-        offset: offset as u64,
+        offset,
         reason,
     };
-    if data.get(..4) == Some(PCAPNG_MAGIC.as_slice()) {
-        read_pcapng(data).map_err(|(o, r)| bad(o, r))
-    } else if looks_like_capture(data) {
-        read_pcap(data).map_err(|(o, r)| bad(o, r))
+    let mut w = Window::new(r);
+    let magic = w.head(4).map_err(|(o, r)| bad(o, r))?;
+    let mut on_frame = |link: DataLink, ts: Duration, frame: &[u8]| {
+        if let Some((src, dst, payload)) = udp_in_frame(link, frame) {
+            f(ts, src, dst, payload);
+        }
+    };
+    if magic == PCAPNG_MAGIC {
+        read_pcapng(&mut w, &mut on_frame).map_err(|(o, r)| bad(o, r))
+    } else if looks_like_capture(&magic) {
+        read_pcap(&mut w, &mut on_frame).map_err(|(o, r)| bad(o, r))
     } else {
         Err(bad(
             0,
@@ -94,7 +138,20 @@ pub fn datagrams_in(path: &Path, data: &[u8]) -> Result<Vec<Datagram>, InputErro
     }
 }
 
-type Failure = (usize, String);
+/// A file offset and what is wrong there.
+type Failure = (u64, String);
+
+/// Why a step over the buffered bytes failed.
+enum Step {
+    Pcap(PcapError),
+    Bad(String),
+}
+
+impl From<PcapError> for Step {
+    fn from(e: PcapError) -> Self {
+        Step::Pcap(e)
+    }
+}
 
 fn describe(e: PcapError) -> String {
     match e {
@@ -103,64 +160,165 @@ fn describe(e: PcapError) -> String {
     }
 }
 
-fn read_pcap(data: &[u8]) -> Result<Vec<Datagram>, Failure> {
-    let (mut rest, parser) = PcapParser::new(data).map_err(|e| (0, describe(e)))?;
-    let link = parser.header().datalink;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let offset = data.len() - rest.len();
-        let (next, pkt) = parser
-            .next_packet(rest)
-            .map_err(|e| (offset, describe(e)))?;
-        push_udp(&mut out, link, pkt.timestamp, &pkt.data);
-        rest = next;
-    }
-    Ok(out)
+/// pcap-file's slice parsers over a window of the input that slides and
+/// grows as they ask for more: one packet (block) is held at a time, and
+/// every error knows its file offset.
+struct Window<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[start]`.
+    offset: u64,
+    eof: bool,
 }
 
-fn read_pcapng(data: &[u8]) -> Result<Vec<Datagram>, Failure> {
-    let (mut rest, mut parser) = PcapNgParser::new(data).map_err(|e| (0, describe(e)))?;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let offset = data.len() - rest.len();
-        let (next, block) = parser.next_block(rest).map_err(|e| (offset, describe(e)))?;
-        match block {
-            Block::EnhancedPacket(epb) => {
-                let link = parser
-                    .packet_interface(&epb)
-                    .map(|i| i.linktype)
-                    .ok_or_else(|| {
-                        (
-                            offset,
-                            format!("packet names unknown interface {}", epb.interface_id),
-                        )
-                    })?;
-                push_udp(&mut out, link, epb.timestamp, &epb.data);
-            }
-            Block::SimplePacket(spb) => {
-                let link = parser
-                    .interfaces()
-                    .first()
-                    .map(|i| i.linktype)
-                    .ok_or_else(|| (offset, "simple packet before any interface".to_string()))?;
-                push_udp(&mut out, link, Duration::ZERO, &spb.data);
-            }
-            _ => {}
+/// Initial window; it grows to hold the largest packet.
+const WINDOW: usize = 64 * 1024;
+/// No capture record is larger (pcap-file's own reader holds 8 MB).
+const MAX_RECORD: usize = 16 << 20;
+
+impl<R: Read> Window<R> {
+    fn new(inner: R) -> Self {
+        Window {
+            inner,
+            buf: vec![0; WINDOW],
+            start: 0,
+            end: 0,
+            offset: 0,
+            eof: false,
         }
-        rest = next;
     }
-    Ok(out)
+
+    /// The input's first `n` bytes (fewer when it is shorter), unconsumed.
+    fn head(&mut self, n: usize) -> Result<Vec<u8>, Failure> {
+        while self.end - self.start < n && !self.eof {
+            self.more()?;
+        }
+        let have = n.min(self.end - self.start);
+        Ok(self.buf[self.start..self.start + have].to_vec())
+    }
+
+    /// True when every byte has been consumed.
+    fn at_end(&mut self) -> Result<bool, Failure> {
+        if self.start == self.end && !self.eof {
+            self.more()?;
+        }
+        Ok(self.start == self.end)
+    }
+
+    /// Run `step` on the buffered bytes, reading more while it needs more;
+    /// `step` returns the bytes it used and its value.
+    fn step<T>(
+        &mut self,
+        mut step: impl FnMut(&[u8]) -> Result<(usize, T), Step>,
+    ) -> Result<T, Failure> {
+        loop {
+            match step(&self.buf[self.start..self.end]) {
+                Ok((used, value)) => {
+                    self.start += used;
+                    self.offset += used as u64;
+                    return Ok(value);
+                }
+                Err(Step::Pcap(PcapError::IncompleteBuffer)) if !self.eof => self.more()?,
+                Err(Step::Pcap(e)) => return Err((self.offset, describe(e))),
+                Err(Step::Bad(reason)) => return Err((self.offset, reason)),
+            }
+        }
+    }
+
+    /// Read more input behind the buffered bytes (growing the window when
+    /// they fill it).
+    fn more(&mut self) -> Result<(), Failure> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.buf.len() >= MAX_RECORD {
+                return Err((
+                    self.offset,
+                    format!("capture record larger than {MAX_RECORD} bytes: refused"),
+                ));
+            }
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((self.offset, format!("cannot read: {e}"))),
+            }
+        };
+        self.end += n;
+        self.eof = n == 0;
+        Ok(())
+    }
 }
 
-fn push_udp(out: &mut Vec<Datagram>, link: DataLink, ts: Duration, frame: &[u8]) {
-    if let Some((src, dst, payload)) = udp_in_frame(link, frame) {
-        out.push(Datagram {
-            ts,
-            src,
-            dst,
-            payload: payload.to_vec(),
-        });
+/// How many bytes of `before` a parser left as `rest`.
+fn used(before: &[u8], rest: &[u8]) -> usize {
+    before.len() - rest.len()
+}
+
+fn read_pcap<R: Read>(
+    w: &mut Window<R>,
+    on_frame: &mut impl FnMut(DataLink, Duration, &[u8]),
+) -> Result<(), Failure> {
+    let parser = w.step(|data| {
+        let (rest, parser) = PcapParser::new(data)?;
+        Ok((used(data, rest), parser))
+    })?;
+    let link = parser.header().datalink;
+    while !w.at_end()? {
+        w.step(|data| {
+            let (rest, pkt) = parser.next_packet(data)?;
+            on_frame(link, pkt.timestamp, &pkt.data);
+            Ok((used(data, rest), ()))
+        })?;
     }
+    Ok(())
+}
+
+fn read_pcapng<R: Read>(
+    w: &mut Window<R>,
+    on_frame: &mut impl FnMut(DataLink, Duration, &[u8]),
+) -> Result<(), Failure> {
+    let mut parser = w.step(|data| {
+        let (rest, parser) = PcapNgParser::new(data)?;
+        Ok((used(data, rest), parser))
+    })?;
+    while !w.at_end()? {
+        w.step(|data| {
+            let (rest, block) = parser.next_block(data)?;
+            match block {
+                Block::EnhancedPacket(epb) => {
+                    let link = parser
+                        .packet_interface(&epb)
+                        .map(|i| i.linktype)
+                        .ok_or_else(|| {
+                            Step::Bad(format!(
+                                "packet names unknown interface {}",
+                                epb.interface_id
+                            ))
+                        })?;
+                    on_frame(link, epb.timestamp, &epb.data);
+                }
+                Block::SimplePacket(spb) => {
+                    let link = parser
+                        .interfaces()
+                        .first()
+                        .map(|i| i.linktype)
+                        .ok_or_else(|| Step::Bad("simple packet before any interface".into()))?;
+                    on_frame(link, Duration::ZERO, &spb.data);
+                }
+                _ => {}
+            }
+            Ok((used(data, rest), ()))
+        })?;
+    }
+    Ok(())
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {

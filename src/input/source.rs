@@ -8,8 +8,10 @@
 //! Those names only *order* the files: a file named 06:18 holds flows that
 //! started minutes earlier, so no file is ever chosen or skipped by name.
 
+use std::cell::Cell;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -132,52 +134,192 @@ fn flow_tools_stamp(s: &str) -> Option<String> {
 /// The whole content of a source, gunzipped when it starts with gzip's
 /// magic (whatever its name).
 pub fn load(src: &Source) -> Result<Vec<u8>, InputError> {
-    let label = src.label();
-    let open = |source| InputError::Open {
-        path: label.clone(),
+    let Opened {
+        mut reader, fault, ..
+    } = open(src)?;
+    let mut out = Vec::new();
+    let read = reader.read_to_end(&mut out);
+    if let Some(e) = fault.take() {
+        return Err(e);
+    }
+    read.map_err(|source| InputError::Open {
+        path: src.label(),
         source,
-    };
-    let raw = match src {
-        Source::File(p) => std::fs::read(p).map_err(open)?,
-        Source::Stdin => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut buf)
-                .map_err(open)?;
-            buf
-        }
-    };
-    if raw.starts_with(&GZIP_MAGIC) {
-        gunzip(&label, &raw)
-    } else {
-        Ok(raw)
+    })?;
+    Ok(out)
+}
+
+/// The first failure below a format reader (reading the file, inflating
+/// gzip), kept with its real cause: the format reader only sees an
+/// `io::Error` and would report it as its own.
+#[derive(Clone, Default)]
+pub struct Fault(Rc<Cell<Option<InputError>>>);
+
+impl Fault {
+    /// The first failure wins: later ones are its consequences.
+    fn set(&self, e: InputError) {
+        let first = self.0.take().unwrap_or(e);
+        self.0.set(Some(first));
+    }
+
+    /// The failure, if one happened (and forget it).
+    pub fn take(&self) -> Option<InputError> {
+        self.0.take()
     }
 }
 
-fn gunzip(label: &Path, raw: &[u8]) -> Result<Vec<u8>, InputError> {
-    let bound = (raw.len() as u64)
-        .saturating_mul(MAX_GZIP_RATIO)
-        .saturating_add(1 << 20);
-    let mut out = Vec::new();
-    let mut reader = MultiGzDecoder::new(raw).take(bound.saturating_add(1));
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| InputError::Malformed {
-            path: label.to_path_buf(),
-            offset: 0,
-            reason: format!("gzip: {e} (after {} bytes of content)", out.len()),
-        })?;
-    if out.len() as u64 > bound {
-        return Err(InputError::Malformed {
-            path: label.to_path_buf(),
-            offset: 0,
-            reason: format!(
-                "gzip content inflates beyond {bound} bytes ({MAX_GZIP_RATIO}× the file): refused as a decompression bomb"
-            ),
-        });
+/// A source opened for reading: its (gunzipped) content as a stream, and
+/// where failures below the format reader are kept.
+pub struct Opened {
+    pub reader: Box<dyn Read>,
+    pub fault: Fault,
+    /// The content is inflated from gzip.
+    pub gzip: bool,
+}
+
+/// Open a source for streaming; gzip content (found by its magic, whatever
+/// the name) is inflated on the fly.
+pub fn open(src: &Source) -> Result<Opened, InputError> {
+    let label = src.label();
+    let raw: Box<dyn Read> = match src {
+        Source::File(p) => Box::new(std::fs::File::open(p).map_err(|source| InputError::Open {
+            path: label.clone(),
+            source,
+        })?),
+        Source::Stdin => Box::new(std::io::stdin().lock()),
+    };
+    open_reader(&label, raw)
+}
+
+/// Stream a source's bytes from `raw`, gunzipped when they start with
+/// gzip's magic; `label` names the source in errors.
+pub fn open_reader(label: &Path, raw: Box<dyn Read>) -> Result<Opened, InputError> {
+    let fault = Fault::default();
+    let mut raw = Guarded {
+        inner: raw,
+        label: label.to_path_buf(),
+        fault: fault.clone(),
+    };
+    let (head, n) = peek::<2>(&mut raw).map_err(|source| InputError::Open {
+        path: label.to_path_buf(),
+        source,
+    })?;
+    let raw = std::io::Cursor::new(head).take(n as u64).chain(raw);
+    let gzip = head[..n] == GZIP_MAGIC;
+    let reader: Box<dyn Read> = if gzip {
+        let consumed = Rc::new(Cell::new(0));
+        let counted = Counted {
+            inner: raw,
+            count: consumed.clone(),
+        };
+        Box::new(Gunzip {
+            inner: MultiGzDecoder::new(counted),
+            consumed,
+            inflated: 0,
+            label: label.to_path_buf(),
+            fault: fault.clone(),
+        })
+    } else {
+        Box::new(raw)
+    };
+    Ok(Opened {
+        reader,
+        fault,
+        gzip,
+    })
+}
+
+/// Read up to `N` bytes (fewer only at the end of the input).
+fn peek<const N: usize>(r: &mut impl Read) -> std::io::Result<([u8; N], usize)> {
+    let mut head = [0u8; N];
+    let mut n = 0;
+    while n < N {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(out)
+    Ok((head, n))
+}
+
+/// The file or standard input itself: a read error is the source's fault.
+struct Guarded {
+    inner: Box<dyn Read>,
+    label: PathBuf,
+    fault: Fault,
+}
+
+impl Read for Guarded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            self.fault.set(InputError::Open {
+                path: self.label.clone(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            })
+        })
+    }
+}
+
+/// Counts the compressed bytes the gzip decoder has taken.
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Inflates gzip, refusing content that inflates beyond [`MAX_GZIP_RATIO`]
+/// times the compressed bytes read so far (plus a MiB).
+struct Gunzip<R: Read> {
+    inner: MultiGzDecoder<R>,
+    consumed: Rc<Cell<u64>>,
+    inflated: u64,
+    label: PathBuf,
+    fault: Fault,
+}
+
+impl<R: Read> Gunzip<R> {
+    fn fail(&self, reason: String) -> std::io::Error {
+        self.fault.set(InputError::Malformed {
+            path: self.label.clone(),
+            offset: 0,
+            reason: reason.clone(),
+        });
+        std::io::Error::new(std::io::ErrorKind::InvalidData, reason)
+    }
+}
+
+impl<R: Read> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let after = self.inflated;
+                return Err(self.fail(format!("gzip: {e} (after {after} bytes of content)")));
+            }
+        };
+        self.inflated += n as u64;
+        let bound = self
+            .consumed
+            .get()
+            .saturating_mul(MAX_GZIP_RATIO)
+            .saturating_add(1 << 20);
+        if self.inflated > bound {
+            return Err(self.fail(format!(
+                "gzip content inflates beyond {bound} bytes ({MAX_GZIP_RATIO}× the {} compressed bytes read): refused as a decompression bomb",
+                self.consumed.get()
+            )));
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
