@@ -16,7 +16,7 @@ use crate::engine;
 use crate::engine::driver::AdmissionStats;
 use crate::engine::EngineConfig;
 use crate::input;
-use crate::input::{InputOptions, ReadSummary, Source};
+use crate::input::{stream_inputs, InputOptions, ReadSummary, Source};
 use crate::output::{open_output, MatchFormatter, WRITE_CHUNK};
 use crate::query::{self, plan::Plan, CompileError};
 use crate::record::Record;
@@ -360,17 +360,4 @@ impl ChunkWriter {
             other => other,
         }
     }
-}
-
-/// Until the input readers stream: read each source whole, hand its
-/// records on one by one.
-fn stream_inputs(
-    args: &[std::path::PathBuf],
-    opts: &InputOptions,
-    progress: impl FnMut(&Source),
-    mut emit: impl FnMut(Record),
-) -> Result<ReadSummary, input::InputError> {
-    let (records, summary) = input::read_inputs(args, opts, progress)?;
-    records.into_iter().for_each(&mut emit);
-    Ok(summary)
 }
