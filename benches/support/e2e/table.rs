@@ -57,17 +57,20 @@ fn measure_case(case: &Case, runs: usize, scratch: &Path) -> anyhow::Result<Vec<
 fn what_it_said(cmd: &Cmd, stderr: &Path, case: &Case) -> anyhow::Result<String> {
     if cmd.tool == "flowy" {
         let text = std::fs::read_to_string(stderr)?;
-        let summary = text
-            .lines()
-            .rfind(|l| l.starts_with("flowy query:"))
-            .with_context(|| format!("no summary line from `{cmd}`:\n{text}"))?;
+        // SPEC §3.1's summary line; a reworded one is shown, not checked.
+        let Some(summary) = text.lines().rfind(|l| l.starts_with("flowy query:")) else {
+            return Ok("(no summary line)".into());
+        };
         let read = summary
             .split(", ")
             .find_map(|p| p.strip_suffix(" records read"))
             .and_then(|n| n.parse::<u64>().ok());
+        let Some(read) = read else {
+            return Ok(summary.to_string());
+        };
         anyhow::ensure!(
-            read == Some(case.records),
-            "`{cmd}` read {read:?} records, the input holds {}: {summary}",
+            read == case.records,
+            "`{cmd}` read {read} records, the input holds {}: {summary}",
             case.records
         );
         let matches = summary
