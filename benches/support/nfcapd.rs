@@ -35,14 +35,27 @@ pub fn available() -> bool {
 
 impl Nfcapd {
     pub fn start(dir: &Path, recv_buffer: u64) -> anyhow::Result<Nfcapd> {
+        Nfcapd::start_with(dir, &dir.join("nfcapd.log"), recv_buffer, &["-t", "3600"])
+    }
+
+    /// Store into `dir`, log to `log` (outside `dir` when `dir` is to be
+    /// read back as an archive: `nfcapd.log` looks like a flow file), with
+    /// `extra` options such as the rotation (`-t`) and compression (`-y`).
+    pub fn start_with(
+        dir: &Path,
+        log: &Path,
+        recv_buffer: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<Nfcapd> {
         let port = kernel::free_udp_port()?;
-        let log = dir.join("nfcapd.log");
+        let log = log.to_path_buf();
         let out = std::fs::File::create(&log)?;
         let child = Command::new("nfcapd")
             .arg("-w")
             .arg(dir)
             .args(["-b", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-B", &recv_buffer.to_string(), "-t", "3600"])
+            .args(["-B", &recv_buffer.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
