@@ -510,12 +510,11 @@ fn first_record_after(bytes: Vec<u8>, format: Option<InputFormat>) -> (usize, u6
     let label = Path::new("counted");
     let opened = input::source::open_reader(label, Box::new(raw)).expect("open");
     let (mut first, mut count) = (None, 0u64);
-    input::stream::stream_reader(label, opened.reader, format, opened.gzip, &mut |_| {
+    input::stream::stream_opened(label, opened, format, &mut |_| {
         first.get_or_insert(handed.get());
         count += 1;
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(opened.fault.take().is_none());
     (first.expect("a record"), count)
 }
 
@@ -717,4 +716,28 @@ fn inputs_can_be_streamed_twice() {
     let first = pass();
     assert!(first.starts_with("ok n="), "{first}");
     assert_eq!(first, pass());
+}
+
+/// A capture record said to be huge is refused once the window would
+/// exceed its bound, not read to the end of the file.
+#[test]
+fn a_huge_capture_record_is_refused_at_the_window_bound() {
+    let mut cap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    cap.extend([0; 8]);
+    cap.extend(u32::MAX.to_le_bytes()); // snaplen
+    cap.extend(1u32.to_le_bytes()); // Ethernet
+    let header_len = cap.len();
+    cap.extend([0; 8]); // timestamp
+    cap.extend((64u32 << 20).to_le_bytes()); // incl_len
+    cap.extend((64u32 << 20).to_le_bytes()); // orig_len
+    cap.resize(header_len + (20 << 20), 0);
+    let e = input::parse(InputFormat::Pcap, Path::new("huge.pcap"), &cap)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "huge.pcap: at offset {header_len}: capture record larger than"
+        )),
+        "{e}"
+    );
 }

@@ -74,16 +74,7 @@ pub fn stream<R: Read>(path: &Path, r: R, emit: &mut dyn FnMut(Record)) -> Resul
 /// Every UDP datagram of a capture, in file order. Packets that are not UDP
 /// over IPv4/IPv6 (or later IP fragments) are skipped.
 pub fn datagrams(path: &Path) -> Result<Vec<Datagram>, InputError> {
-    let mut out = Vec::new();
-    each_datagram(path, open(path)?, |ts, src, dst, payload| {
-        out.push(Datagram {
-            ts,
-            src,
-            dst,
-            payload: payload.to_vec(),
-        })
-    })?;
-    Ok(out)
+    collect_datagrams(path, open(path)?)
 }
 
 fn open(path: &Path) -> Result<std::fs::File, InputError> {
@@ -95,8 +86,12 @@ fn open(path: &Path) -> Result<std::fs::File, InputError> {
 
 /// The UDP datagrams of a capture already in memory; `path` only labels errors.
 pub fn datagrams_in(path: &Path, data: &[u8]) -> Result<Vec<Datagram>, InputError> {
+    collect_datagrams(path, data)
+}
+
+fn collect_datagrams(path: &Path, r: impl Read) -> Result<Vec<Datagram>, InputError> {
     let mut out = Vec::new();
-    each_datagram(path, data, |ts, src, dst, payload| {
+    each_datagram(path, r, |ts, src, dst, payload| {
         out.push(Datagram {
             ts,
             src,

@@ -400,6 +400,14 @@ mod tests {
         std::fs::write(&bomb, e.finish().unwrap()).unwrap();
         let err = load(&Source::File(bomb)).unwrap_err().to_string();
         assert!(err.contains("decompression bomb"), "{err}");
+        // Refused on the fly, long before the 64 MiB are inflated.
+        let bound: u64 = err
+            .split("beyond ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        assert!(bound < 16 << 20, "{err}");
 
         let cut = dir.path().join("cut.gz");
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -63,13 +63,22 @@ pub fn stream_source(
     format: Option<InputFormat>,
     emit: &mut dyn FnMut(Record),
 ) -> Result<(), InputError> {
-    let label = src.label();
+    stream_opened(&src.label(), source::open(src)?, format, emit)
+}
+
+/// Decode an opened source record by record; `path` only labels errors.
+pub fn stream_opened(
+    path: &Path,
+    opened: Opened,
+    format: Option<InputFormat>,
+    emit: &mut dyn FnMut(Record),
+) -> Result<(), InputError> {
     let Opened {
         reader,
         fault,
         gzip,
-    } = source::open(src)?;
-    let result = stream_reader(&label, reader, format, gzip, emit);
+    } = opened;
+    let result = decode(path, reader, format, gzip, emit);
     // A failure below the format reader (I/O, gzip) is the cause of
     // whatever the format reader made of it.
     match fault.take() {
@@ -78,10 +87,10 @@ pub fn stream_source(
     }
 }
 
-/// Decode a stream of a source's content; `path` only labels errors.
-/// `verify_rest` (gzip content): when the format fails, the rest is read
-/// through anyway, so a damaged gzip stream, the cause, is found.
-pub fn stream_reader(
+/// Detect the format (unless given) and decode. `verify_rest` (gzip
+/// content): when the format fails, the rest is read through anyway, so a
+/// damaged gzip stream, the cause, is found.
+fn decode(
     path: &Path,
     mut reader: Box<dyn Read>,
     format: Option<InputFormat>,
