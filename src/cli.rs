@@ -118,8 +118,11 @@ pub struct ReplayArgs {
     pub speed: Option<f64>,
 }
 
+/// Exit code for a usage error: clap's own (bad flags, a bad value), and a
+/// query file that cannot be read.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a query that does not compile.
-pub const EXIT_BAD_QUERY: u8 = 2;
+pub const EXIT_BAD_QUERY: u8 = 3;
 /// Exit code for unreadable input and other runtime failures.
 pub const EXIT_FAILURE: u8 = 1;
 

@@ -43,7 +43,7 @@ fn check_reports_errors_of_every_file() {
     let good = repo("tests/data/tcp-port80.flowy");
     let bad = repo("tests/data/broken.flowy");
     let o = flowy(&["check", good.to_str().unwrap(), bad.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
     assert!(err.contains("broken.flowy:5:"), "{err}");
     assert!(err.contains("did you mean 'srcip'"), "{err}");

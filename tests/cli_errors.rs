@@ -103,10 +103,10 @@ fn missing_input_file_is_an_error() {
 }
 
 #[test]
-fn broken_query_exits_2_with_location() {
+fn broken_query_exits_3_with_location() {
     let q = repo("tests/data/broken.flowy");
     let o = flowy(&["check", q.to_str().unwrap()]);
-    let err = assert_clean_failure(&o, 2);
+    let err = assert_clean_failure(&o, 3);
     assert!(err.contains("broken.flowy:5:"), "{err}");
     assert!(err.contains("scrip"), "{err}");
 
@@ -117,8 +117,25 @@ fn broken_query_exits_2_with_location() {
         "--input",
         "/nonexistent/flows.ftz",
     ]);
-    let err = assert_clean_failure(&o, 2);
+    let err = assert_clean_failure(&o, 3);
     assert!(err.contains("broken.flowy:5:"), "{err}");
+}
+
+/// Exit codes as documented: 2 for usage (clap's errors, a query file that
+/// cannot be read), 3 for a query that does not compile.
+#[test]
+fn usage_errors_exit_2_and_compile_errors_3() {
+    let missing = flowy(&["check", "/nonexistent/q.flowy"]);
+    let err = assert_clean_failure(&missing, 2);
+    assert!(err.contains("/nonexistent/q.flowy"), "{err}");
+    let o = flowy(&["query", "/nonexistent/q.flowy", "--input", "x"]);
+    assert_clean_failure(&o, 2);
+    assert_clean_failure(&flowy(&["query", "--no-such-flag"]), 2);
+    assert_clean_failure(&flowy(&["frobnicate"]), 2);
+    // A missing file beside a broken one: the compile error wins.
+    let broken = repo("tests/data/broken.flowy");
+    let o = flowy(&["check", "/nonexistent/q.flowy", broken.to_str().unwrap()]);
+    assert_clean_failure(&o, 3);
 }
 
 #[test]
@@ -204,7 +221,7 @@ fn check_into_a_closed_pipe_still_checks_every_file() {
         .unwrap();
     drop(child.stdout.take());
     let o = child.wait_with_output().unwrap();
-    let err = assert_clean_failure(&o, 2);
+    let err = assert_clean_failure(&o, 3);
     assert!(err.contains("unknown field 'scrip'"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

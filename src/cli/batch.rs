@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{CheckArgs, QueryArgs, EXIT_BAD_QUERY, EXIT_FAILURE};
+use super::{CheckArgs, QueryArgs, EXIT_BAD_QUERY, EXIT_FAILURE, EXIT_USAGE};
 use crate::engine;
 use crate::engine::driver::AdmissionStats;
 use crate::engine::EngineConfig;
@@ -23,9 +23,10 @@ use crate::record::Record;
 use crate::sanity::{ImplausibleCounts, TimeSanity};
 
 /// Compile every query, print each plan; every error of every file goes to
-/// stderr and the exit code is 2 if any failed.
+/// stderr. Exit 3 if any query does not compile, else 2 if a file could not
+/// be read.
 pub(super) fn check(args: &CheckArgs) -> ExitCode {
-    let mut failed = false;
+    let mut worst: Option<u8> = None;
     let mut out = std::io::stdout().lock();
     let mut print = true;
     for path in &args.queries {
@@ -34,33 +35,35 @@ pub(super) fn check(args: &CheckArgs) -> ExitCode {
             // later files are still checked.
             Ok(plan) => print = print && writeln!(out, "{}", query::explain(&plan)).is_ok(),
             Err(e) => {
-                failed = true;
-                report_compile_error(path, &e);
+                let code = report_compile_error(path, &e);
+                worst = worst.max(Some(code));
             }
         }
     }
-    if failed {
-        ExitCode::from(EXIT_BAD_QUERY)
-    } else {
-        ExitCode::SUCCESS
-    }
+    worst.map_or(ExitCode::SUCCESS, ExitCode::from)
 }
 
-fn report_compile_error(path: &Path, e: &CompileError) {
+/// Print a compile error; its exit code: a query file that cannot be read
+/// is a usage error (2), one that does not compile is 3.
+fn report_compile_error(path: &Path, e: &CompileError) -> u8 {
     match e {
-        CompileError::Invalid(_) => eprintln!("{e}"),
-        CompileError::Io { .. } => eprintln!("error: {}: {e}", path.display()),
+        CompileError::Invalid(_) => {
+            eprintln!("{e}");
+            EXIT_BAD_QUERY
+        }
+        CompileError::Io { .. } => {
+            eprintln!("error: {}: {e}", path.display());
+            EXIT_USAGE
+        }
     }
 }
 
-/// Run a query over files: bad query → 2, unreadable input → 1.
+/// Run a query over files: unreadable query file → 2, query that does not
+/// compile → 3, unreadable input → 1.
 pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let plan: Plan = match query::compile_file(&args.query) {
         Ok(plan) => plan,
-        Err(e) => {
-            report_compile_error(&args.query, &e);
-            return Ok(ExitCode::from(EXIT_BAD_QUERY));
-        }
+        Err(e) => return Ok(ExitCode::from(report_compile_error(&args.query, &e))),
     };
     let started = Instant::now();
     let progress = Progress::new();
