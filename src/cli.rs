@@ -136,12 +136,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `flowy serve` exits 1 when any match was not written (SPEC §4.5).
+/// `flowy serve` exits 1 when any match was not written (SPEC §4.5), 3 when
+/// a query does not compile at startup.
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    Ok(match crate::daemon::run(args)? {
-        crate::daemon::Outcome::Clean => ExitCode::SUCCESS,
-        crate::daemon::Outcome::MatchesLost(_) => ExitCode::from(EXIT_FAILURE),
-    })
+    match crate::daemon::run(args) {
+        Ok(crate::daemon::Outcome::Clean) => Ok(ExitCode::SUCCESS),
+        Ok(crate::daemon::Outcome::MatchesLost(_)) => Ok(ExitCode::from(EXIT_FAILURE)),
+        Err(e) if crate::daemon::is_compile_error(&e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(EXIT_BAD_QUERY))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {

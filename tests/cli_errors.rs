@@ -136,6 +136,18 @@ fn usage_errors_exit_2_and_compile_errors_3() {
     let broken = repo("tests/data/broken.flowy");
     let o = flowy(&["check", "/nonexistent/q.flowy", broken.to_str().unwrap()]);
     assert_clean_failure(&o, 3);
+    // The daemon refuses to start on it, with the same code.
+    let o = flowy(&[
+        "serve",
+        "--query",
+        broken.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--output",
+        "-",
+    ]);
+    let err = assert_clean_failure(&o, 3);
+    assert!(err.contains("broken.flowy:5:"), "{err}");
 }
 
 #[test]

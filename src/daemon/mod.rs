@@ -97,6 +97,11 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Did the daemon fail to start because a query does not compile?
+pub fn is_compile_error(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<LoadError>(), Some(LoadError::Compile(_)))
+}
+
 pub fn engine_config(s: &config::EngineSettings) -> EngineConfig {
     EngineConfig {
         lateness: s.lateness,
