@@ -93,16 +93,10 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let mut run = StreamingRun {
         engine: engine::Engine::new(Arc::clone(&plan), cfg),
         writer: ChunkWriter::new(sink, formatter, Arc::clone(&plan)),
-        batch: Vec::with_capacity(BATCH),
         out: Vec::new(),
         implausible: ImplausibleCounts::default(),
     };
-    let read = stream_inputs(
-        &args.input,
-        &opts,
-        |src| progress.reading(src),
-        |rec| run.push(rec),
-    );
+    let read = read_into(&args.input, &opts, &progress, &mut run);
     let read = match read {
         Ok(read) => read,
         Err(e) => return Ok(input_failed(&progress, &e)),
@@ -171,12 +165,66 @@ fn measure_disorder(
     Ok(Some(behind))
 }
 
+/// Read the inputs on a thread of their own while this one runs the engine
+/// (decoding and evaluating overlap), in batches of [`BATCH`] records, in
+/// input order. Without a thread, the reading runs here.
+fn read_into(
+    inputs: &[std::path::PathBuf],
+    opts: &InputOptions,
+    progress: &Progress,
+    run: &mut StreamingRun,
+) -> Result<ReadSummary, input::InputError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(READ_AHEAD);
+    let read = move |send: &mut dyn FnMut(Vec<Record>)| {
+        let mut batch = Vec::with_capacity(BATCH);
+        let summary = stream_inputs(
+            inputs,
+            opts,
+            |src| progress.reading(src),
+            |rec| {
+                batch.push(rec);
+                if batch.len() >= BATCH {
+                    send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            },
+        );
+        if !batch.is_empty() {
+            send(batch);
+        }
+        summary
+    };
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("flowy-read".into())
+            .spawn_scoped(scope, move || {
+                // The receiver outlives the sender: a send cannot fail.
+                read(&mut |b| {
+                    let _ = tx.send(b);
+                })
+            });
+        match reader {
+            Ok(handle) => {
+                for batch in rx {
+                    run.push_batch(batch);
+                }
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            Err(_) => read(&mut |b| run.push_batch(b)),
+        }
+    })
+}
+
+/// Batches read ahead of the engine: bounds the memory of a reader faster
+/// than the evaluation.
+const READ_AHEAD: usize = 4;
+
 /// The second pass: records go to the engine as they are read, matches to
 /// the output as they are found.
 struct StreamingRun {
     engine: engine::Engine,
     writer: ChunkWriter,
-    batch: Vec<Record>,
     out: Vec<engine::Match>,
     implausible: ImplausibleCounts,
 }
@@ -184,19 +232,15 @@ struct StreamingRun {
 impl StreamingRun {
     /// Records whose times cannot be computed or written (SPEC §4.5: every
     /// time written is RFC 3339) are left out, and the run says how many.
-    fn push(&mut self, rec: Record) {
-        if let Err(why) = TimeSanity::files().check(rec.stime, rec.etime, 0) {
-            self.implausible.count(rec.exporter, why);
-            return;
-        }
-        self.batch.push(rec);
-        if self.batch.len() >= BATCH {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+    fn push_batch(&mut self, mut batch: Vec<Record>) {
+        let implausible = &mut self.implausible;
+        batch.retain(|r| match TimeSanity::files().check(r.stime, r.etime, 0) {
+            Ok(()) => true,
+            Err(why) => {
+                implausible.count(r.exporter, why);
+                false
+            }
+        });
         self.engine.push_batch(batch, &mut self.out);
         for m in self.out.drain(..) {
             self.writer.append(&m);
@@ -204,7 +248,6 @@ impl StreamingRun {
     }
 
     fn finish(mut self) -> (AdmissionStats, u64, std::io::Result<()>) {
-        self.flush();
         let writer = &mut self.writer;
         let mut drain =
             |out: &mut Vec<engine::Match>| out.drain(..).for_each(|m| writer.append(&m));
