@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Output path; `-` is stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<String>,
+    /// Load the configuration and compile the queries, print what would
+    /// run, and exit (no socket is bound, no file is opened).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// `flowy query`.
@@ -139,7 +143,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `flowy serve` exits 1 when any match was not written (SPEC §4.5), 3 when
 /// a query does not compile at startup.
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    match crate::daemon::run(args) {
+    let outcome = if args.check_config {
+        crate::daemon::check_config(args).map(|summary| {
+            println!("{summary}");
+            crate::daemon::Outcome::Clean
+        })
+    } else {
+        crate::daemon::run(args)
+    };
+    match outcome {
         Ok(crate::daemon::Outcome::Clean) => Ok(ExitCode::SUCCESS),
         Ok(crate::daemon::Outcome::MatchesLost(_)) => Ok(ExitCode::from(EXIT_FAILURE)),
         Err(e) if crate::daemon::is_compile_error(&e) => {

@@ -283,3 +283,34 @@ fn unwritable_times_are_left_out_with_a_warning() {
         .collect();
     assert_eq!(ids, [0, 5]);
 }
+
+/// `flowy serve --check-config` loads the configuration and compiles the
+/// queries without starting anything; a configuration error is printed
+/// once.
+#[test]
+fn serve_check_config_validates_without_running() {
+    let ok = flowy(&["serve", "--check-config", "--listen", "127.0.0.1:2999"]);
+    let out = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        out.contains("configuration ok: 3 queries") && out.contains("127.0.0.1:2999"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[engine]\nlatenes = \"5s\"\n").unwrap();
+    let o = flowy(&["serve", "--check-config", "--config", bad.to_str().unwrap()]);
+    let err = assert_clean_failure(&o, 1);
+    assert_eq!(err.matches("unknown field `latenes`").count(), 1, "{err}");
+
+    let broken = repo("tests/data/broken.flowy");
+    let o = flowy(&[
+        "serve",
+        "--check-config",
+        "--query",
+        broken.to_str().unwrap(),
+    ]);
+    let err = assert_clean_failure(&o, 3);
+    assert!(err.contains("broken.flowy:5:"), "{err}");
+}

@@ -21,10 +21,18 @@ pub const DEFAULT_QUERY_GLOB: &str = "config/queries/*.flowy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // Not a `#[source]`: the message already says it, and `{:#}` would
+    // print it a second time.
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        ConfigError::Load(e)
+    }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {

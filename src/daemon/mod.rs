@@ -70,15 +70,43 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     outcome
 }
 
-/// Run the daemon until SIGTERM/SIGINT and tell whether every match was
-/// written.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
-    let overrides = Overrides {
+fn overrides(args: ServeArgs) -> Overrides {
+    Overrides {
         config: args.config,
         listen: args.listen,
         query: args.query,
         output: args.output,
-    };
+    }
+}
+
+/// `flowy serve --check-config`: the configuration and every query as the
+/// daemon would load them, without binding a socket or opening a file. The
+/// summary names what would run.
+pub fn check_config(args: ServeArgs) -> anyhow::Result<String> {
+    let settings = config::load(&overrides(args))?;
+    let (queries, fallback) = reload::load(&settings)?;
+    let names: Vec<&str> = queries.iter().map(|q| q.plan.name.as_str()).collect();
+    let listen: Vec<String> = settings
+        .collector
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok(format!(
+        "configuration ok: {} quer{} ({}{}), listening on {}, output {}",
+        names.len(),
+        if names.len() == 1 { "y" } else { "ies" },
+        names.join(", "),
+        if fallback { "; built-in examples" } else { "" },
+        listen.join(", "),
+        settings.output.path,
+    ))
+}
+
+/// Run the daemon until SIGTERM/SIGINT and tell whether every match was
+/// written.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
+    let overrides = overrides(args);
     let settings = config::load(&overrides)?;
     init_logging(&settings.log_level);
     let daemon = Daemon::start(settings, overrides).await?;
