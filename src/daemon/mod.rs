@@ -2,8 +2,9 @@
 //! metrics.
 //!
 //! ```text
-//! socket tasks ─► decode thread ─► dispatcher ─► branch tasks ─► merger task ─► formatter ─► writer
-//!  (per socket)    (rec_id, one)    (W, fan-out)  (per query×branch) (per query)  (lines)  (one sink)
+//! socket tasks ─► decode thread ─► dispatcher ─► query tasks ─► formatter ─► writer
+//!  (per socket)    (rec_id, one)    (admission,   (QueryDriver,  (lines)     (one sink)
+//!                                    fan-out)      per query)
 //! ```
 //! Every hop is a bounded channel: a slow stage slows the one before it and,
 //! at the end, the kernel socket buffer absorbs the burst. Nothing that has

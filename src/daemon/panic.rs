@@ -1,5 +1,5 @@
 //! A panic anywhere ends the daemon (SPEC §4.5 "Liveness"): a dead decode
-//! thread or branch task would otherwise leave a process that looks ready
+//! thread or query task would otherwise leave a process that looks ready
 //! and does nothing. systemd's `Restart=on-failure` brings it back.
 
 /// The exit status after a panic (Rust's usual one).

@@ -47,7 +47,7 @@ async fn join_thread(name: &str, t: std::thread::JoinHandle<()>) {
 impl Handles {
     /// Each step ends when the one before it has closed its channel:
     /// sockets → decoder → dispatcher (which finishes every query) →
-    /// branch and merger tasks → formatter → writer.
+    /// query tasks → formatter → writer.
     pub async fn drain(
         self,
         running: Vec<RunningQuery>,
