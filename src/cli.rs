@@ -17,7 +17,15 @@ use crate::output::OutputFormat;
 #[command(
     name = "flowy",
     version,
-    about = "Stream-based flow queries over NetFlow v5/v9 and IPFIX"
+    about = "Stream-based flow queries over NetFlow v5/v9 and IPFIX",
+    after_help = "Examples:
+  flowy serve --config /etc/flowy/flowy.toml
+  flowy serve --check-config --config /etc/flowy/flowy.toml
+  flowy query config/queries/http-download.flowy --input /var/cache/nfdump --from 2026-12-04T07:00:00Z
+  flowy check config/queries/*.flowy
+  flowy completions bash > /etc/bash_completion.d/flowy
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 a query does not compile."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,6 +42,13 @@ pub enum Command {
     Check(CheckArgs),
     /// Send the UDP payloads of a capture of exports to a collector.
     Replay(ReplayArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    Man,
 }
 
 /// `flowy serve`: flags given here replace the configured values.
@@ -137,6 +152,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => batch::query(&args),
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(&args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "flowy", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
