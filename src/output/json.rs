@@ -3,7 +3,7 @@
 //! record of every match, so nothing here allocates per value.
 
 use super::stamp::{write_ip, write_json_str, write_set, write_time, write_uint};
-use super::{for_each_record_field, group_fields, Named};
+use super::{for_each_group_field, for_each_record_field};
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
 use crate::record::FieldType;
@@ -63,15 +63,16 @@ fn group(out: &mut Vec<u8>, plan: &Plan, g: &Group) {
     out.extend_from_slice(b",\"count\":");
     write_uint(out, g.members.len() as u64);
     out.extend_from_slice(b",\"fields\":{");
-    for (i, f) in group_fields(plan, g).iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for_each_group_field(plan, g, |name, ty, value| {
+        if !first {
             out.push(b',');
         }
-        let Named { name, ty, value } = f;
+        first = false;
         write_json_str(out, name);
         out.push(b':');
-        self::value(out, *ty, value);
-    }
+        self::value(out, ty, &value);
+    });
     out.extend_from_slice(b"}}");
 }
 

@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use smallvec::SmallVec;
+
 use crate::engine::Group;
 use crate::query::plan::{GroupField, Plan};
 use crate::record::{time_to_u64, Field, FieldType, Record, Time, CANONICAL};
@@ -69,39 +71,54 @@ pub(crate) struct Named<'a> {
 /// A group record's `fields`: the schema's slots (implicit keys, then
 /// aggregates) and, for single-record groups, the record's own fields.
 pub(crate) fn group_fields<'a>(plan: &'a Plan, g: &'a Group) -> Vec<Named<'a>> {
+    let mut out = Vec::new();
+    for_each_group_field(plan, g, |name, ty, value| {
+        out.push(Named { name, ty, value })
+    });
+    out
+}
+
+/// [`group_fields`] without collecting them: the JSON writer runs this for
+/// every match, and a filter-only query's every match is a singleton group.
+pub(crate) fn for_each_group_field<'a>(
+    plan: &'a Plan,
+    g: &'a Group,
+    mut visit: impl FnMut(&'a str, FieldType, Cow<'a, Value>),
+) {
     let Some(branch) = plan.branches.get(g.branch) else {
-        return Vec::new();
+        return;
     };
     let schema = &branch.schema;
-    let mut out: Vec<Named<'a>> = schema
-        .slot_names
-        .iter()
-        .enumerate()
-        .filter_map(|(i, name)| {
-            let value = g.get_ref(GroupField::Slot(i))?;
-            let ty = schema
-                .names
-                .iter()
-                .find(|(_, f, _)| *f == GroupField::Slot(i))
-                .map_or(FieldType::Uint, |(_, _, t)| *t);
-            Some(Named { name, ty, value })
-        })
-        .collect();
-    if schema.singleton {
-        if let Some(rec) = g.members.first() {
-            for n in record_fields(rec) {
-                if !out.iter().any(|o| o.name == n.name) {
-                    out.push(n);
-                }
-            }
-        }
+    // Slots that have a value hide a record field of the same name.
+    let mut shown: SmallVec<[&str; 8]> = SmallVec::new();
+    for (i, name) in schema.slot_names.iter().enumerate() {
+        let Some(value) = g.get_ref(GroupField::Slot(i)) else {
+            continue;
+        };
+        let ty = schema
+            .names
+            .iter()
+            .find(|(_, f, _)| *f == GroupField::Slot(i))
+            .map_or(FieldType::Uint, |(_, _, t)| *t);
+        shown.push(name);
+        visit(name, ty, value);
     }
-    out
+    if !schema.singleton {
+        return;
+    }
+    if let Some(rec) = g.members.first() {
+        for_each_record_field(rec, |name, ty, value| {
+            if !shown.contains(&name) {
+                visit(name, ty, Cow::Owned(value));
+            }
+        });
+    }
 }
 
 /// Every field a record has, in output order: `rec_id`, `exporter`, the
 /// other canonical fields, IANA extras, then `stime` and `etime`. `duration`
 /// is left out: it is derived from the two times.
+#[cfg(test)]
 pub(crate) fn record_fields(rec: &Record) -> Vec<Named<'static>> {
     let mut out = Vec::new();
     for_each_record_field(rec, |name, ty, value| {
