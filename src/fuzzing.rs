@@ -226,7 +226,7 @@ pub fn query(data: &[u8]) -> Result<usize, Diagnostics> {
         }
         Err(diags) => {
             assert!(!diags.is_empty(), "a failed compile without a diagnostic");
-            let rendered = diags.to_string();
+            let rendered = diags.render();
             for d in &diags.errors {
                 assert!(d.line >= 1 && d.col >= 1, "diagnostic position {d:?}");
             }
