@@ -111,14 +111,16 @@ impl fmt::Display for Diagnostics {
 fn render(f: &mut fmt::Formatter<'_>, file: &str, d: &Diagnostic) -> fmt::Result {
     // Written piece by piece: fuzzed files render thousands of diagnostics,
     // and intermediate strings per line were a tenth of a compile.
-    let num = itoa::Buffer::new().format(d.line).len();
-    write!(f, "{file}:{}:{}: error: ", d.line, d.col)?;
-    f.write_str(&d.message)?;
-    f.write_str("\n")?;
+    let (mut line_buf, mut col_buf) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (line, col) = (line_buf.format(d.line), col_buf.format(d.col));
+    let num = line.len();
+    for piece in [file, ":", line, ":", col, ": error: ", &d.message, "\n"] {
+        f.write_str(piece)?;
+    }
     repeat(f, ' ', num)?;
-    f.write_str(" |\n")?;
-    write!(f, "{} | ", d.line)?;
-    f.write_str(&d.source_line)?;
+    for piece in [" |\n", line, " | ", &d.source_line] {
+        f.write_str(piece)?;
+    }
     f.write_str("\n")?;
     repeat(f, ' ', num)?;
     f.write_str(" | ")?;
@@ -136,23 +138,13 @@ fn render(f: &mut fmt::Formatter<'_>, file: &str, d: &Diagnostic) -> fmt::Result
 /// Blanks under the first `chars` characters of `line`. Tabs are kept so
 /// that the caret lines up under tab-indented source.
 fn lead(f: &mut fmt::Formatter<'_>, line: &str, chars: usize) -> fmt::Result {
-    let prefix = if line.is_ascii() {
-        &line[..chars.min(line.len())]
-    } else {
-        line.char_indices()
-            .nth(chars)
-            .map_or(line, |(at, _)| &line[..at])
-    };
-    if !prefix.contains('\t') {
-        let n = if prefix.is_ascii() {
-            prefix.len()
-        } else {
-            prefix.chars().count()
-        };
-        return repeat(f, ' ', n);
+    // Most lines have no tab: then only the count matters, and counting
+    // (unlike walking the characters) is one call into the standard library.
+    if !line.as_bytes().contains(&b'\t') {
+        return repeat(f, ' ', chars.min(line.chars().count()));
     }
     let mut spaces = 0;
-    for c in prefix.chars() {
+    for c in line.chars().take(chars) {
         if c == '\t' {
             repeat(f, ' ', spaces)?;
             spaces = 0;

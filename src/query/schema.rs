@@ -10,7 +10,7 @@ use crate::query::plan::{
     ModulePlan, Reference,
 };
 use crate::query::rules::{Taint, AGG_FUNCTIONS};
-use crate::query::suggest::did_you_mean;
+use crate::query::suggest::{did_you_mean, field_names};
 use crate::query::typeck::{check_cmp, Kind};
 use crate::record::{Field, FieldType, CANONICAL};
 
@@ -303,7 +303,7 @@ pub fn record_field(n: &Name, sink: &mut Sink<'_>) -> Option<Field> {
         sink.error_help(
             n.span,
             format!("unknown field '{}'", n.text),
-            did_you_mean(&n.text, Field::all_names()),
+            did_you_mean(&n.text, field_names()),
         );
     }
     f
