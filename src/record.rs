@@ -5,8 +5,10 @@
 //! and compare as absent. IANA information elements beyond the canonical
 //! table live in `extra`, looked up by element id.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 pub use crate::value::Value;
 
@@ -218,14 +220,27 @@ pub const CANONICAL: &[(Field, &str, FieldType, &[&str])] = &[
     (Field::IcmpCode, "icmp_code", FieldType::Uint, &[]),
 ];
 
+/// Every query name of a field: the canonical table first (a name's first
+/// row wins), then the IANA elements. Built once; queries and JSON Lines
+/// input resolve names on every use.
+static FIELDS_BY_NAME: LazyLock<HashMap<&'static str, Field, foldhash::fast::RandomState>> =
+    LazyLock::new(|| {
+        let mut map = HashMap::default();
+        for (f, canon, _, aliases) in CANONICAL {
+            for n in std::iter::once(canon).chain(aliases.iter()) {
+                map.entry(*n).or_insert(*f);
+            }
+        }
+        for ie in crate::iana::ELEMENTS {
+            map.entry(ie.name).or_insert(Field::Extra(ie.id));
+        }
+        map
+    });
+
 impl Field {
     /// Resolve a query name (canonical, alias, or IANA element name).
     pub fn from_name(name: &str) -> Option<Field> {
-        CANONICAL
-            .iter()
-            .find(|(_, canon, _, aliases)| *canon == name || aliases.contains(&name))
-            .map(|(f, ..)| *f)
-            .or_else(|| crate::iana::by_name(name).map(|ie| Field::Extra(ie.id)))
+        FIELDS_BY_NAME.get(name).copied()
     }
 
     /// The canonical name (for IANA extras: the IANA name).

@@ -198,7 +198,7 @@ fn build(query_name: &str, source: &str, stmts: &[Stmt], sink: &mut Sink<'_>) ->
         .collect();
 
     let mut gf_cache = HashMap::new();
-    let singleton = Arc::new(singleton_schema());
+    let singleton = singleton_schema();
     let branches: Vec<BranchPlan> = specs
         .iter()
         .map(|spec| {

@@ -8,9 +8,11 @@
 //!    = help: did you mean 'srcip'?
 //! ```
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+
+use smallvec::SmallVec;
 
 use crate::query::ast::Span;
 
@@ -63,6 +65,27 @@ impl Diagnostics {
         self.errors.iter().map(|d| self.header(d)).collect()
     }
 
+    /// The rendering (as `to_string`), written into a buffer sized for it
+    /// up front: fuzzed files render megabytes of diagnostics.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let estimate: usize = self
+            .errors
+            .iter()
+            .map(|d| {
+                self.file.len()
+                    + d.message.len()
+                    + d.help.as_ref().map_or(0, String::len)
+                    + 2 * d.source_line.len()
+                    + d.width
+                    + 64
+            })
+            .sum();
+        let mut out = String::with_capacity(estimate + self.file.len() + 32);
+        let _ = write!(out, "{self}");
+        out
+    }
+
     fn header(&self, d: &Diagnostic) -> String {
         format!("{}:{}:{}: error: {}", self.file, d.line, d.col, d.message)
     }
@@ -76,7 +99,7 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            render(f, &self.header(d), d)?;
+            render(f, &self.file, d)?;
         }
         if self.errors.len() > 1 {
             write!(f, "\n{}: {} errors", self.file, self.errors.len())?;
@@ -85,24 +108,65 @@ impl fmt::Display for Diagnostics {
     }
 }
 
-fn render(f: &mut fmt::Formatter<'_>, header: &str, d: &Diagnostic) -> fmt::Result {
-    let num = d.line.to_string();
-    let pad = " ".repeat(num.len());
-    writeln!(f, "{header}")?;
-    writeln!(f, "{pad} |")?;
-    writeln!(f, "{num} | {}", d.source_line)?;
-    // Keep tabs so the caret lines up under tab-indented source.
-    let lead: String = d
-        .source_line
-        .chars()
-        .take(d.col.saturating_sub(1))
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
-    write!(f, "{pad} | {lead}{}", "^".repeat(d.width.max(1)))?;
-    if let Some(help) = &d.help {
-        write!(f, "\n{pad} = help: {help}")?;
+fn render(f: &mut fmt::Formatter<'_>, file: &str, d: &Diagnostic) -> fmt::Result {
+    // Written piece by piece: fuzzed files render thousands of diagnostics,
+    // and intermediate strings per line were a tenth of a compile.
+    let (mut line_buf, mut col_buf) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (line, col) = (line_buf.format(d.line), col_buf.format(d.col));
+    let num = line.len();
+    for piece in [file, ":", line, ":", col, ": error: ", &d.message, "\n"] {
+        f.write_str(piece)?;
     }
-    writeln!(f)
+    repeat(f, ' ', num)?;
+    for piece in [" |\n", line, " | ", &d.source_line] {
+        f.write_str(piece)?;
+    }
+    f.write_str("\n")?;
+    repeat(f, ' ', num)?;
+    f.write_str(" | ")?;
+    lead(f, &d.source_line, d.col.saturating_sub(1))?;
+    repeat(f, '^', d.width.max(1))?;
+    if let Some(help) = &d.help {
+        f.write_str("\n")?;
+        repeat(f, ' ', num)?;
+        f.write_str(" = help: ")?;
+        f.write_str(help)?;
+    }
+    f.write_str("\n")
+}
+
+/// Blanks under the first `chars` characters of `line`. Tabs are kept so
+/// that the caret lines up under tab-indented source.
+fn lead(f: &mut fmt::Formatter<'_>, line: &str, chars: usize) -> fmt::Result {
+    // Most lines have no tab: then only the count matters, and counting
+    // (unlike walking the characters) is one call into the standard library.
+    if !line.as_bytes().contains(&b'\t') {
+        return repeat(f, ' ', chars.min(line.chars().count()));
+    }
+    let mut spaces = 0;
+    for c in line.chars().take(chars) {
+        if c == '\t' {
+            repeat(f, ' ', spaces)?;
+            spaces = 0;
+            f.write_str("\t")?;
+        } else {
+            spaces += 1;
+        }
+    }
+    repeat(f, ' ', spaces)
+}
+
+/// `n` copies of `c` (a space or a caret), in chunks.
+fn repeat(f: &mut fmt::Formatter<'_>, c: char, mut n: usize) -> fmt::Result {
+    const SPACES: &str = "                                                                ";
+    const CARETS: &str = "^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^";
+    let run = if c == '^' { CARETS } else { SPACES };
+    while n > 0 {
+        let k = n.min(run.len());
+        f.write_str(&run[..k])?;
+        n -= k;
+    }
+    Ok(())
 }
 
 /// Collects diagnostics for one source text, turning byte spans into
@@ -111,7 +175,9 @@ pub struct Sink<'a> {
     file: String,
     source: &'a str,
     errors: Vec<(Span, String, Option<String>)>,
-    seen: HashSet<(usize, usize, String)>,
+    /// Indices into `errors` by span, to drop repeats without copying
+    /// every message into a set.
+    seen: HashMap<(usize, usize), SmallVec<[usize; 1]>, foldhash::fast::RandomState>,
 }
 
 impl<'a> Sink<'a> {
@@ -120,7 +186,7 @@ impl<'a> Sink<'a> {
             file: file.to_string(),
             source,
             errors: Vec::new(),
-            seen: HashSet::new(),
+            seen: HashMap::default(),
         }
     }
 
@@ -135,9 +201,12 @@ impl<'a> Sink<'a> {
     fn push(&mut self, span: Span, message: String, help: Option<String>) {
         // A stage shared by several branches is checked once per branch;
         // report each problem once.
-        if self.seen.insert((span.start, span.end, message.clone())) {
-            self.errors.push((span, message, help));
+        let same_span = self.seen.entry((span.start, span.end)).or_default();
+        if same_span.iter().any(|&i| self.errors[i].1 == message) {
+            return;
         }
+        same_span.push(self.errors.len());
+        self.errors.push((span, message, help));
     }
 
     pub fn has_errors(&self) -> bool {
@@ -152,9 +221,10 @@ impl<'a> Sink<'a> {
     pub fn finish(self) -> Diagnostics {
         let mut errs = self.errors;
         errs.sort_by_key(|(s, ..)| (s.start, s.end));
+        let lines = Lines::new(self.source);
         let errors = errs
             .into_iter()
-            .map(|(span, message, help)| locate(self.source, span, message, help))
+            .map(|(span, message, help)| lines.locate(span, message, help))
             .collect();
         Diagnostics {
             file: self.file,
@@ -163,26 +233,41 @@ impl<'a> Sink<'a> {
     }
 }
 
-fn locate(source: &str, span: Span, message: String, help: Option<String>) -> Diagnostic {
-    let start = floor_char_boundary(source, span.start.min(source.len()));
-    let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = source[start..]
-        .find('\n')
-        .map_or(source.len(), |i| start + i);
-    let line = source[..start].matches('\n').count() + 1;
-    let col = source[line_start..start].chars().count() + 1;
-    let source_line = source[line_start..line_end]
-        .trim_end_matches('\r')
-        .to_string();
-    let end = floor_char_boundary(source, span.end.clamp(start, line_end));
-    let width = source[start..end].chars().count().max(1);
-    Diagnostic {
-        line,
-        col,
-        message,
-        help,
-        source_line,
-        width,
+/// Where the lines of a source text start, so that a span is located
+/// without rescanning the text before it.
+struct Lines<'a> {
+    source: &'a str,
+    /// Byte offsets of every `\n`.
+    newlines: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(source: &'a str) -> Self {
+        let newlines = source.match_indices('\n').map(|(i, _)| i).collect();
+        Lines { source, newlines }
+    }
+
+    fn locate(&self, span: Span, message: String, help: Option<String>) -> Diagnostic {
+        let source = self.source;
+        let start = floor_char_boundary(source, span.start.min(source.len()));
+        // Newlines before `start`: the 0-based line index.
+        let before = self.newlines.partition_point(|&nl| nl < start);
+        let line_start = before.checked_sub(1).map_or(0, |i| self.newlines[i] + 1);
+        let line_end = self.newlines.get(before).copied().unwrap_or(source.len());
+        let col = source[line_start..start].chars().count() + 1;
+        let source_line = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
+        let end = floor_char_boundary(source, span.end.clamp(start, line_end));
+        let width = source[start..end].chars().count().max(1);
+        Diagnostic {
+            line: before + 1,
+            col,
+            message,
+            help,
+            source_line,
+            width,
+        }
     }
 }
 
@@ -212,6 +297,21 @@ mod tests {
         assert!(text.contains("2 |     srcip = scrip\n"));
         assert!(text.contains("  |             ^^^^^\n"));
         assert!(text.contains("  = help: did you mean 'srcip'?"));
+    }
+
+    #[test]
+    fn caret_keeps_tabs_and_counts_characters() {
+        let src = "filter f {\n\t\u{e9}t\u{e9} = x\u{e9}y\n}\n";
+        let mut sink = Sink::new("q", src);
+        let at = src.find("x\u{e9}y").unwrap_or(0);
+        sink.error(Span::new(at, at + "x\u{e9}y".len()), "unknown field");
+        sink.error(Span::new(0, 6), "first");
+        let d = sink.finish();
+        let text = d.to_string();
+        assert!(text.contains("2 | \t\u{e9}t\u{e9} = x\u{e9}y\n  | \t      ^^^\n"));
+        assert!(text.starts_with("q:1:1: error: first\n  |\n1 | filter f {\n  | ^^^^^^\n"));
+        assert!(text.ends_with("\nq: 2 errors"));
+        assert_eq!(d.render(), text);
     }
 
     #[test]

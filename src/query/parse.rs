@@ -160,10 +160,12 @@ fn expected_help(expected: &[String]) -> Option<String> {
         .iter()
         .filter(|t| VALUE_TERMINALS.contains(&t.as_str()))
         .count();
-    let mut words: Vec<String> = Vec::new();
+    // Every syntax error lists what was expected: words are borrowed, not
+    // built, and joined once.
+    let mut words: Vec<Word<'_>> = Vec::new();
     for t in expected {
         let word = if values > 2 && VALUE_TERMINALS.contains(&t.as_str()) {
-            "a value".to_string()
+            Word::Plain("a value")
         } else {
             terminal_words(t)
         };
@@ -171,31 +173,67 @@ fn expected_help(expected: &[String]) -> Option<String> {
             words.push(word);
         }
     }
+    let mut out = String::from("expected ");
     match words.as_slice() {
-        [] => None,
-        [one] => Some(format!("expected {one}")),
+        [] => return None,
+        [one] => one.write(&mut out),
         [init @ .., last] if words.len() <= 8 => {
-            Some(format!("expected {} or {last}", init.join(", ")))
+            join(&mut out, init);
+            out.push_str(" or ");
+            last.write(&mut out);
         }
-        _ => Some(format!("expected one of {}", words.join(", "))),
+        all => {
+            out.push_str("one of ");
+            join(&mut out, all);
+        }
+    }
+    Some(out)
+}
+
+/// A terminal in plain words: a phrase, or a symbol to quote.
+#[derive(Clone, Copy, PartialEq)]
+enum Word<'a> {
+    Plain(&'static str),
+    Quoted(&'a str),
+}
+
+impl Word<'_> {
+    fn write(self, out: &mut String) {
+        match self {
+            Word::Plain(p) => out.push_str(p),
+            Word::Quoted(q) => {
+                out.push('\'');
+                out.push_str(q);
+                out.push('\'');
+            }
+        }
+    }
+}
+
+fn join(out: &mut String, words: &[Word<'_>]) {
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        w.write(out);
     }
 }
 
 /// A grammar terminal as LALRPOP names it (`"->"`, `Ident`) in plain words.
-fn terminal_words(t: &str) -> String {
-    match t {
-        "Ident" => "a name".into(),
-        "Func" => "a function call".into(),
-        "Num" => "a number".into(),
-        "Float" => "a decimal number".into(),
-        "Dur" => "a duration".into(),
-        "Time" => "a time".into(),
-        "Addr" => "an address".into(),
-        "Prefix" => "a prefix".into(),
-        "Str" => "a string".into(),
-        "Bad" => "a literal".into(),
-        quoted => format!("'{}'", quoted.trim_matches('"')),
-    }
+fn terminal_words(t: &str) -> Word<'_> {
+    Word::Plain(match t {
+        "Ident" => "a name",
+        "Func" => "a function call",
+        "Num" => "a number",
+        "Float" => "a decimal number",
+        "Dur" => "a duration",
+        "Time" => "a time",
+        "Addr" => "an address",
+        "Prefix" => "a prefix",
+        "Str" => "a string",
+        "Bad" => "a literal",
+        quoted => return Word::Quoted(quoted.trim_matches('"')),
+    })
 }
 
 /// A token as the user wrote it, for "unexpected …" messages.

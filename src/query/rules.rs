@@ -6,7 +6,7 @@ use crate::query::ast::{self, Arg, Name};
 use crate::query::consts::{fold, Const, Folded, RULE_FUNCTIONS};
 use crate::query::diag::Sink;
 use crate::query::plan::{Cmp, GroupSchema, Operand, Rule};
-use crate::query::suggest::did_you_mean;
+use crate::query::suggest::{did_you_mean, field_names};
 use crate::query::typeck::{check_cmp, Kind};
 use crate::record::{Field, FieldType};
 
@@ -37,7 +37,7 @@ impl Resolve for RecordFields {
                 sink.error_help(
                     n.span,
                     format!("unknown field '{}'", n.text),
-                    did_you_mean(&n.text, Field::all_names()),
+                    did_you_mean(&n.text, field_names()),
                 );
                 None
             }

@@ -1,7 +1,7 @@
 //! Groupers → [`GrouperPlan`] and the group-record schema they produce
 //! (SPEC §1.2, §2.4).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use crate::query::ast::{self, Agg, Arg, GItem, Name};
 use crate::query::diag::Sink;
@@ -10,7 +10,7 @@ use crate::query::plan::{
     ModulePlan, Reference,
 };
 use crate::query::rules::{Taint, AGG_FUNCTIONS};
-use crate::query::suggest::did_you_mean;
+use crate::query::suggest::{did_you_mean, field_names};
 use crate::query::typeck::{check_cmp, Kind};
 use crate::record::{Field, FieldType, CANONICAL};
 
@@ -27,21 +27,24 @@ pub struct CompiledGrouper {
 /// name of `stime`, `etime` and `duration`, so `First`/`td` work too) and
 /// `count`.
 fn implicit_names() -> Vec<(String, GroupField, FieldType)> {
-    let interval = [
-        (Field::Stime, GroupField::Stime),
-        (Field::Etime, GroupField::Etime),
-        (Field::Duration, GroupField::Duration),
-    ];
-    let mut names: Vec<(String, GroupField, FieldType)> = interval
-        .iter()
-        .flat_map(|(f, g)| {
-            names_of(*f)
-                .into_iter()
-                .map(move |n| (n.to_string(), *g, f.field_type()))
-        })
-        .collect();
-    names.push(("count".into(), GroupField::Count, FieldType::Uint));
-    names
+    static IMPLICIT: LazyLock<Vec<(String, GroupField, FieldType)>> = LazyLock::new(|| {
+        let interval = [
+            (Field::Stime, GroupField::Stime),
+            (Field::Etime, GroupField::Etime),
+            (Field::Duration, GroupField::Duration),
+        ];
+        let mut names: Vec<(String, GroupField, FieldType)> = interval
+            .iter()
+            .flat_map(|(f, g)| {
+                names_of(*f)
+                    .into_iter()
+                    .map(move |n| (n.to_string(), *g, f.field_type()))
+            })
+            .collect();
+        names.push(("count".into(), GroupField::Count, FieldType::Uint));
+        names
+    });
+    IMPLICIT.clone()
 }
 
 /// Canonical name and aliases of a field.
@@ -52,25 +55,45 @@ fn names_of(field: Field) -> Vec<&'static str> {
     )
 }
 
-/// The schema of a branch whose groups are single records.
-pub fn singleton_schema() -> GroupSchema {
-    let mut names = implicit_names();
-    add_record_fields(&mut names);
-    GroupSchema {
-        names,
-        slots: 0,
-        slot_names: Vec::new(),
-        singleton: true,
-    }
+/// The schema of a branch whose groups are single records. Built once: every
+/// branch without a grouper shares it.
+pub fn singleton_schema() -> Arc<GroupSchema> {
+    static SINGLETON: LazyLock<Arc<GroupSchema>> = LazyLock::new(|| {
+        let mut names = implicit_names();
+        add_record_fields(&mut names);
+        Arc::new(GroupSchema {
+            names,
+            slots: 0,
+            slot_names: Vec::new(),
+            singleton: true,
+        })
+    });
+    SINGLETON.clone()
 }
 
-fn add_record_fields(names: &mut Vec<(String, GroupField, FieldType)>) {
+/// Every record field name (first occurrence only) with its field and type.
+static RECORD_NAMES: LazyLock<Vec<(&'static str, Field, FieldType)>> = LazyLock::new(|| {
+    let mut out: Vec<(&'static str, Field, FieldType)> = Vec::new();
     for n in Field::all_names() {
-        if names.iter().any(|(m, ..)| m == n) {
+        if out.iter().any(|(m, ..)| *m == n) {
             continue;
         }
         if let Some(f) = Field::from_name(n) {
-            names.push((n.to_string(), GroupField::Record(f), f.field_type()));
+            out.push((n, f, f.field_type()));
+        }
+    }
+    out
+});
+
+/// Add every record field name not already in `names`.
+fn add_record_fields(names: &mut Vec<(String, GroupField, FieldType)>) {
+    // RECORD_NAMES has no repeats, so only the names present before this
+    // call can hide one.
+    let existing = names.len();
+    names.reserve(RECORD_NAMES.len());
+    for (n, f, t) in RECORD_NAMES.iter() {
+        if !names[..existing].iter().any(|(m, ..)| m == n) {
+            names.push(((*n).to_string(), GroupField::Record(*f), *t));
         }
     }
 }
@@ -280,7 +303,7 @@ pub fn record_field(n: &Name, sink: &mut Sink<'_>) -> Option<Field> {
         sink.error_help(
             n.span,
             format!("unknown field '{}'", n.text),
-            did_you_mean(&n.text, Field::all_names()),
+            did_you_mean(&n.text, field_names()),
         );
     }
     f

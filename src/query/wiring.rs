@@ -51,8 +51,14 @@ impl StageNames<'_> {
             .collect()
     }
 
+    /// Every stage name, kind by kind: a fixed order, so that equally near
+    /// suggestions are listed the same way on every run.
     fn all(&self) -> impl Iterator<Item = &str> {
-        self.by_kind.values().flatten().copied()
+        Kind::ALL
+            .into_iter()
+            .filter_map(|k| self.by_kind.get(&k))
+            .flatten()
+            .copied()
     }
 }
 
