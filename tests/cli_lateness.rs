@@ -37,18 +37,6 @@ fn write_trace(path: &Path, recs: &[Record]) {
     std::fs::write(path, out).expect("write the trace");
 }
 
-fn disorder(recs: &[Record]) -> i64 {
-    let mut max = i64::MIN;
-    let mut worst = 0;
-    for r in recs {
-        if max != i64::MIN {
-            worst = worst.max(max - r.stime);
-        }
-        max = max.max(r.stime);
-    }
-    worst
-}
-
 /// Each match as its sorted member rec_ids.
 fn matches_of(lines: &[Json]) -> Vec<Vec<u64>> {
     let mut v: Vec<Vec<u64>> = lines
@@ -112,7 +100,10 @@ fn query(file: &str, extra: &[&str]) -> std::process::Output {
 #[test]
 fn exact_by_default_on_an_input_out_of_order() {
     let c = case();
-    assert!(disorder(&c.recs) > 1_000, "the trace is out of order");
+    assert!(
+        trace_gen::disorder(&c.recs) > 1_000,
+        "the trace is out of order"
+    );
     let out = query(&c.file, &[]);
     let got = matches_of(&json_lines(&out));
     let want = reference(c.recs.clone());
@@ -124,7 +115,7 @@ fn exact_by_default_on_an_input_out_of_order() {
 #[test]
 fn a_short_lateness_reports_late_records_and_the_exact_lateness() {
     let c = case();
-    let exact = disorder(&c.recs);
+    let exact = trace_gen::disorder(&c.recs);
     let hint = if exact % 1000 == 0 {
         format!("{}s", exact / 1000)
     } else {

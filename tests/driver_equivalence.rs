@@ -53,19 +53,6 @@ fn sorted(mut k: Vec<Key>) -> Vec<Key> {
     k
 }
 
-/// How far any record lies behind the largest `stime` before it.
-fn disorder(recs: &[Record]) -> i64 {
-    let mut max = i64::MIN;
-    let mut worst = 0;
-    for r in recs {
-        if max != i64::MIN {
-            worst = worst.max(max - r.stime);
-        }
-        max = max.max(r.stime);
-    }
-    worst
-}
-
 /// Where the input is cut into batches, and after which batches W gets an
 /// idle advance of how much (ms beyond the current W).
 #[derive(Clone, Debug)]
@@ -192,7 +179,7 @@ proptest! {
         let recs = trace_gen::generate(n, 600_000, 40, seed);
         let plan = plan(QUERIES[q]);
         let reference = sorted(keys(&run_batch(plan.clone(), recs.clone(), window)));
-        let cfg = streaming(disorder(&recs) + slack, window, None, LatePolicy::Process);
+        let cfg = streaming(trace_gen::disorder(&recs) + slack, window, None, LatePolicy::Process);
         let daemon = sorted(keys(&daemon_way(&plan, &cfg, &recs, &s)));
         let batch = sorted(keys(&batch_way(&plan, &cfg, &recs, &s)));
         prop_assert_eq!(&daemon, &reference);
@@ -207,7 +194,7 @@ proptest! {
 fn exact_streaming_frees_state_as_it_goes() {
     let recs = trace_gen::generate(20_000, 3_600_000, 200, 7);
     let plan = plan("http-download");
-    let cfg = streaming(disorder(&recs), None, None, LatePolicy::Process);
+    let cfg = streaming(trace_gen::disorder(&recs), None, None, LatePolicy::Process);
     let mut e = Engine::new(plan.clone(), cfg);
     let mut out = Vec::new();
     let mut peak_stored = 0;

@@ -192,3 +192,17 @@ pub fn generate(target: usize, span_ms: i64, clients: u64, seed: u64) -> Vec<Rec
     }
     out
 }
+
+/// How far any record's `stime` lies behind the largest `stime` before it
+/// (the lateness that makes a run over `recs` exact).
+pub fn disorder(recs: &[Record]) -> i64 {
+    let mut max = i64::MIN;
+    let mut worst = 0;
+    for r in recs {
+        if max != i64::MIN {
+            worst = worst.max(max - r.stime);
+        }
+        max = max.max(r.stime);
+    }
+    worst
+}
