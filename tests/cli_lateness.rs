@@ -163,3 +163,36 @@ fn standard_input_is_read_once_and_exact() {
     writer.join().expect("writer").expect("written");
     assert_eq!(matches_of(&json_lines(&out)), reference(c.recs));
 }
+
+/// Every match carries a `match_id` made of the query and its records
+/// (the same in every run) and the run's id (the same on every line of a
+/// run, different between runs).
+#[test]
+fn match_ids_are_stable_across_runs_and_runs_are_told_apart() {
+    let c = case();
+    let ids_and_run = |o: &std::process::Output| {
+        let lines = json_lines(o);
+        let runs: std::collections::BTreeSet<String> = lines
+            .iter()
+            .map(|m| m["run"].as_str().expect("run").to_owned())
+            .collect();
+        assert_eq!(runs.len(), 1, "one run id per run");
+        let ids: Vec<String> = lines
+            .iter()
+            .map(|m| m["match_id"].as_str().expect("match_id").to_owned())
+            .collect();
+        assert!(ids
+            .iter()
+            .all(|i| i.len() == 16 && i.bytes().all(|b| b.is_ascii_hexdigit())));
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "no two matches share an id");
+        (sorted, runs.into_iter().next().unwrap_or_default())
+    };
+    let (ids1, run1) = ids_and_run(&query(&c.file, &["--no-records"]));
+    let (ids2, run2) = ids_and_run(&query(&c.file, &[]));
+    assert!(ids1.len() > 50);
+    assert_eq!(ids1, ids2);
+    assert_ne!(run1, run2);
+}

@@ -374,12 +374,14 @@ fn nfdump_json_agrees_with_the_nfcapd_file_it_came_from() {
     }
 }
 
-/// Matches without their wall-clock `emitted` stamp, for comparing runs.
+/// Matches without their wall-clock `emitted` stamp and their `run` id,
+/// for comparing runs.
 fn without_emitted(v: &[Json]) -> Vec<Json> {
     v.iter()
         .map(|m| {
             let mut m = m.clone();
             m["emitted"] = Json::Null;
+            m["run"] = Json::Null;
             m
         })
         .collect()

@@ -84,7 +84,8 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let sink = open_batch_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
-    let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records);
+    let formatter =
+        MatchFormatter::new(plan.name.clone(), args.format, !args.no_records).with_run(run_id());
     let cfg = EngineConfig {
         lateness,
         late: args.late,
@@ -114,6 +115,16 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!("{}", summary_line(&read, late, matches, started.elapsed()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// This run's id: when it started (RFC 3339, ms) and the process id, so
+/// that two runs, even started in the same millisecond on one host, differ.
+fn run_id() -> String {
+    format!(
+        "{}-{}",
+        crate::output::format_time(crate::output::now_ms()),
+        std::process::id()
+    )
 }
 
 fn input_failed(progress: &Progress, e: &input::InputError) -> ExitCode {

@@ -79,3 +79,88 @@ pub struct Match {
     /// `rec_id`, ordered by `stime` then `rec_id`.
     pub records: Vec<(usize, Arc<Record>)>,
 }
+
+impl Match {
+    /// A deterministic id of this match of query `query`: FNV-1a (64 bit)
+    /// over the query name and, per group in tuple order, its branch and
+    /// its members' `rec_id`s. The same records matched the same way give
+    /// the same id in every run, process and platform, so consumers can
+    /// drop a match they already have.
+    pub fn id(&self, query: &str) -> u64 {
+        let mut h = Fnv1a::new();
+        h.write(query.as_bytes());
+        for g in &self.groups {
+            h.write(&(g.branch as u64).to_le_bytes());
+            h.write(&(g.members.len() as u64).to_le_bytes());
+            for r in &g.members {
+                h.write(&r.rec_id.to_le_bytes());
+            }
+        }
+        h.0
+    }
+}
+
+/// FNV-1a, 64 bit (the published constants): a hash fixed by its
+/// definition, unlike std's, which may change between releases.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(branch: usize, ids: &[u64]) -> Arc<Group> {
+        let members = ids
+            .iter()
+            .map(|&rec_id| {
+                Arc::new(Record {
+                    rec_id,
+                    ..Record::default()
+                })
+            })
+            .collect();
+        Arc::new(Group {
+            branch,
+            id: 0,
+            stime: 0,
+            etime: 0,
+            members,
+            values: Vec::new(),
+        })
+    }
+
+    /// The id is part of the output contract (consumers store it): pinned.
+    #[test]
+    fn match_id_is_fnv1a_of_query_branches_and_rec_ids() {
+        let m = Match {
+            groups: vec![group(1, &[3, 7]), group(0, &[5])],
+            records: Vec::new(),
+        };
+        assert_eq!(m.id("q"), m.id("q"));
+        assert_ne!(m.id("q"), m.id("r"));
+        let swapped = Match {
+            groups: vec![group(0, &[3, 7]), group(1, &[5])],
+            records: Vec::new(),
+        };
+        assert_ne!(m.id("q"), swapped.id("q"));
+        // FNV-1a of "" is the offset basis; of "a" the published value.
+        let empty = Match {
+            groups: Vec::new(),
+            records: Vec::new(),
+        };
+        assert_eq!(empty.id(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(empty.id("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

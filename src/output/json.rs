@@ -15,6 +15,8 @@ pub(crate) struct Header<'a> {
     pub number: u64,
     pub emitted: i64,
     pub records: bool,
+    /// `flowy query`'s run id; the daemon has none.
+    pub run: Option<&'a str>,
 }
 
 /// Append the match's JSON line (with its newline) to `out`.
@@ -23,6 +25,13 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
     write_json_str(out, h.query);
     out.extend_from_slice(b",\"match\":");
     write_uint(out, h.number);
+    out.extend_from_slice(b",\"match_id\":\"");
+    write_hex16(out, m.id(h.query));
+    out.push(b'"');
+    if let Some(run) = h.run {
+        out.extend_from_slice(b",\"run\":");
+        write_json_str(out, run);
+    }
     out.extend_from_slice(b",\"emitted\":");
     quoted_time(out, h.emitted);
     out.extend_from_slice(b",\"groups\":[");
@@ -84,6 +93,14 @@ fn field(out: &mut Vec<u8>, name: &str, ty: FieldType, v: &Value) {
     value(out, ty, v);
 }
 
+/// A u64 as 16 lowercase hex digits.
+fn write_hex16(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
 fn quoted_time(out: &mut Vec<u8>, ms: i64) {
     out.push(b'"');
     write_time(out, ms);
@@ -129,6 +146,7 @@ mod tests {
             number: 17,
             emitted: 1_795_424_401_250,
             records: true,
+            run: None,
         };
         write_match(&mut s, &h, &plan, &m);
         let s = String::from_utf8(s).unwrap();
@@ -157,7 +175,11 @@ mod tests {
         assert_eq!(recs[0]["etime"], "2026-11-23T08:59:42.118Z");
         assert!(recs[0].get("duration").is_none());
         // Key order as documented.
-        assert!(s.starts_with("{\"query\":\"http-download\",\"match\":17,\"emitted\":"));
+        let id = format!("{:016x}", m.id("http-download"));
+        let head = format!(
+            "{{\"query\":\"http-download\",\"match\":17,\"match_id\":\"{id}\",\"emitted\":"
+        );
+        assert!(s.starts_with(&head), "{s}");
         let r = &s[s.find("\"records\":[{").unwrap()..];
         assert!(r.starts_with("\"records\":[{\"branch\":\"A\",\"rec_id\":1021,\"exporter\":"));
         let first = &r[..r.find('}').unwrap()];
@@ -177,6 +199,7 @@ mod tests {
             number: 1,
             emitted: 0,
             records: false,
+            run: None,
         };
         write_match(&mut s, &h, &http_plan(), &http_match());
         let s = String::from_utf8(s).unwrap();

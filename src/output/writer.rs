@@ -12,6 +12,7 @@ pub struct MatchFormatter {
     format: OutputFormat,
     records: bool,
     numbered: u64,
+    run: Option<String>,
 }
 
 impl MatchFormatter {
@@ -21,7 +22,15 @@ impl MatchFormatter {
             format,
             records,
             numbered: 0,
+            run: None,
         }
+    }
+
+    /// Stamp every line with this run id (`flowy query`: one result per
+    /// run, so consumers can tell two runs' lines apart).
+    pub fn with_run(mut self, run: String) -> Self {
+        self.run = Some(run);
+        self
     }
 
     /// Number the match and append its line to `out`. The number counts as
@@ -36,6 +45,7 @@ impl MatchFormatter {
                     number,
                     emitted: now_ms(),
                     records: self.records,
+                    run: self.run.as_deref(),
                 };
                 json::write_match(out, &header, plan, m);
             }
