@@ -83,17 +83,22 @@ pub struct Match {
 impl Match {
     /// A deterministic id of this match of query `query`: FNV-1a (64 bit)
     /// over the query name and, per group in tuple order, its branch and
-    /// its members' `rec_id`s. The same records matched the same way give
-    /// the same id in every run, process and platform, so consumers can
-    /// drop a match they already have.
+    /// its members' `rec_id`s in ascending order (the order members joined
+    /// may differ between runs whose records arrived differently). The same
+    /// records matched the same way give the same id in every run, process
+    /// and platform, so consumers can drop a match they already have.
     pub fn id(&self, query: &str) -> u64 {
         let mut h = Fnv1a::new();
         h.write(query.as_bytes());
+        let mut ids: Vec<u64> = Vec::new();
         for g in &self.groups {
             h.write(&(g.branch as u64).to_le_bytes());
             h.write(&(g.members.len() as u64).to_le_bytes());
-            for r in &g.members {
-                h.write(&r.rec_id.to_le_bytes());
+            ids.clear();
+            ids.extend(g.members.iter().map(|r| r.rec_id));
+            ids.sort_unstable();
+            for id in &ids {
+                h.write(&id.to_le_bytes());
             }
         }
         h.0
@@ -155,6 +160,12 @@ mod tests {
             records: Vec::new(),
         };
         assert_ne!(m.id("q"), swapped.id("q"));
+        // Members count as a set: the order they joined in does not matter.
+        let reordered = Match {
+            groups: vec![group(1, &[7, 3]), group(0, &[5])],
+            records: Vec::new(),
+        };
+        assert_eq!(m.id("q"), reordered.id("q"));
         // FNV-1a of "" is the offset basis; of "a" the published value.
         let empty = Match {
             groups: Vec::new(),
