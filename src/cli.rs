@@ -113,6 +113,10 @@ pub struct QueryArgs {
     /// Leave the records out of each match.
     #[arg(long)]
     pub no_records: bool,
+    /// At most N records per match; a match with more carries the first N
+    /// and "records_omitted".
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_records: u64,
 }
 
 /// `flowy check`.

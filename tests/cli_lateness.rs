@@ -196,3 +196,53 @@ fn match_ids_are_stable_across_runs_and_runs_are_told_apart() {
     assert_eq!(ids1, ids2);
     assert_ne!(run1, run2);
 }
+
+/// `--max-records N`: a match with more records carries the first N (in
+/// the usual stime, rec_id order) and `records_omitted`.
+#[test]
+fn long_matches_carry_the_first_records_and_a_count_of_the_rest() {
+    let q = repo("tests/data/udp-by-srcip.flowy");
+    let input = support::trace("trace-2012.ftz");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            q.to_str().expect("utf-8"),
+            "--input",
+            input.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        json_lines(&flowy(&args))
+    };
+    let full = run(&["--max-records", "1000000"]);
+    let cut = run(&["--max-records", "2"]);
+    // The default (10 000) cuts trace-2012's busiest host.
+    let default = run(&[]);
+    assert!(default
+        .iter()
+        .any(|m| m["records_omitted"].as_u64() > Some(0)));
+    assert_eq!(full.len(), cut.len());
+    let mut omitted_somewhere = false;
+    for (f, c) in full.iter().zip(&cut) {
+        let all = f["records"].as_array().expect("records");
+        let kept = c["records"].as_array().expect("records");
+        assert_eq!(kept.as_slice(), &all[..all.len().min(2)]);
+        match all.len().checked_sub(2).filter(|n| *n > 0) {
+            Some(n) => {
+                omitted_somewhere = true;
+                assert_eq!(c["records_omitted"].as_u64(), Some(n as u64));
+            }
+            None => assert!(c.get("records_omitted").is_none()),
+        }
+        assert!(f.get("records_omitted").is_none());
+    }
+    assert!(omitted_somewhere);
+    let o = flowy(&[
+        "query",
+        q.to_str().expect("utf-8"),
+        "--input",
+        "x",
+        "--max-records",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

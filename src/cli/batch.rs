@@ -84,8 +84,9 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let sink = open_batch_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
-    let formatter =
-        MatchFormatter::new(plan.name.clone(), args.format, !args.no_records).with_run(run_id());
+    let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records)
+        .with_run(run_id())
+        .with_max_records(usize::try_from(args.max_records).unwrap_or(usize::MAX));
     let cfg = EngineConfig {
         lateness,
         late: args.late,

@@ -134,6 +134,8 @@ pub struct OutputSettings {
     pub path: String,
     pub format: Format,
     pub records: bool,
+    /// Records written per match at most (the rest are counted).
+    pub max_records: usize,
     /// Bytes the output queue may hold.
     pub buffer: usize,
     pub when_full: WhenFull,
@@ -217,6 +219,7 @@ struct RawOutput {
     path: String,
     format: String,
     records: bool,
+    max_records: u64,
     buffer: Human,
     when_full: String,
 }
@@ -415,10 +418,14 @@ fn validate_output(o: RawOutput) -> Result<OutputSettings, ConfigError> {
             ))
         }
     };
+    if o.max_records == 0 {
+        return Err(invalid("output.max_records", "must be at least 1"));
+    }
     Ok(OutputSettings {
         path: o.path,
         format,
         records: o.records,
+        max_records: usize::try_from(o.max_records).unwrap_or(usize::MAX),
         buffer: size("output.buffer", &o.buffer)?,
         when_full,
     })
@@ -588,6 +595,7 @@ mod tests {
         assert_eq!(s.output.path, "-");
         assert_eq!(s.output.format, Format::Json);
         assert!(s.output.records);
+        assert_eq!(s.output.max_records, 10_000);
         assert_eq!(
             s.metrics_listen,
             Some("127.0.0.1:9555".parse().expect("lit"))
@@ -693,6 +701,7 @@ mod tests {
             ("FLOWY__COLLECTOR__LISTEN", "nowhere", "collector.listen"),
             ("FLOWY__COLLECTOR__SOCKETS", "0", "collector.sockets"),
             ("FLOWY__OUTPUT__FORMAT", "xml", "output.format"),
+            ("FLOWY__OUTPUT__MAX_RECORDS", "0", "output.max_records"),
             ("FLOWY__METRICS__LISTEN", "localhost", "metrics.listen"),
             ("FLOWY__OUTPUT__RECORDS", "maybe", "records"),
         ];

@@ -50,14 +50,19 @@ impl OutputTx {
 struct Style {
     format: OutputFormat,
     records: bool,
+    max_records: usize,
 }
 
-fn style(format: Format, records: bool) -> Style {
-    let format = match format {
+fn style(s: &OutputSettings) -> Style {
+    let format = match s.format {
         Format::Json => OutputFormat::Json,
         Format::Text => OutputFormat::Text,
     };
-    Style { format, records }
+    Style {
+        format,
+        records: s.records,
+        max_records: s.max_records,
+    }
 }
 
 /// The daemon's side of the running output: what a reload changes.
@@ -88,7 +93,7 @@ impl Output {
             s.when_full == WhenFull::Drop,
             metrics.clone(),
         ));
-        let style = Arc::new(Mutex::new(style(s.format, s.records)));
+        let style = Arc::new(Mutex::new(style(s)));
         let (tx, rx) = mpsc::channel(capacity);
         let (done_tx, done_rx) = oneshot::channel();
         let (format_beat, write_beat) = beats;
@@ -124,7 +129,7 @@ impl Output {
     /// Apply what a reload changed: format, records, policy, and reopen the
     /// path (every SIGHUP, for logrotate). Never waits on the sink.
     pub fn reload(&self, s: &OutputSettings) {
-        *self.style.lock().unwrap_or_else(|p| p.into_inner()) = style(s.format, s.records);
+        *self.style.lock().unwrap_or_else(|p| p.into_inner()) = style(s);
         self.queue.set_drop_when_full(s.when_full == WhenFull::Drop);
         self.queue.push_control(Item::Reopen(s.path.clone()));
     }
@@ -168,6 +173,7 @@ impl Formatter {
             .entry(plan.name.clone())
             .or_insert_with(|| MatchFormatter::new(plan.name.clone(), style.format, style.records));
         f.set_format(style.format, style.records);
+        f.set_max_records(style.max_records);
         for m in &msg.matches {
             f.append(plan, m, &mut self.chunk.buf);
             self.chunk.ends.push(self.chunk.buf.len());

@@ -17,6 +17,8 @@ pub(crate) struct Header<'a> {
     pub records: bool,
     /// `flowy query`'s run id; the daemon has none.
     pub run: Option<&'a str>,
+    /// Records written at most; the rest are counted in `records_omitted`.
+    pub max_records: usize,
 }
 
 /// Append the match's JSON line (with its newline) to `out`.
@@ -44,7 +46,7 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
     out.push(b']');
     if h.records {
         out.extend_from_slice(b",\"records\":[");
-        for (i, (branch, rec)) in m.records.iter().enumerate() {
+        for (i, (branch, rec)) in m.records.iter().take(h.max_records).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -54,6 +56,11 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
             out.push(b'}');
         }
         out.push(b']');
+        let omitted = m.records.len().saturating_sub(h.max_records);
+        if omitted > 0 {
+            out.extend_from_slice(b",\"records_omitted\":");
+            write_uint(out, omitted as u64);
+        }
     }
     out.extend_from_slice(b"}\n");
 }
@@ -147,6 +154,7 @@ mod tests {
             emitted: 1_795_424_401_250,
             records: true,
             run: None,
+            max_records: usize::MAX,
         };
         write_match(&mut s, &h, &plan, &m);
         let s = String::from_utf8(s).unwrap();
@@ -200,6 +208,7 @@ mod tests {
             emitted: 0,
             records: false,
             run: None,
+            max_records: usize::MAX,
         };
         write_match(&mut s, &h, &http_plan(), &http_match());
         let s = String::from_utf8(s).unwrap();

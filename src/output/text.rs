@@ -18,7 +18,7 @@ pub(crate) fn write_match(
     number: u64,
     plan: &Plan,
     m: &Match,
-    records: bool,
+    records: Option<usize>,
 ) {
     out.extend_from_slice(query.as_bytes());
     out.extend_from_slice(b" #");
@@ -29,8 +29,8 @@ pub(crate) fn write_match(
         group(out, plan, g);
     }
     out.push(b'\n');
-    if records {
-        for (branch, rec) in &m.records {
+    if let Some(max) = records {
+        for (branch, rec) in m.records.iter().take(max) {
             out.extend_from_slice(b"    ");
             out.extend_from_slice(branch_name(plan, *branch).as_bytes());
             for_each_record_field(rec, |name, ty, v| {
@@ -38,6 +38,12 @@ pub(crate) fn write_match(
                 field(out, name, ty, &v);
             });
             out.push(b'\n');
+        }
+        let omitted = m.records.len().saturating_sub(max);
+        if omitted > 0 {
+            out.extend_from_slice(b"    ... ");
+            write_uint(out, omitted as u64);
+            out.extend_from_slice(b" more records omitted\n");
         }
     }
 }
@@ -95,7 +101,7 @@ mod tests {
             3,
             &http_plan(),
             &http_match(),
-            true,
+            Some(usize::MAX),
         );
         let s = String::from_utf8(s).unwrap();
         let lines: Vec<&str> = s.lines().collect();
@@ -106,7 +112,7 @@ mod tests {
         assert!(lines[1].starts_with("    A rec_id=1021 exporter=192.0.2.1 srcip=10.0.0.5"));
         assert!(lines[2].starts_with("    B rec_id=1022"));
         let mut s = Vec::new();
-        write_match(&mut s, "q", 1, &http_plan(), &http_match(), false);
+        write_match(&mut s, "q", 1, &http_plan(), &http_match(), None);
         let s = String::from_utf8(s).unwrap();
         assert_eq!(s.lines().count(), 1);
     }

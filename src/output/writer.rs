@@ -13,6 +13,8 @@ pub struct MatchFormatter {
     records: bool,
     numbered: u64,
     run: Option<String>,
+    /// Records written per match at most; the rest are counted.
+    max_records: usize,
 }
 
 impl MatchFormatter {
@@ -23,7 +25,20 @@ impl MatchFormatter {
             records,
             numbered: 0,
             run: None,
+            max_records: usize::MAX,
         }
+    }
+
+    /// Write at most `n` records per match (at least one): a match of a
+    /// group with every flow of a busy host would otherwise be a line of
+    /// megabytes, which log shippers cut or drop.
+    pub fn with_max_records(mut self, n: usize) -> Self {
+        self.set_max_records(n);
+        self
+    }
+
+    pub fn set_max_records(&mut self, n: usize) {
+        self.max_records = n.max(1);
     }
 
     /// Stamp every line with this run id (`flowy query`: one result per
@@ -46,11 +61,13 @@ impl MatchFormatter {
                     emitted: now_ms(),
                     records: self.records,
                     run: self.run.as_deref(),
+                    max_records: self.max_records,
                 };
                 json::write_match(out, &header, plan, m);
             }
             OutputFormat::Text => {
-                text::write_match(out, &self.query, number, plan, m, self.records)
+                let records = self.records.then_some(self.max_records);
+                text::write_match(out, &self.query, number, plan, m, records)
             }
         }
         self.numbered = number;
