@@ -52,3 +52,71 @@ fn check_reports_errors_of_every_file() {
         "the good query's plan is still printed"
     );
 }
+
+/// The `partition key:` line `flowy check` prints for one query file.
+fn key_line(path: &str) -> String {
+    let o = flowy(&["check", path]);
+    assert!(o.status.success(), "{path}: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let keys: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("partition key: "))
+        .collect();
+    assert_eq!(keys.len(), 1, "one key line per query:\n{out}");
+    keys[0].to_string()
+}
+
+#[test]
+fn check_prints_each_query_partition_key() {
+    for (file, want) in [
+        ("config/queries/http-download.flowy", "{srcip, dstip}"),
+        ("config/queries/skype.flowy", "srcip"),
+        ("config/queries/ipv6-failure.flowy", "srcip"),
+        ("tests/data/udp-by-srcip.flowy", "srcip"),
+        ("tests/data/tcp-busy-dstport.flowy", "dstport"),
+        (
+            "tests/data/tcp-port80.flowy",
+            "any partition (every match is one record)",
+        ),
+    ] {
+        let path = repo(file);
+        assert_eq!(key_line(path.to_str().unwrap()), want, "{file}");
+    }
+    // Several files: one key line each, in order.
+    let files = flowy_files("config/queries");
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let o = flowy(&args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let keys = out
+        .lines()
+        .filter(|l| l.starts_with("partition key: "))
+        .count();
+    assert_eq!(keys, files.len(), "{out}");
+}
+
+#[test]
+fn check_says_why_a_query_is_global() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("time-only.flowy");
+    std::fs::write(
+        &path,
+        "grouper g { module m { srcip = srcip } }\nmerger M { branches A, B\n A < B }\nungroup U {}\nS branch A -> g -> M\nS branch B -> g -> M\nM -> U -> \"out\"\n",
+    )
+    .expect("write");
+    assert_eq!(
+        key_line(path.to_str().unwrap()),
+        "global: merger 'M' relates A, B by time and comparisons only (no 'A.x = B.x' rule outside OR)"
+    );
+    // The published HTTP listing equates only A.srcip = B.dstip.
+    let seed = repo("../shared/seed-listings/http-download.flowy");
+    let line = key_line(seed.to_str().unwrap());
+    assert!(
+        line.starts_with("global: merger 'M' module 'm1' equates no key field"),
+        "{line}"
+    );
+    assert!(
+        line.contains("a swapped pair needs B.srcip = A.dstip too"),
+        "{line}"
+    );
+}

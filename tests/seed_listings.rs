@@ -177,6 +177,34 @@ fn skype_listing_with_typos_corrected_compiles() {
         .replace("port = protocol(\"UDP\")", "prot = protocol(\"UDP\")")
         .replace("srcip = scrip", "srcip = srcip");
     compiles("skype.flowy", &src);
+    // Both groupers key on srcip, and the merger equates it (SPEC §5).
+    assert_eq!(key_of("skype.flowy", &src), "srcip");
+}
+
+/// The partition key `flowy check` shows for a listing.
+fn key_of(name: &str, src: &str) -> String {
+    match compile_source("q", name, src) {
+        Ok(p) => p.partition_key().to_string(),
+        Err(d) => panic!("{name} does not compile:\n{d}"),
+    }
+}
+
+#[test]
+fn partition_keys_of_the_listings() {
+    // A.srcip = B.dstip without A.dstip = B.srcip: the client address is
+    // srcip in one branch and dstip in the other, so no record-level key.
+    let http = key_of("http-download.flowy", &seed("http-download.flowy"));
+    assert!(http.starts_with("global: merger 'M' module 'm1'"), "{http}");
+    // g-mDNS keys on srcip, g-login* on srcport, dstip, dstport (srcip is
+    // a plain aggregate there: the first member's, not shared).
+    let ipv6 = key_of(
+        "ipv6.flowy",
+        &ipv6_assembled().replace("pckt-sum", "pkt-sum"),
+    );
+    assert_eq!(
+        ipv6,
+        "global: the branches' groupers have no key field in common (mDNS: srcip; LOGIN1: dstip, srcport, dstport; LOGIN2: dstip, srcport, dstport; LOGIN3: dstip, srcport, dstport)"
+    );
 }
 
 /// The stages listing 9's `...` leaves out, written by analogy with

@@ -18,6 +18,7 @@ pub fn explain(plan: &Plan) -> String {
         Some(m) => merger(&mut out, plan, m),
         None => out.push_str("no merger: every group that passes is a match\n"),
     }
+    let _ = writeln!(out, "partition key: {}", plan.partition_key());
     out
 }
 

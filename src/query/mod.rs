@@ -32,6 +32,7 @@ mod explain;
 pub mod lexer;
 mod merger;
 mod parse;
+pub mod partition;
 pub mod plan;
 mod rules;
 mod schema;
@@ -49,6 +50,7 @@ use std::path::Path;
 pub use compile::compile_source;
 pub use diag::{CompileError, Diagnostic, Diagnostics};
 pub use explain::explain;
+pub use partition::{partition_key, KeyPart, KeySpec, PartitionKey};
 pub use plan::Plan;
 
 /// Compile a query file; the plan is named after the file stem and errors
