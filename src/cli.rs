@@ -38,7 +38,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a query once over flow files.
     Query(QueryArgs),
-    /// Compile queries and print each one's plan.
+    /// Compile queries and print each one's plan and partition key.
     Check(CheckArgs),
     /// Send the UDP payloads of a capture of exports to a collector.
     Replay(ReplayArgs),
@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Output path; `-` is stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<String>,
+    /// Cluster worker: the partitions to consume, A-B or A
+    /// (cluster.worker_partitions).
+    #[arg(long, value_name = "A-B")]
+    pub partitions: Option<String>,
     /// Load the configuration and compile the queries, print what would
     /// run, and exit (no socket is bound, no file is opened).
     #[arg(long)]

@@ -8,6 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
+use crate::cluster::codec::{self, DecodeError};
 use crate::collect::{Decoder, DecoderConfig, TemplateScope};
 use crate::input::{self, InputError};
 use crate::query::{self, Diagnostics};
@@ -244,4 +245,27 @@ pub fn query(data: &[u8]) -> Result<usize, Diagnostics> {
             Err(diags)
         }
     }
+}
+
+/// Decode a cluster record batch; an accepted batch must agree with its
+/// peeked header, and encoding its records again must give a batch that
+/// decodes to the same header and records.
+pub fn cluster_batch(data: &[u8]) -> Result<Vec<Record>, DecodeError> {
+    let (header, records) = codec::decode_batch(data)?;
+    assert_eq!(
+        codec::peek_header(data),
+        Ok(header),
+        "peek and decode disagree"
+    );
+    assert_eq!(records.len(), header.count as usize, "record count");
+    let mut again = Vec::with_capacity(data.len());
+    codec::encode_batch(header.collector, header.sent_ms, &records, &mut again);
+    match codec::decode_batch(&again) {
+        Ok((h, r)) => {
+            assert_eq!(h, header, "re-encoded header");
+            assert!(r == records, "re-encoded records differ");
+        }
+        Err(e) => panic!("a re-encoded batch is refused: {e}"),
+    }
+    Ok(records)
 }

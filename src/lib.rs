@@ -4,6 +4,7 @@
 //! groupfilter) → merger → ungrouper → output.
 
 pub mod cli;
+pub mod cluster;
 pub mod collect;
 pub mod daemon;
 pub mod engine;

@@ -8,90 +8,18 @@
 #[path = "daemon_support/mod.rs"]
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use support::daemon::{example_query, flowy_query, read_matches, Daemon};
 use support::netflow::now_ms;
-use support::packets::{
-    tcp_frame, udp_frame, write_export_pcap, write_pcap, Frame, ACK, FIN, PSH, SYN,
+use support::packets::{write_export_pcap, write_pcap};
+use support::softflowd::{
+    export_capture, normalised, relay_addr_for_capture, sa, softflowd_available, tcp_session,
+    Packet, Relay, CAPTURE,
 };
-
-/// One packet of the traffic, and what a flow meter should count for it.
-struct Packet {
-    at_ms: i64,
-    src: SocketAddr,
-    dst: SocketAddr,
-    prot: u8,
-    payload: usize,
-    flags: u8,
-}
-
-impl Packet {
-    fn ip_len(&self) -> u64 {
-        let l4 = if self.prot == 6 { 20 } else { 8 };
-        let ip = if self.src.is_ipv4() { 20 } else { 40 };
-        (ip + l4 + self.payload) as u64
-    }
-
-    fn frame(&self) -> Frame {
-        let data = if self.prot == 6 {
-            tcp_frame(self.src, self.dst, self.flags, self.payload)
-        } else {
-            udp_frame(self.src, self.dst, &vec![0u8; self.payload])
-        };
-        Frame {
-            at_ms: self.at_ms,
-            data,
-        }
-    }
-}
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().expect("literal socket address")
-}
-
-/// A TCP connection: handshake, a request, `chunks` response segments, FIN.
-fn tcp_session(
-    out: &mut Vec<Packet>,
-    t: i64,
-    client: &str,
-    server: &str,
-    request: usize,
-    chunks: usize,
-) {
-    let (c, s) = (sa(client), sa(server));
-    let mut p = |dt: i64, from_client: bool, payload: usize, flags: u8| {
-        let (src, dst) = if from_client { (c, s) } else { (s, c) };
-        out.push(Packet {
-            at_ms: t + dt,
-            src,
-            dst,
-            prot: 6,
-            payload,
-            flags,
-        });
-    };
-    p(0, true, 0, SYN);
-    p(10, false, 0, SYN | ACK);
-    p(20, true, 0, ACK);
-    p(30, true, request, PSH | ACK);
-    for i in 0..chunks {
-        p(100 + 50 * i as i64, false, 1_000, PSH | ACK);
-    }
-    let end = 100 + 50 * chunks as i64;
-    p(end, true, 0, ACK);
-    p(end + 10, false, 0, FIN | ACK);
-    p(end + 20, true, 0, FIN | ACK);
-    p(end + 30, false, 0, ACK);
-}
 
 fn traffic(t0: i64) -> Vec<Packet> {
     let mut pk = Vec::new();
@@ -186,59 +114,6 @@ fn expected_flows(pk: &[Packet]) -> Vec<Expected> {
     out
 }
 
-/// Datagrams with their arrival time (ms).
-type Captured = Arc<Mutex<Vec<(i64, Vec<u8>)>>>;
-
-/// Forwards every datagram from softflowd to the daemon, keeping a copy.
-struct Relay {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    seen: Captured,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Relay {
-    fn start(to: SocketAddr) -> Relay {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let addr = sock.local_addr().expect("relay address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen: Captured = Arc::new(Mutex::new(Vec::new()));
-        let (s, v) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_535];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                    sock.send_to(&buf[..n], to).expect("forward");
-                    v.lock().expect("lock").push((now_ms(), buf[..n].to_vec()));
-                }
-            }
-        });
-        Relay {
-            addr,
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> Vec<(i64, Vec<u8>)> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("relay thread");
-        }
-        let seen = self.seen.lock().expect("lock");
-        seen.clone()
-    }
-}
-
-const CAPTURE: &str = "t.pcap";
-
-fn softflowd_available() -> bool {
-    Command::new("softflowd").arg("-h").output().is_ok()
-}
-
 const ALL_RECORDS: &str = "# Every record is its own match.\nsplitter S {}\nfilter everything {\n    bytes >= 0\n}\n\"input\" -> S\nS branch A -> everything\n";
 
 /// The HTTP-download signature narrowed to downloads: the response carries
@@ -248,24 +123,6 @@ fn http_bidir(example: &str) -> String {
         "B oi A OR B d A OR B f A OR B = A",
         "B oi A OR B d A OR B f A OR B = A\n        A.bytes < B.bytes",
     )
-}
-
-/// Have softflowd read the capture in `dir` and export its flows to `to` as
-/// NetFlow `version`. softflowd truncates long path arguments: it runs in
-/// the temp dir with short relative names.
-fn export_capture(dir: &Path, to: &str, version: &str, extra: &[&str]) {
-    let status = Command::new("softflowd")
-        .current_dir(dir)
-        .args(["-d", "-r", CAPTURE, "-p", "sf.pid", "-c", "sf.ctl"])
-        .args(["-n", to, "-v", version])
-        .args(extra)
-        .output()
-        .expect("run softflowd");
-    assert!(
-        status.status.success(),
-        "softflowd: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
 }
 
 fn run_version(version: &str, extra: &[&str]) {
@@ -341,39 +198,6 @@ fn run_version(version: &str, extra: &[&str]) {
             );
         }
     }
-}
-
-/// The relay forwards from 127.0.0.1, so that is the exporter both see.
-fn relay_addr_for_capture() -> SocketAddr {
-    sa("127.0.0.1:9995")
-}
-
-/// Matches without their number, emission time, run, and rec_ids (and the
-/// match_id made of them): records may
-/// arrive in another order than the relay saw them (the relay forwards each
-/// datagram before it stores it), so arrival counters can differ.
-fn normalised(ms: impl Iterator<Item = Value>) -> Vec<String> {
-    let mut v: Vec<String> = ms
-        .map(|mut m| {
-            if let Some(o) = m.as_object_mut() {
-                o.remove("match");
-                o.remove("emitted");
-                // Both derive from rec_ids or the run: not comparable here.
-                o.remove("match_id");
-                o.remove("run");
-            }
-            if let Some(rs) = m["records"].as_array_mut() {
-                for r in rs {
-                    if let Some(o) = r.as_object_mut() {
-                        o.remove("rec_id");
-                    }
-                }
-            }
-            m.to_string()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn rfc3339_ms(v: &Value) -> i64 {

@@ -23,7 +23,7 @@ enum Outcome {
 /// A target's name and how to run its harness.
 type Target = (&'static str, fn(&[u8]) -> Outcome);
 
-const TARGETS: [Target; 9] = [
+const TARGETS: [Target; 10] = [
     ("collector", |d| {
         Outcome::Accepted(fuzzing::collector(d).len())
     }),
@@ -34,6 +34,7 @@ const TARGETS: [Target; 9] = [
     ("nfcapd", |d| outcome(fuzzing::nfcapd(d))),
     ("nfdump_json", |d| outcome(fuzzing::nfdump_json(d))),
     ("goflow2", |d| outcome(fuzzing::goflow2(d))),
+    ("cluster_batch", |d| outcome(fuzzing::cluster_batch(d))),
     ("query", |d| match fuzzing::query(d) {
         Ok(branches) => Outcome::Accepted(branches),
         Err(_) => Outcome::Refused,

@@ -49,6 +49,8 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub query: Vec<PathBuf>,
     pub output: Option<String>,
+    /// `--partitions A-B`: `cluster.worker_partitions`.
+    pub partitions: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +155,28 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     pub log_level: String,
     pub daemon: DaemonSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// What this process is in a flowy cluster (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Standalone,
+    Collector,
+    Worker,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSettings {
+    pub role: Role,
+    pub nats: String,
+    pub stream: String,
+    pub partitions: u32,
+    /// Inclusive range; `None` = every partition.
+    pub worker_partitions: Option<(u32, u32)>,
+    pub collector_id: u16,
+    pub batch: usize,
+    pub max_inflight: usize,
 }
 
 /// A duration or size: TOML integer or a string with a unit.
@@ -238,6 +262,19 @@ struct RawLog {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCluster {
+    role: String,
+    nats: String,
+    stream: String,
+    partitions: i64,
+    worker_partitions: String,
+    collector_id: i64,
+    batch: i64,
+    max_inflight: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
     collector: RawCollector,
     decoder: RawDecoder,
@@ -247,6 +284,7 @@ struct Raw {
     metrics: RawMetrics,
     log: RawLog,
     daemon: RawDaemon,
+    cluster: RawCluster,
 }
 
 /// Load the configuration from the process environment.
@@ -288,6 +326,10 @@ fn apply_overrides(s: &mut Settings, o: &Overrides) -> Result<(), ConfigError> {
     if let Some(out) = &o.output {
         s.output.path = out.clone();
     }
+    if let Some(p) = &o.partitions {
+        s.cluster.worker_partitions =
+            parse_partitions(p, s.cluster.partitions).map_err(|m| invalid("--partitions", m))?;
+    }
     Ok(())
 }
 
@@ -303,7 +345,76 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         daemon: DaemonSettings {
             shutdown_timeout: duration("daemon.shutdown_timeout", &raw.daemon.shutdown_timeout)?,
         },
+        cluster: validate_cluster(raw.cluster)?,
     })
+}
+
+fn validate_cluster(c: RawCluster) -> Result<ClusterSettings, ConfigError> {
+    let role = match c.role.as_str() {
+        "standalone" => Role::Standalone,
+        "collector" => Role::Collector,
+        "worker" => Role::Worker,
+        other => {
+            return Err(invalid(
+                "cluster.role",
+                format!("\"{other}\": expected \"standalone\", \"collector\" or \"worker\""),
+            ))
+        }
+    };
+    let partitions = u32::try_from(c.partitions)
+        .ok()
+        .filter(|p| (1..=4096).contains(p))
+        .ok_or_else(|| invalid("cluster.partitions", "must be 1 to 4096"))?;
+    let worker_partitions = parse_partitions(&c.worker_partitions, partitions)
+        .map_err(|m| invalid("cluster.worker_partitions", m))?;
+    let collector_id = u16::try_from(c.collector_id)
+        .map_err(|_| invalid("cluster.collector_id", "must be 0 to 65535"))?;
+    if c.stream.is_empty() || c.stream.contains(['.', '*', '>', ' ']) {
+        return Err(invalid(
+            "cluster.stream",
+            "a JetStream stream name: not empty, without '.', '*', '>' or spaces",
+        ));
+    }
+    let positive = |key, v: i64| {
+        usize::try_from(v)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(key, "must be positive"))
+    };
+    Ok(ClusterSettings {
+        role,
+        nats: c.nats,
+        stream: c.stream,
+        partitions,
+        worker_partitions,
+        collector_id,
+        batch: positive("cluster.batch", c.batch)?,
+        max_inflight: positive("cluster.max_inflight", c.max_inflight)?,
+    })
+}
+
+/// `"A-B"`, `"A"` or `""` (every partition), within `0..partitions`.
+pub fn parse_partitions(s: &str, partitions: u32) -> Result<Option<(u32, u32)>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let num = |t: &str| {
+        t.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("\"{s}\": expected A-B or A (partition numbers)"))
+    };
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(s)?, num(s)?),
+    };
+    if a > b || b >= partitions {
+        return Err(format!(
+            "\"{s}\": partitions are 0 to {} (cluster.partitions = {partitions})",
+            partitions - 1
+        ));
+    }
+    Ok(Some((a, b)))
 }
 
 fn validate_decoder(d: RawDecoder) -> Result<DecoderSettings, ConfigError> {
@@ -673,6 +784,7 @@ mod tests {
             listen: vec!["127.0.0.1:0".into()],
             query: vec![PathBuf::from("q.flowy")],
             output: Some("-".into()),
+            partitions: None,
         };
         let s = load_with_env(&o, env(&[])).expect("valid");
         assert_eq!(s.engine.window, None);

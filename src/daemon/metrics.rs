@@ -84,6 +84,8 @@ pub struct Metrics {
     pub metrics_connections_refused: AtomicU64,
     /// Metrics-endpoint requests cut off at their deadline.
     pub metrics_requests_timed_out: AtomicU64,
+    /// Cluster collector and worker counters (zero when standalone).
+    pub cluster: ClusterMetrics,
     watermark: AtomicI64,
     /// The engine state budget all queries share (`engine.max_state`);
     /// its account is the `flowy_engine_state_bytes` gauge.
@@ -113,11 +115,118 @@ impl Default for Metrics {
             queries_running: AtomicU64::new(0),
             metrics_connections_refused: AtomicU64::new(0),
             metrics_requests_timed_out: AtomicU64::new(0),
+            cluster: ClusterMetrics::default(),
             watermark: AtomicI64::new(NO_WATERMARK),
             engine_state: StateBudget::unlimited(),
             registry: Mutex::new(Registry::default()),
         }
     }
+}
+
+/// What a cluster collector or worker counts (SPEC §5).
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// Collector: records stored on the bus (once per lane).
+    pub published_records: AtomicU64,
+    pub published_messages: AtomicU64,
+    /// Collector: publishes tried again after a failure or timeout.
+    pub publish_retries: AtomicU64,
+    /// Collector: records dropped because the bus could not take them in
+    /// time and the publish buffer was full.
+    pub dropped_records: AtomicU64,
+    /// Collector: milliseconds from a message's publish to its storage
+    /// acknowledgement, summed (with `published_messages`: the mean).
+    pub publish_latency_ms: AtomicU64,
+    /// Worker: messages consumed, acknowledged, refused as undecodable,
+    /// and redeliveries of messages still held (ignored).
+    pub consumed_messages: AtomicU64,
+    pub consumed_records: AtomicU64,
+    pub acked_messages: AtomicU64,
+    pub bad_messages: AtomicU64,
+    pub redeliveries_ignored: AtomicU64,
+    /// Worker: messages delivered before (to a worker that crashed).
+    pub redelivered_messages: AtomicU64,
+    /// Worker: records of redelivered messages before the saved cut.
+    pub replay_skipped: AtomicU64,
+    /// Worker: matches found again after a restart and not written twice.
+    pub duplicates_suppressed: AtomicU64,
+}
+
+fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
+    let c = |name, help, v: &AtomicU64| Sample {
+        name,
+        help,
+        kind: Kind::Counter,
+        labels: Vec::new(),
+        value: get(v),
+    };
+    vec![
+        c(
+            "flowy_cluster_published_records_total",
+            "collector: records stored on the bus, once per lane",
+            &m.published_records,
+        ),
+        c(
+            "flowy_cluster_published_messages_total",
+            "collector: record batches stored on the bus",
+            &m.published_messages,
+        ),
+        c(
+            "flowy_cluster_publish_retries_total",
+            "collector: publishes tried again after a failure",
+            &m.publish_retries,
+        ),
+        c(
+            "flowy_cluster_dropped_records_total",
+            "collector: records dropped because the bus did not take them in time",
+            &m.dropped_records,
+        ),
+        c(
+            "flowy_cluster_publish_latency_milliseconds_total",
+            "collector: publish-to-stored time summed over messages",
+            &m.publish_latency_ms,
+        ),
+        c(
+            "flowy_cluster_consumed_messages_total",
+            "worker: record batches taken from the bus",
+            &m.consumed_messages,
+        ),
+        c(
+            "flowy_cluster_consumed_records_total",
+            "worker: records taken from the bus",
+            &m.consumed_records,
+        ),
+        c(
+            "flowy_cluster_acked_messages_total",
+            "worker: record batches acknowledged (every record left the state)",
+            &m.acked_messages,
+        ),
+        c(
+            "flowy_cluster_bad_messages_total",
+            "worker: messages refused as undecodable (wrong version, truncated)",
+            &m.bad_messages,
+        ),
+        c(
+            "flowy_cluster_redeliveries_ignored_total",
+            "worker: redeliveries of messages whose records it still holds",
+            &m.redeliveries_ignored,
+        ),
+        c(
+            "flowy_cluster_redelivered_messages_total",
+            "worker: messages left unacknowledged by an earlier worker (replayed at start) or redelivered",
+            &m.redelivered_messages,
+        ),
+        c(
+            "flowy_cluster_replay_skipped_records_total",
+            "worker: redelivered records before the saved cut (their groups were finished)",
+            &m.replay_skipped,
+        ),
+        c(
+            "flowy_cluster_duplicates_suppressed_total",
+            "worker: matches found again after a restart that the output already had",
+            &m.duplicates_suppressed,
+        ),
+    ]
 }
 
 /// Shorthand for the relaxed increments used everywhere: these counters
@@ -323,6 +432,7 @@ impl Metrics {
                 &self.metrics_requests_timed_out,
             ),
         ];
+        out.extend(cluster_samples(&self.cluster));
         out.extend(engine_state_samples(&self.engine_state));
         if let Some(w) = self.watermark() {
             out.push(Sample {

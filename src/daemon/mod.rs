@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod shutdown;
 pub mod signals;
+pub mod worker;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,12 +38,15 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cli::ServeArgs;
+use crate::cluster::collector::{Publisher, PublisherConfig};
+use crate::cluster::lane::{self, Lane};
+use crate::cluster::nats::NatsBus;
 use crate::collect::{bind_udp, DecoderConfig, TemplateScope};
 use crate::engine::driver::Admission;
 use crate::engine::{EngineConfig, Watermark};
 use crate::sanity::TimeSanity;
 
-use config::{Overrides, Scope, Settings};
+use config::{Overrides, Role, Scope, Settings};
 use dispatch::{Control, Dispatcher};
 use health::Health;
 use metrics::{add, get, set, Metrics};
@@ -77,6 +81,7 @@ fn overrides(args: ServeArgs) -> Overrides {
         listen: args.listen,
         query: args.query,
         output: args.output,
+        partitions: args.partitions,
     }
 }
 
@@ -110,6 +115,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
     let overrides = overrides(args);
     let settings = config::load(&overrides)?;
     init_logging(&settings.log_level);
+    if settings.cluster.role == Role::Worker {
+        return worker::serve(settings).await;
+    }
     let daemon = Daemon::start(settings, overrides).await?;
     daemon.run().await
 }
@@ -175,6 +183,9 @@ struct Daemon {
     /// ms; a reload may change it before SIGTERM reads it.
     shutdown_timeout: Arc<AtomicU64>,
     handles: Handles,
+    /// Collector role: the lanes the publisher routes records to; a
+    /// reload replaces them instead of swapping running queries.
+    lanes: Option<watch::Sender<Arc<Vec<Lane>>>>,
 }
 
 impl Daemon {
@@ -200,11 +211,17 @@ impl Daemon {
         let (output, out_tx, threads) = Output::start(out, cap, metrics.clone(), beats)
             .with_context(|| format!("cannot open output {} (output.path)", out.path))?;
 
+        let collector = settings.cluster.role == Role::Collector;
+        let lane_set = Arc::new(lane::lanes(queries.iter().map(|c| c.plan.as_ref())));
         let engine_cfg = engine_config(&settings.engine);
-        let running: Vec<RunningQuery> = queries
-            .into_iter()
-            .map(|c| start_query(c, &engine_cfg, cap, &out_tx, &metrics, &health))
-            .collect();
+        let running: Vec<RunningQuery> = if collector {
+            Vec::new()
+        } else {
+            queries
+                .into_iter()
+                .map(|c| start_query(c, &engine_cfg, cap, &out_tx, &metrics, &health))
+                .collect()
+        };
         add(&metrics.queries_running, running.len() as u64);
         for q in &running {
             tracing::info!(query = %q.name, "query running");
@@ -221,7 +238,13 @@ impl Daemon {
             metrics.clone(),
             health.register("dispatcher"),
         );
-        let dispatcher = tokio::spawn(dispatcher.run(batch_rx, ctl_rx));
+        let (dispatcher, lanes) = if collector {
+            let (lanes_tx, lanes_rx) = watch::channel(lane_set);
+            let publisher = start_publisher(&settings.cluster, lanes_rx, &metrics).await?;
+            (tokio::spawn(publisher.run(batch_rx)), Some(lanes_tx))
+        } else {
+            (tokio::spawn(dispatcher.run(batch_rx, ctl_rx)), None)
+        };
 
         let c = &settings.collector;
         let (dg_tx, dg_rx) = mpsc::channel(c.queue);
@@ -268,6 +291,7 @@ impl Daemon {
                 metrics_task,
                 watchdog_task,
             },
+            lanes,
         })
     }
 
@@ -323,6 +347,15 @@ impl Daemon {
         let (compiled, fallback) = reload::load(&settings)?;
         if fallback {
             tracing::info!("no query files match; running the built-in example queries");
+        }
+        if let Some(lanes) = &self.lanes {
+            let set = lane::lanes(compiled.iter().map(|c| c.plan.as_ref()));
+            for l in &set {
+                tracing::info!(lane = %l, "publishing lane");
+            }
+            lanes.send_replace(Arc::new(set));
+            self.settings = settings;
+            return Ok(());
         }
         let running: Vec<(&str, &str)> = self
             .running
@@ -431,7 +464,28 @@ fn start_receivers(
     Ok(receivers)
 }
 
-async fn start_metrics(
+/// The collector role's publisher, connected and with its first ids.
+async fn start_publisher(
+    c: &config::ClusterSettings,
+    lanes: watch::Receiver<Arc<Vec<Lane>>>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Publisher<NatsBus>> {
+    for l in lanes.borrow().iter() {
+        tracing::info!(lane = %l, "publishing lane");
+    }
+    let bus = NatsBus::connect(&c.nats, &c.stream)
+        .await
+        .context("cluster.role = collector needs the NATS server (cluster.nats)")?;
+    let cfg = PublisherConfig {
+        collector: c.collector_id,
+        partitions: c.partitions,
+        batch: c.batch,
+        max_inflight: c.max_inflight,
+    };
+    Ok(Publisher::new(bus, cfg, lanes, metrics.clone()).await?)
+}
+
+pub(crate) async fn start_metrics(
     addr: std::net::SocketAddr,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -465,7 +519,7 @@ fn start_query(
 /// Signals are read by a task of their own, so that SIGTERM arms the
 /// shutdown deadline even while the control loop is busy (a reload waiting
 /// on a stalled pipeline).
-fn forward_signals(
+pub(crate) fn forward_signals(
     mut signals: Signals,
     timeout_ms: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -522,7 +576,7 @@ fn start_watchdog(health: Arc<Health>) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-fn status_line(m: &Metrics) -> String {
+pub(crate) fn status_line(m: &Metrics) -> String {
     format!(
         "datagrams {} records {} processed {} late {} matches {} queries {}",
         get(&m.datagrams_received),

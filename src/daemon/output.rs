@@ -24,9 +24,15 @@ use super::health::Beat;
 use super::metrics::{add, Metrics};
 use super::outqueue::{Chunk, Item, Pushed, Queue};
 
-pub struct OutMsg {
-    plan: Arc<Plan>,
-    matches: Vec<Match>,
+pub enum OutMsg {
+    Matches {
+        plan: Arc<Plan>,
+        matches: Vec<Match>,
+    },
+    /// Fires once everything handed over before it has been written (or
+    /// has failed): a cluster worker lets the bus forget records only
+    /// after their matches are on disk.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// What the mergers hold: every match handed over is counted, so the
@@ -41,7 +47,20 @@ impl OutputTx {
     /// Hand `matches` to the formatter; false when the output is gone.
     pub async fn send(&self, plan: Arc<Plan>, matches: Vec<Match>) -> bool {
         add(&self.metrics.output_matches, matches.len() as u64);
-        self.tx.send(OutMsg { plan, matches }).await.is_ok()
+        self.tx
+            .send(OutMsg::Matches { plan, matches })
+            .await
+            .is_ok()
+    }
+
+    /// Wait until every match handed over so far has been written (or
+    /// failed and been counted); false when the output is gone.
+    pub async fn written(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(OutMsg::Barrier(tx)).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
     }
 }
 
@@ -166,15 +185,23 @@ impl Formatter {
     }
 
     fn format(&mut self, msg: OutMsg) {
+        let (plan, matches) = match msg {
+            OutMsg::Matches { plan, matches } => (plan, matches),
+            OutMsg::Barrier(done) => {
+                self.flush();
+                self.queue.push_control(Item::Barrier(done));
+                return;
+            }
+        };
         let style = *self.style.lock().unwrap_or_else(|p| p.into_inner());
-        let plan = &msg.plan;
+        let plan = &plan;
         let f = self
             .formatters
             .entry(plan.name.clone())
             .or_insert_with(|| MatchFormatter::new(plan.name.clone(), style.format, style.records));
         f.set_format(style.format, style.records);
         f.set_max_records(style.max_records);
-        for m in &msg.matches {
+        for m in &matches {
             f.append(plan, m, &mut self.chunk.buf);
             self.chunk.ends.push(self.chunk.buf.len());
             if self.chunk.buf.len() >= self.chunk_limit {
@@ -216,6 +243,9 @@ impl Writer {
             match item {
                 Item::Lines(chunk) => self.write(chunk),
                 Item::Reopen(path) => self.reopen(&path),
+                Item::Barrier(done) => {
+                    let _ = done.send(());
+                }
             }
         }
         let _ = done.send(());

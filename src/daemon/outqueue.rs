@@ -26,6 +26,8 @@ pub enum Item {
     Lines(Chunk),
     /// Reopen the output path (logrotate moved the file away).
     Reopen(String),
+    /// Fire once every item before it is written.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Default)]

@@ -404,6 +404,8 @@ pub struct BranchEngine {
     reorder_evicted: u64,
     stats: BranchStats,
     valid: bool,
+    /// `Some` once [`BranchEngine::track_closed_spans`] was called.
+    closed_spans: Option<Vec<(i64, i64)>>,
 }
 
 /// Budget charge of a record in the reorder buffer.
@@ -443,6 +445,7 @@ impl BranchEngine {
             reorder_evicted: 0,
             stats: BranchStats::default(),
             valid: bp.is_some(),
+            closed_spans: None,
         }
     }
 
@@ -590,6 +593,10 @@ impl BranchEngine {
     fn drain(&mut self, out: &mut Vec<Arc<Group>>) {
         let gf = self.groupfilter.clone();
         for g in self.grouper.drain_closed() {
+            if let Some(spans) = &mut self.closed_spans {
+                let last = g.members.iter().map(|r| r.stime).max().unwrap_or(g.stime);
+                spans.push((g.stime, last));
+            }
             if gf.as_ref().is_none_or(|f| eval_rule(&f.rule, &g)) {
                 self.stats.groups_passed += 1;
                 out.push(Arc::new(g));
@@ -615,6 +622,20 @@ impl BranchEngine {
     /// (they are inexact by definition).
     pub fn group_frontier(&self, w: i64) -> i64 {
         self.grouper.oldest_open_stime().map_or(w, |s| s.min(w))
+    }
+
+    /// From now on, note the span (first and last member start) of every
+    /// group the grouper closes, passed or not: a cluster worker must not
+    /// cut its replay point through one.
+    pub fn track_closed_spans(&mut self) {
+        self.closed_spans.get_or_insert_with(Vec::new);
+    }
+
+    /// Spans noted since the last call.
+    pub fn take_closed_spans(&mut self, out: &mut Vec<(i64, i64)>) {
+        if let Some(spans) = &mut self.closed_spans {
+            out.append(spans);
+        }
     }
 
     /// Records waiting in the reorder buffer.

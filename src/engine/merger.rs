@@ -281,6 +281,19 @@ impl MergerEngine {
         out.push(Match { groups, records });
     }
 
+    /// The earliest start of any group the merger still stores (`None`:
+    /// it stores none). A record that starts before it is in no stored
+    /// group.
+    pub fn oldest_stored_stime(&self) -> Option<i64> {
+        let joiner = self.joiner.as_ref()?;
+        joiner
+            .stores
+            .iter()
+            .flat_map(|s| s.all())
+            .map(|g| g.stime)
+            .min()
+    }
+
     pub fn stats(&self) -> MergerStats {
         let (stored, held, bytes) = self.joiner.as_ref().map_or((0, 0, 0), |j| {
             (

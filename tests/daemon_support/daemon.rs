@@ -81,6 +81,22 @@ impl Daemon {
         Daemon::spawn_with(cmd, out)
     }
 
+    /// Start `flowy serve` as a cluster worker (no UDP socket): `env` must
+    /// set the role and the NATS server.
+    pub fn start_worker(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(cwd)
+            .arg("serve")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env("FLOWY__METRICS__LISTEN", "127.0.0.1:0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon::spawn_as(cmd, Stdout::Read, false)
+    }
+
     /// Start `flowy serve` exactly as an operator first does: no arguments,
     /// no configuration file, no `FLOWY__` variables (embedded defaults:
     /// UDP 2055, metrics on 127.0.0.1:9555, the example queries, stdout).
@@ -94,7 +110,11 @@ impl Daemon {
         Daemon::spawn_with(cmd, Stdout::Read)
     }
 
-    fn spawn_with(mut cmd: Command, out: Stdout) -> Daemon {
+    fn spawn_with(cmd: Command, out: Stdout) -> Daemon {
+        Daemon::spawn_as(cmd, out, true)
+    }
+
+    fn spawn_as(mut cmd: Command, out: Stdout, listens: bool) -> Daemon {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -116,8 +136,10 @@ impl Daemon {
             udp: "0.0.0.0:0".parse().expect("literal"),
             metrics: "0.0.0.0:0".parse().expect("literal"),
         };
-        let udp = d.wait_log("collector listening on udp://", Duration::from_secs(30));
-        d.udp = address_after(&udp, "udp://").expect("udp address in log");
+        if listens {
+            let udp = d.wait_log("collector listening on udp://", Duration::from_secs(30));
+            d.udp = address_after(&udp, "udp://").expect("udp address in log");
+        }
         let m = d.wait_log("metrics on http://", Duration::from_secs(10));
         d.metrics = address_after(&m, "http://").expect("metrics address in log");
         d.wait_log("flowy ready", Duration::from_secs(10));

@@ -4,5 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nats;
 pub mod netflow;
 pub mod packets;
+pub mod softflowd;

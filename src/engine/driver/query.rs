@@ -176,6 +176,36 @@ impl QueryDriver {
         self.merger.finish(out);
     }
 
+    /// A time before which no record the stages hold can start: every
+    /// record with `stime` below it has left the query's state (filtered
+    /// out, or in a group that was emitted or discarded). `None` before the
+    /// first advance, when anything may still be held. A cluster worker
+    /// acknowledges a record to the bus only once it starts before this.
+    pub fn held_from(&self) -> Option<i64> {
+        let w = self.released?;
+        // Buffered records start at or after W (earlier ones were released
+        // or joined a group on arrival); grouped ones at or after the
+        // oldest open group's start.
+        let branches = self.branches.iter().map(|b| b.group_frontier(w)).min();
+        let stored = self.merger.oldest_stored_stime();
+        Some(branches.unwrap_or(w).min(stored.unwrap_or(i64::MAX)))
+    }
+
+    /// Note the span of every group the branches close from now on (see
+    /// [`BranchEngine::track_closed_spans`]).
+    pub fn track_closed_spans(&mut self) {
+        self.branches
+            .iter_mut()
+            .for_each(BranchEngine::track_closed_spans);
+    }
+
+    /// (first, last member start) of the groups closed since the last call.
+    pub fn take_closed_spans(&mut self, out: &mut Vec<(i64, i64)>) {
+        for b in &mut self.branches {
+            b.take_closed_spans(out);
+        }
+    }
+
     /// The W the stages were last advanced to.
     pub fn watermark(&self) -> Option<i64> {
         self.released

@@ -1,0 +1,246 @@
+//! The collector's last stage: instead of running queries, give each
+//! decoded record its cluster `rec_id` and publish it, in batches, to the
+//! subject of its partition in every lane the running queries read.
+//!
+//! Publishing is pipelined (`max_inflight` batches awaiting storage) and
+//! retried with the same message id, so a retry is stored once. When the
+//! bus cannot take a batch in [`FULL_WAIT`] while the pipeline is full,
+//! the batch is dropped and counted rather than stalling the UDP path
+//! for every exporter.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::bus::{BusError, RecordBus};
+use super::codec;
+use super::lane::Lane;
+use crate::daemon::ingest::{now_ms, Batch};
+use crate::daemon::metrics::{add, Metrics};
+use crate::record::Record;
+
+/// Longest wait for a free publish slot before a batch is dropped.
+pub const FULL_WAIT: Duration = Duration::from_secs(2);
+/// Partly filled batches are published at least this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Sequence numbers reserved at a time (a restart skips the rest).
+const ID_BLOCK: u64 = 1 << 24;
+/// Backoff of a failing publish.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+pub struct PublisherConfig {
+    pub collector: u16,
+    pub partitions: u32,
+    pub batch: usize,
+    pub max_inflight: usize,
+}
+
+type Inflight = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pub struct Publisher<B: RecordBus> {
+    bus: B,
+    cfg: PublisherConfig,
+    lanes: watch::Receiver<Arc<Vec<Lane>>>,
+    metrics: Arc<Metrics>,
+    /// Records waiting for their batch, by (lane subject token, partition).
+    pending: HashMap<(usize, u32), Vec<Record>>,
+    inflight: FuturesUnordered<Inflight>,
+    next_seq: u64,
+    reserved_end: u64,
+    buf: Vec<u8>,
+}
+
+impl<B: RecordBus> Publisher<B> {
+    /// A publisher with its first block of ids reserved.
+    pub async fn new(
+        bus: B,
+        cfg: PublisherConfig,
+        lanes: watch::Receiver<Arc<Vec<Lane>>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BusError> {
+        let first = bus.reserve_ids(cfg.collector, ID_BLOCK).await?;
+        Ok(Publisher {
+            bus,
+            cfg,
+            lanes,
+            metrics,
+            pending: HashMap::new(),
+            inflight: FuturesUnordered::new(),
+            next_seq: first,
+            reserved_end: first.saturating_add(ID_BLOCK),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Publish until the record stream ends, then flush and wait for
+    /// every batch to be stored.
+    pub async fn run(mut self, mut records: mpsc::Receiver<Batch>) {
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                batch = records.recv() => match batch {
+                    Some(batch) => self.take(batch).await,
+                    None => break,
+                },
+                _ = flush.tick() => self.flush_all().await,
+                Some(()) = self.inflight.next(), if !self.inflight.is_empty() => {}
+            }
+        }
+        self.flush_all().await;
+        while self.inflight.next().await.is_some() {}
+    }
+
+    async fn take(&mut self, batch: Batch) {
+        if self.lanes.has_changed().unwrap_or(false) {
+            // The lane set changed (reload): what is pending was routed by
+            // the old one and goes out as it is.
+            self.flush_all().await;
+        }
+        let lanes = self.lanes.borrow_and_update().clone();
+        for rec in batch {
+            let Some(id) = self.next_id().await else {
+                add(&self.metrics.cluster.dropped_records, 1);
+                continue;
+            };
+            let mut rec = Arc::unwrap_or_clone(rec);
+            rec.rec_id = id;
+            for (i, lane) in lanes.iter().enumerate() {
+                let p = lane.partition(&rec, self.cfg.partitions);
+                let slot = self.pending.entry((i, p)).or_default();
+                slot.push(rec.clone());
+                if slot.len() >= self.cfg.batch {
+                    let recs = std::mem::take(slot);
+                    self.publish(lane, p, recs).await;
+                }
+            }
+        }
+    }
+
+    /// The next cluster rec_id; `None` when no more ids can be reserved
+    /// (the bus is unreachable at the moment a block runs out).
+    async fn next_id(&mut self) -> Option<u64> {
+        if self.next_seq >= self.reserved_end {
+            match self.bus.reserve_ids(self.cfg.collector, ID_BLOCK).await {
+                Ok(first) => {
+                    self.next_seq = first;
+                    self.reserved_end = first.saturating_add(ID_BLOCK);
+                }
+                Err(e) => {
+                    tracing::warn!("cannot reserve record ids: {e}");
+                    return None;
+                }
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Some(codec::cluster_rec_id(self.cfg.collector, seq))
+    }
+
+    async fn flush_all(&mut self) {
+        let lanes = self.lanes.borrow().clone();
+        let keys: Vec<(usize, u32)> = self
+            .pending
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for (i, p) in keys {
+            let recs = self.pending.remove(&(i, p)).unwrap_or_default();
+            match lanes.get(i) {
+                Some(lane) => self.publish(lane, p, recs).await,
+                // Routed by a lane set a reload replaced while the records
+                // waited: no query reads that lane any more.
+                None => add(&self.metrics.cluster.dropped_records, recs.len() as u64),
+            }
+        }
+    }
+
+    async fn publish(&mut self, lane: &Lane, p: u32, recs: Vec<Record>) {
+        if recs.is_empty() {
+            return;
+        }
+        if self.inflight.len() >= self.cfg.max_inflight && !self.wait_for_slot().await {
+            add(&self.metrics.cluster.dropped_records, recs.len() as u64);
+            return;
+        }
+        self.buf.clear();
+        codec::encode_batch(self.cfg.collector, now_ms(), &recs, &mut self.buf);
+        let payload = Bytes::copy_from_slice(&self.buf);
+        let subject = lane.subject(p);
+        // Deterministic: a retry of this batch carries the same id.
+        let id = format!("{}-{}", subject, recs[0].rec_id);
+        let n = recs.len() as u64;
+        let fut = publish_retrying(
+            self.bus.clone(),
+            subject,
+            id,
+            payload,
+            self.metrics.clone(),
+            n,
+        );
+        self.inflight.push(Box::pin(fut));
+    }
+
+    /// Wait until a publish completes; false when none did in time.
+    async fn wait_for_slot(&mut self) -> bool {
+        let deadline = tokio::time::sleep(FULL_WAIT);
+        tokio::pin!(deadline);
+        while self.inflight.len() >= self.cfg.max_inflight {
+            tokio::select! {
+                _ = &mut deadline => return false,
+                _ = self.inflight.next() => {}
+            }
+        }
+        true
+    }
+}
+
+async fn publish_retrying<B: RecordBus>(
+    bus: B,
+    subject: String,
+    id: String,
+    payload: Bytes,
+    metrics: Arc<Metrics>,
+    records: u64,
+) {
+    let mut delay = RETRY_FIRST;
+    let mut failures = 0u32;
+    loop {
+        let start = Instant::now();
+        match bus
+            .publish(subject.clone(), id.clone(), payload.clone())
+            .await
+        {
+            Ok(()) => {
+                let m = &metrics.cluster;
+                add(&m.published_messages, 1);
+                add(&m.published_records, records);
+                add(&m.publish_latency_ms, start.elapsed().as_millis() as u64);
+                if failures > 0 {
+                    tracing::info!(%subject, failures, "publish succeeded after retries");
+                }
+                return;
+            }
+            Err(e) => {
+                add(&metrics.cluster.publish_retries, 1);
+                failures += 1;
+                // The first failure and then every tenth: a bus outage
+                // must show in the log without flooding it.
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!(failures, "{e}; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
