@@ -488,3 +488,80 @@ fn a_worker_killed_mid_stream_loses_no_match_and_repeats_none() {
         assert_eq!(cluster, normalised(batch.into_iter()), "{name}");
     }
 }
+
+/// SIGHUP with a changed query: the collector publishes to the new
+/// query's lane, the worker drains the old lane and consumes the new one.
+#[test]
+fn sighup_moves_collector_and_worker_to_the_new_lanes() {
+    use support::netflow::{http_session, v5};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let q = dir.path().join("q.flowy");
+    std::fs::write(&q, ALL_RECORDS).expect("write query");
+    let out = dir.path().join("w.jsonl");
+    let qarg = q.to_str().expect("utf-8");
+    let env_of = |role| {
+        [
+            ("FLOWY__CLUSTER__ROLE", role),
+            ("FLOWY__CLUSTER__NATS", url.as_str()),
+            ("FLOWY__CLUSTER__PARTITIONS", "3"),
+        ]
+    };
+    let collector = Daemon::start(dir.path(), &["--query", qarg], &env_of("collector"));
+    let worker = Daemon::start_worker(
+        dir.path(),
+        &["--query", qarg, "--output", out.to_str().expect("utf-8")],
+        &env_of("worker"),
+    );
+    let t0 = now_ms() - 30_000;
+    let session = |i: u16| {
+        http_session(
+            &format!("10.4.0.{}", i + 1),
+            41_000 + i,
+            "192.0.2.80",
+            t0 + i64::from(i) * 3_000,
+        )
+    };
+    for i in 0..3u16 {
+        collector.send(&v5(now_ms(), u32::from(i), &session(i)));
+    }
+    worker.wait_until("pass-through records", Duration::from_secs(20), |d| {
+        metric(d, "flowy_cluster_consumed_records_total") >= 6.0
+    });
+
+    let http = std::fs::read_to_string(example_query("http-download")).expect("example");
+    std::fs::write(&q, http).expect("rewrite query");
+    collector.signal(libc::SIGHUP);
+    worker.signal(libc::SIGHUP);
+    collector.wait_log("reload complete", Duration::from_secs(10));
+    worker.wait_log("reload complete", Duration::from_secs(10));
+    let lane_line = collector.wait_log("publishing lane", Duration::from_secs(1));
+    assert!(lane_line.contains("any partition"), "{lane_line}");
+    collector.wait_until("key lane published", Duration::from_secs(5), |d| {
+        d.log_lines()
+            .iter()
+            .any(|l| l.contains("publishing lane") && l.contains("{srcip, dstip}"))
+    });
+    for i in 3..6u16 {
+        collector.send(&v5(now_ms(), u32::from(i), &session(i)));
+    }
+    worker.wait_until("keyed records", Duration::from_secs(20), |d| {
+        metric(d, "flowy_cluster_consumed_records_total") >= 12.0
+    });
+    let mut collector = collector;
+    let mut worker = worker;
+    assert!(collector.terminate().success());
+    assert!(worker.terminate().success());
+    let matches = read_matches(&out);
+    let by = |name: &str| matches.iter().filter(|m| m["query"] == name).count();
+    // The query keeps its name ("q"): pass-through matches (one record
+    // each) before the reload, HTTP downloads (two records each) after.
+    let sizes: Vec<usize> = matches
+        .iter()
+        .map(|m| m["records"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(by("q"), matches.len());
+    assert_eq!(sizes.iter().filter(|&&n| n == 1).count(), 6, "{sizes:?}");
+    assert_eq!(sizes.iter().filter(|&&n| n == 2).count(), 3, "{sizes:?}");
+}

@@ -98,15 +98,45 @@ pub fn check_config(args: ServeArgs) -> anyhow::Result<String> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    Ok(format!(
-        "configuration ok: {} quer{} ({}{}), listening on {}, output {}",
+    let queries_part = format!(
+        "{} quer{} ({}{})",
         names.len(),
         if names.len() == 1 { "y" } else { "ies" },
         names.join(", "),
         if fallback { "; built-in examples" } else { "" },
-        listen.join(", "),
-        settings.output.path,
-    ))
+    );
+    let c = &settings.cluster;
+    let lanes = || {
+        lane::lanes(queries.iter().map(|q| q.plan.as_ref()))
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Ok(match c.role {
+        Role::Standalone => format!(
+            "configuration ok: {queries_part}, listening on {}, output {}",
+            listen.join(", "),
+            settings.output.path,
+        ),
+        Role::Collector => format!(
+            "configuration ok: cluster collector {} on {}: {queries_part}, listening on {}, publishing lanes: {}",
+            c.collector_id,
+            c.nats,
+            listen.join(", "),
+            lanes(),
+        ),
+        Role::Worker => {
+            let (lo, hi) = c.worker_partitions.unwrap_or((0, c.partitions - 1));
+            format!(
+                "configuration ok: cluster worker on {}, partitions {lo}-{hi} of {}: {queries_part}, lanes: {}, output {}",
+                c.nats,
+                c.partitions,
+                lanes(),
+                settings.output.path,
+            )
+        }
+    })
 }
 
 /// Run the daemon until SIGTERM/SIGINT and tell whether every match was
@@ -116,7 +146,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
     let settings = config::load(&overrides)?;
     init_logging(&settings.log_level);
     if settings.cluster.role == Role::Worker {
-        return worker::serve(settings).await;
+        return worker::serve(settings, overrides).await;
     }
     let daemon = Daemon::start(settings, overrides).await?;
     daemon.run().await
@@ -353,8 +383,11 @@ impl Daemon {
             for l in &set {
                 tracing::info!(lane = %l, "publishing lane");
             }
+            let n = set.len();
             lanes.send_replace(Arc::new(set));
+            reload::warn_unapplied(&self.settings, &settings, 0);
             self.settings = settings;
+            tracing::info!(lanes = n, "reload complete");
             return Ok(());
         }
         let running: Vec<(&str, &str)> = self
@@ -547,7 +580,7 @@ const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// With `WatchdogSec=`, send WATCHDOG=1 every half interval while no stage
 /// has been stuck on one item for that long.
-fn start_watchdog(health: Arc<Health>) -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn start_watchdog(health: Arc<Health>) -> Option<tokio::task::JoinHandle<()>> {
     let interval = notify::watchdog_interval()?;
     let every = (interval / 2).max(Duration::from_millis(10));
     tracing::info!("systemd watchdog every {every:?}");
