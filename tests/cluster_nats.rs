@@ -565,3 +565,126 @@ fn sighup_moves_collector_and_worker_to_the_new_lanes() {
     assert_eq!(sizes.iter().filter(|&&n| n == 1).count(), 6, "{sizes:?}");
     assert_eq!(sizes.iter().filter(|&&n| n == 2).count(), 3, "{sizes:?}");
 }
+
+/// Every match on the bus (`flowy.matches.*`), as JSON.
+fn bus_matches(url: &str) -> Vec<Value> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js
+            .get_stream("FLOWY_MATCHES")
+            .await
+            .expect("matches stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                out.push(serde_json::from_slice(&m.payload).expect("match JSON"));
+            }
+        }
+        out
+    })
+}
+
+/// Two workers share the partitions by lease; one is killed mid-stream
+/// and the other takes its partitions over once the lease expires. The
+/// matches on the bus are those of `flowy query`, each once.
+#[test]
+fn a_dead_workers_partitions_are_taken_over_by_lease() {
+    use support::netflow::{http_session, v5};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let queries: Vec<(String, std::path::PathBuf)> = write_queries(dir.path())
+        .into_iter()
+        .filter(|(n, _)| n != "tcp-window")
+        .collect();
+    let mut qargs: Vec<String> = Vec::new();
+    for (_, p) in &queries {
+        qargs.extend(["--query".into(), p.display().to_string()]);
+    }
+    let env_of = |role| {
+        [
+            ("FLOWY__CLUSTER__ROLE", role),
+            ("FLOWY__CLUSTER__NATS", url.as_str()),
+            ("FLOWY__CLUSTER__PARTITIONS", "4"),
+            ("FLOWY__CLUSTER__LEASE", "2s"),
+            ("FLOWY__CLUSTER__PUBLISH_MATCHES", "true"),
+            ("FLOWY__ENGINE__LATENESS", "1s"),
+        ]
+    };
+    let cargs: Vec<&str> = qargs.iter().map(String::as_str).collect();
+    let collector = Daemon::start(dir.path(), &cargs, &env_of("collector"));
+    let start_worker = |name: &str| {
+        let mut a = qargs.clone();
+        a.extend([
+            "--output".into(),
+            dir.path().join(name).display().to_string(),
+        ]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        Daemon::start_worker(dir.path(), &a, &env_of("worker"))
+    };
+    let mut a = start_worker("a.jsonl");
+    let b = start_worker("b.jsonl");
+    // Two lanes of four partitions: shared out between the two.
+    b.wait_until("partitions shared", Duration::from_secs(20), |b| {
+        let (ha, hb) = (
+            metric(&a, "flowy_cluster_partitions_held"),
+            metric(b, "flowy_cluster_partitions_held"),
+        );
+        ha > 0.0 && hb > 0.0 && ha + hb == 8.0
+    });
+
+    let t0 = now_ms() - 60_000;
+    let mut sent: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut send = |from: u32, to: u32| {
+        for i in from..to {
+            let client = format!("10.5.{}.{}", i / 50, i % 50 + 1);
+            let flows = http_session(
+                &client,
+                42_000 + i as u16,
+                "192.0.2.80",
+                t0 + i64::from(i) * 700,
+            );
+            let d = v5(now_ms(), i, &flows);
+            collector.send(&d);
+            sent.push((now_ms(), d));
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    };
+    send(0, 30);
+    std::thread::sleep(Duration::from_millis(500));
+    a.signal(9);
+    a.wait_exit(Duration::from_secs(10));
+    send(30, 60);
+    b.wait_until("takeover", Duration::from_secs(30), |b| {
+        metric(b, "flowy_cluster_partitions_held") == 8.0
+    });
+    wait_quiet(&b);
+    let mut b = b;
+    assert!(b.terminate().success());
+    assert!(b
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("taking over an expired lease")));
+
+    let on_bus = bus_matches(&url);
+    let ids: Vec<&str> = on_bus
+        .iter()
+        .map(|m| m["match_id"].as_str().expect("match_id"))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        "a match stored twice"
+    );
+    let exports = dir.path().join("exports.pcap");
+    write_export_pcap(&exports, sa("127.0.0.1:9995"), sa("127.0.0.1:2055"), &sent);
+    for (name, q) in &queries {
+        let batch = flowy_query(q, &exports, &dir.path().join(format!("{name}.batch.jsonl")));
+        assert!(!batch.is_empty(), "{name}: the trace must give matches");
+        let cluster = normalised(on_bus.iter().filter(|m| m["query"] == *name).cloned());
+        assert_eq!(cluster, normalised(batch.into_iter()), "{name}");
+    }
+}

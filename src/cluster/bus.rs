@@ -21,6 +21,15 @@ pub enum BusError {
     Ack(String),
 }
 
+/// Who holds a partition, until when. `version` changes with every write
+/// (0: never written), so a write that expects it is a compare-and-set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_ms: i64,
+    pub version: u64,
+}
+
 /// Where records go.
 pub trait RecordBus: Clone + Send + Sync + 'static {
     type Consumer: RecordConsumer;
@@ -55,6 +64,26 @@ pub trait RecordBus: Clone + Send + Sync + 'static {
         name: String,
         value: i64,
     ) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    fn read_lease(&self, name: String) -> impl Future<Output = Result<Lease, BusError>> + Send;
+
+    /// Write `holder` until `expires_ms` if the lease is still at
+    /// `version`: the new version, or `None` when someone else wrote it
+    /// first.
+    fn write_lease(
+        &self,
+        name: String,
+        holder: String,
+        expires_ms: i64,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<u64>, BusError>> + Send;
+
+    /// Announce `member` as alive for `ttl`; returns how many members are.
+    fn heartbeat(
+        &self,
+        member: String,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<u64, BusError>> + Send;
 
     /// The durable consumer `durable` of `subject`, delivering every
     /// message not yet acknowledged (also those an earlier, crashed

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::bus::{BusError, Delivery, RecordBus, RecordConsumer};
+use super::bus::{BusError, Delivery, Lease, RecordBus, RecordConsumer};
 use super::lane::RECORDS;
 
 /// How long JetStream waits for an acknowledgement before redelivering.
@@ -27,6 +27,14 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// but its client API asks for features older servers, Debian's 2.9
 /// among them, do not have.)
 const STATE_STREAM: &str = "FLOWY_STATE";
+/// Live workers, each a message that expires after the lease time.
+const MEMBERS_STREAM: &str = "FLOWY_MEMBERS";
+const MEMBERS_SUBJECT: &str = "flowy.members";
+/// Matches on the bus, `flowy.matches.<query>`, each stored once per
+/// `match_id` within [`MATCH_DEDUP`].
+pub const MATCHES_STREAM: &str = "FLOWY_MATCHES";
+pub const MATCHES_SUBJECT: &str = "flowy.matches";
+const MATCH_DEDUP: Duration = Duration::from_secs(3600);
 const STATE_SUBJECT: &str = "flowy.state";
 
 #[derive(Clone)]
@@ -74,6 +82,18 @@ impl NatsBus {
                 what: format!("stream {STATE_STREAM}"),
                 message: e.to_string(),
             })?;
+        js.get_or_create_stream(stream::Config {
+            name: MATCHES_STREAM.to_string(),
+            subjects: vec![format!("{MATCHES_SUBJECT}.>")],
+            duplicate_window: MATCH_DEDUP,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| BusError::Setup {
+            what: format!("stream {MATCHES_STREAM}"),
+            message: e.to_string(),
+        })?;
         Ok(NatsBus {
             js,
             stream: stream_name.to_string(),
@@ -110,6 +130,27 @@ impl NatsBus {
         value: i64,
         expect: Option<u64>,
     ) -> Result<(), BusError> {
+        match self
+            .put_raw(subject, value.to_string().into(), expect)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(BusError::Publish {
+                subject: subject.to_string(),
+                message: "changed meanwhile".into(),
+            }),
+        }
+    }
+
+    /// Store `payload` on `subject` (with `expect`: compare-and-set on the
+    /// subject's last sequence). The new sequence, or `None` when the
+    /// expectation failed.
+    async fn put_raw(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        expect: Option<u64>,
+    ) -> Result<Option<u64>, BusError> {
         let mut headers = async_nats::HeaderMap::new();
         if let Some(seq) = expect {
             headers.insert(
@@ -123,11 +164,28 @@ impl NatsBus {
         };
         let ack = self
             .js
-            .publish_with_headers(subject.to_string(), headers, value.to_string().into())
+            .publish_with_headers(subject.to_string(), headers, payload)
             .await
             .map_err(|e| fail(&e))?;
-        ack.await.map_err(|e| fail(&e))?;
-        Ok(())
+        match ack.await {
+            Ok(a) => Ok(Some(a.sequence)),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(None)
+            }
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
+    /// The raw value last stored on `subject` and its sequence.
+    async fn last_raw(&self, subject: &str) -> Result<Option<(Bytes, u64)>, BusError> {
+        match self.state.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some((m.payload, m.sequence))),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(BusError::Setup {
+                what: subject.to_string(),
+                message: e.to_string(),
+            }),
+        }
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
@@ -188,6 +246,62 @@ impl RecordBus for NatsBus {
     async fn save_state(&self, name: String, value: i64) -> Result<(), BusError> {
         self.put_value(&format!("{STATE_SUBJECT}.{name}"), value, None)
             .await
+    }
+
+    async fn read_lease(&self, name: String) -> Result<Lease, BusError> {
+        let subject = format!("{STATE_SUBJECT}.lease.{name}");
+        let Some((payload, version)) = self.last_raw(&subject).await? else {
+            return Ok(Lease::default());
+        };
+        // "holder expires_ms"; anything else reads as an expired lease.
+        let text = String::from_utf8_lossy(&payload);
+        let (holder, expires) = text.rsplit_once(' ').unwrap_or(("", "0"));
+        Ok(Lease {
+            holder: holder.to_string(),
+            expires_ms: expires.parse().unwrap_or(0),
+            version,
+        })
+    }
+
+    async fn write_lease(
+        &self,
+        name: String,
+        holder: String,
+        expires_ms: i64,
+        version: u64,
+    ) -> Result<Option<u64>, BusError> {
+        let subject = format!("{STATE_SUBJECT}.lease.{name}");
+        let payload = format!("{holder} {expires_ms}");
+        self.put_raw(&subject, payload.into(), Some(version)).await
+    }
+
+    async fn heartbeat(&self, member: String, ttl: Duration) -> Result<u64, BusError> {
+        let fail = |e: &dyn std::fmt::Display| BusError::Setup {
+            what: format!("stream {MEMBERS_STREAM}"),
+            message: e.to_string(),
+        };
+        // One message per member, kept for `ttl`: the stream's message
+        // count is the number of live members.
+        let mut members = self
+            .js
+            .get_or_create_stream(stream::Config {
+                name: MEMBERS_STREAM.to_string(),
+                subjects: vec![format!("{MEMBERS_SUBJECT}.>")],
+                max_messages_per_subject: 1,
+                max_age: ttl,
+                storage: stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail(&e))?;
+        let ack = self
+            .js
+            .publish(format!("{MEMBERS_SUBJECT}.{member}"), Bytes::new())
+            .await
+            .map_err(|e| fail(&e))?;
+        ack.await.map_err(|e| fail(&e))?;
+        let info = members.info().await.map_err(|e| fail(&e))?;
+        Ok(info.state.messages)
     }
 
     async fn consume(

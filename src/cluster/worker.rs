@@ -26,12 +26,15 @@ use tokio::sync::watch;
 use super::bus::{Delivery, RecordBus, RecordConsumer};
 use super::codec;
 use super::lane::Lane;
+use super::nats::MATCHES_SUBJECT;
 use crate::daemon::health::Beat;
 use crate::daemon::ingest::now_ms;
 use crate::daemon::metrics::{add, Metrics};
 use crate::daemon::output::OutputTx;
 use crate::engine::driver::{Admission, QueryDriver};
 use crate::engine::{EngineConfig, LatePolicy, Match, Watermark};
+use crate::output::MatchFormatter;
+use crate::output::OutputFormat;
 use crate::query::plan::Plan;
 use crate::record::Record;
 
@@ -70,6 +73,7 @@ pub struct PartitionTask<B: RecordBus> {
     spans: Vec<(i64, i64)>,
     /// Match ids already in the output (read back at start).
     written: Arc<HashSet<u64>>,
+    publish_matches: bool,
     /// Messages waiting when the consumer started, and deliveries so far.
     backlog: u64,
     delivered: u64,
@@ -93,6 +97,8 @@ pub struct Shared<B> {
     pub metrics: Arc<Metrics>,
     /// Match ids already in the output file.
     pub written: Arc<HashSet<u64>>,
+    /// Also publish matches to `flowy.matches.<query>`.
+    pub publish_matches: bool,
 }
 
 impl<B: RecordBus> PartitionTask<B> {
@@ -102,6 +108,7 @@ impl<B: RecordBus> PartitionTask<B> {
             output,
             metrics,
             written,
+            publish_matches,
         } = shared;
         let budget = metrics.engine_state().clone();
         budget.set_max(spec.engine.max_state);
@@ -122,6 +129,7 @@ impl<B: RecordBus> PartitionTask<B> {
             cut,
             spans: Vec::new(),
             written,
+            publish_matches,
             backlog: 0,
             delivered: 0,
             queries,
@@ -314,10 +322,56 @@ impl<B: RecordBus> PartitionTask<B> {
                 (before - matches.len()) as u64,
             );
         }
-        if !matches.is_empty() {
-            self.output.send(plan.clone(), matches).await;
+        if matches.is_empty() {
+            return;
+        }
+        if self.publish_matches {
+            self.publish(plan, &matches).await;
+        }
+        self.output.send(plan.clone(), matches).await;
+    }
+
+    /// Each match's JSON line to `flowy.matches.<query>`, its `match_id`
+    /// the message id: stored once however often a replay finds it. Waits
+    /// for each to be stored, so that acknowledging the records after it
+    /// cannot lose the match.
+    async fn publish(&self, plan: &Arc<Plan>, matches: &[Match]) {
+        let subject = format!("{MATCHES_SUBJECT}.{}", subject_token(&plan.name));
+        let mut f = MatchFormatter::new(plan.name.clone(), OutputFormat::Json, true);
+        let mut line = Vec::new();
+        for m in matches {
+            line.clear();
+            f.append(plan, m, &mut line);
+            let id = format!("{:016x}", m.id(&plan.name));
+            let payload = bytes::Bytes::copy_from_slice(line.trim_ascii_end());
+            let mut delay = Duration::from_millis(100);
+            while let Err(e) = self
+                .bus
+                .publish(subject.clone(), id.clone(), payload.clone())
+                .await
+            {
+                add(&self.metrics.cluster.publish_retries, 1);
+                tracing::warn!(partition = %self.name, "{e}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            add(&self.metrics.cluster.published_matches, 1);
         }
     }
+}
+
+/// A query name as a subject token: NATS subjects split on '.', and
+/// '*', '>' and spaces are not allowed in a token.
+fn subject_token(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The highest cut at or below `held_from` that no closed group spans:
@@ -343,33 +397,29 @@ fn cut_name(lane: &Lane, partition: u32) -> String {
     format!("cut.{}", lane.consumer(partition))
 }
 
-/// Start a consumer and a task for every (lane, partition) this worker
-/// holds, each resuming from its saved cut.
-pub async fn start_partitions<B: RecordBus>(
+/// Start the consumer and the task of one (lane, partition), resuming
+/// from its saved cut; `stop` ends it with a drain.
+pub async fn start_partition<B: RecordBus>(
     shared: &Shared<B>,
-    specs: Vec<PartitionSpec>,
+    spec: PartitionSpec,
     health: &crate::daemon::health::Health,
-    stop: &watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     max_pending: usize,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, super::bus::BusError> {
-    let mut tasks = Vec::new();
-    for spec in specs {
-        let (lane, p) = (spec.lane.clone(), spec.partition);
-        let cut = shared
-            .bus
-            .load_state(cut_name(&lane, p))
-            .await?
-            .unwrap_or(i64::MIN);
-        let consumer = shared
-            .bus
-            .consume(lane.subject(p), lane.consumer(p), max_pending)
-            .await?;
-        tracing::info!(lane = %lane, partition = p, "consuming");
-        let beat = health.register(format!("{lane} partition {p}"));
-        let task = PartitionTask::new(spec, shared.clone(), cut, beat);
-        tasks.push(tokio::spawn(task.run(consumer, stop.clone())));
-    }
-    Ok(tasks)
+) -> Result<tokio::task::JoinHandle<()>, super::bus::BusError> {
+    let (lane, p) = (spec.lane.clone(), spec.partition);
+    let cut = shared
+        .bus
+        .load_state(cut_name(&lane, p))
+        .await?
+        .unwrap_or(i64::MIN);
+    let consumer = shared
+        .bus
+        .consume(lane.subject(p), lane.consumer(p), max_pending)
+        .await?;
+    tracing::info!(lane = %lane, partition = p, "consuming");
+    let beat = health.register(format!("{lane} partition {p}"));
+    let task = PartitionTask::new(spec, shared.clone(), cut, beat);
+    Ok(tokio::spawn(task.run(consumer, stop)))
 }
 
 #[cfg(test)]

@@ -173,8 +173,15 @@ pub struct ClusterSettings {
     pub stream: String,
     pub partitions: u32,
     /// Inclusive range; `None` = every partition.
+    /// Inclusive range; `None` = claimed through leases.
     pub worker_partitions: Option<(u32, u32)>,
     pub collector_id: u16,
+    /// ms a worker's claim on a partition lasts without renewal.
+    pub lease: i64,
+    /// This worker's name in leases ("" in the file: host name and pid).
+    pub worker_id: String,
+    /// Worker: also publish every match to `flowy.matches.<query>`.
+    pub publish_matches: bool,
     pub batch: usize,
     pub max_inflight: usize,
 }
@@ -269,6 +276,9 @@ struct RawCluster {
     partitions: i64,
     worker_partitions: String,
     collector_id: i64,
+    lease: Human,
+    worker_id: String,
+    publish_matches: bool,
     batch: i64,
     max_inflight: i64,
 }
@@ -381,7 +391,21 @@ fn validate_cluster(c: RawCluster) -> Result<ClusterSettings, ConfigError> {
             .filter(|n| *n > 0)
             .ok_or_else(|| invalid(key, "must be positive"))
     };
+    let lease = duration("cluster.lease", &c.lease)?;
+    if lease < 1_000 {
+        return Err(invalid("cluster.lease", "must be at least 1s"));
+    }
+    let worker_id = if c.worker_id.is_empty() {
+        default_worker_id()
+    } else if c.worker_id.contains(char::is_whitespace) {
+        return Err(invalid("cluster.worker_id", "must not contain spaces"));
+    } else {
+        c.worker_id
+    };
     Ok(ClusterSettings {
+        lease,
+        worker_id,
+        publish_matches: c.publish_matches,
         role,
         nats: c.nats,
         stream: c.stream,
@@ -393,7 +417,15 @@ fn validate_cluster(c: RawCluster) -> Result<ClusterSettings, ConfigError> {
     })
 }
 
-/// `"A-B"`, `"A"` or `""` (every partition), within `0..partitions`.
+/// Host name and process id: unique among running workers.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(char::is_whitespace, "_"))
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `"A-B"`, `"A"` or `""` (claimed through leases), within `0..partitions`.
 pub fn parse_partitions(s: &str, partitions: u32) -> Result<Option<(u32, u32)>, String> {
     let s = s.trim();
     if s.is_empty() {

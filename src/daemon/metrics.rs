@@ -150,6 +150,10 @@ pub struct ClusterMetrics {
     pub replay_skipped: AtomicU64,
     /// Worker: matches found again after a restart and not written twice.
     pub duplicates_suppressed: AtomicU64,
+    /// Worker: matches published to `flowy.matches.<query>`.
+    pub published_matches: AtomicU64,
+    /// Worker: partitions whose lease this worker holds.
+    pub partitions_held: AtomicU64,
 }
 
 fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
@@ -226,6 +230,18 @@ fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
             "worker: matches found again after a restart that the output already had",
             &m.duplicates_suppressed,
         ),
+        c(
+            "flowy_cluster_published_matches_total",
+            "worker: matches published to flowy.matches.<query> (cluster.publish_matches)",
+            &m.published_matches,
+        ),
+        Sample {
+            name: "flowy_cluster_partitions_held",
+            help: "worker: partitions (of every lane) this worker runs",
+            kind: Kind::Gauge,
+            labels: Vec::new(),
+            value: get(&m.partitions_held),
+        },
     ]
 }
 

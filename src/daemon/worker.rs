@@ -5,13 +5,16 @@
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::cluster::bus::RecordBus;
 use crate::cluster::lane::Lane;
 use crate::cluster::nats::NatsBus;
-use crate::cluster::worker::{start_partitions, PartitionSpec, Shared};
+use crate::cluster::worker::{start_partition, PartitionSpec, Shared};
+use crate::daemon::ingest::now_ms;
 use crate::query::plan::Plan;
 
 use super::config::{self, ClusterSettings, Overrides, Settings};
@@ -29,26 +32,23 @@ use super::{
 /// records a partition holds while their groups are open.
 const MAX_PENDING: usize = 100_000;
 
+/// One running (lane, partition).
+struct PartRun {
+    partition: u32,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// The lease's version while this worker holds the partition by lease.
+    lease: Option<u64>,
+}
+
 /// The partition tasks of one lane, and the queries they run.
 struct LaneRun {
     lane: Lane,
     /// (name, source) of the lane's queries: a reload keeps the lane's
     /// tasks iff this is unchanged.
     queries: Vec<(String, String)>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl LaneRun {
-    /// Let the tasks emit their open state and acknowledge, and wait.
-    async fn drain(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            if let Err(e) = t.await {
-                tracing::error!(lane = %self.lane, error = %e, "partition task failed");
-            }
-        }
-    }
+    plans: Vec<Arc<Plan>>,
+    parts: Vec<PartRun>,
 }
 
 struct Worker {
@@ -80,6 +80,7 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
         output: out_tx,
         metrics: metrics.clone(),
         written: Arc::new(written_ids(&settings.output.path)),
+        publish_matches: c.publish_matches,
     };
     let mut worker = Worker {
         settings,
@@ -92,6 +93,7 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
         let run = worker.start_lane(lane, qs).await?;
         worker.running.push(run);
     }
+    worker.lease_round().await;
     set(&metrics.queries_running, worker.query_count());
     let metrics_task = match worker.settings.metrics_listen {
         Some(addr) => Some(start_metrics(addr, &metrics).await?),
@@ -104,29 +106,39 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
     let watchdog_task = start_watchdog(worker.health.clone());
 
     notify::ready();
-    let partitions: usize = worker.running.iter().map(|r| r.tasks.len()).sum();
+    let partitions: usize = worker.running.iter().map(|r| r.parts.len()).sum();
     tracing::info!(partitions, "flowy ready: cluster worker");
-    while let Some(Event::Reload) = events.recv().await {
-        notify::reloading();
-        match worker.reload().await {
-            Ok(()) => add(&metrics.reloads, 1),
-            Err(e) => {
-                add(&metrics.reload_failures, 1);
-                tracing::error!("reload rejected, the running queries stay in force:\n{e:#}");
-            }
+    let mut leases = tokio::time::interval(renew_every(&worker.settings));
+    leases.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Reload) => {
+                    notify::reloading();
+                    match worker.reload().await {
+                        Ok(()) => add(&metrics.reloads, 1),
+                        Err(e) => {
+                            add(&metrics.reload_failures, 1);
+                            tracing::error!("reload rejected, the running queries stay in force:\n{e:#}");
+                        }
+                    }
+                    // Every SIGHUP reopens the output (logrotate).
+                    output.reload(&worker.settings.output);
+                    timeout.store(
+                        worker.settings.daemon.shutdown_timeout as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    notify::ready();
+                }
+                Some(Event::Shutdown) | None => break,
+            },
+            _ = leases.tick() => worker.lease_round().await,
         }
-        // Every SIGHUP reopens the output (logrotate).
-        output.reload(&worker.settings.output);
-        timeout.store(
-            worker.settings.daemon.shutdown_timeout as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        notify::ready();
     }
     notify::stopping();
     tracing::info!("shutting down: emitting open state and acknowledging");
     for run in std::mem::take(&mut worker.running) {
-        run.drain().await;
+        worker.drain_lane(run).await;
     }
     drop(worker);
     let _ = tokio::task::spawn_blocking(move || threads.formatter.join()).await;
@@ -140,23 +152,214 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
     }
 }
 
+/// Leases are renewed three times per lease time.
+fn renew_every(s: &Settings) -> Duration {
+    Duration::from_millis((s.cluster.lease / 3).max(100) as u64)
+}
+
 impl Worker {
-    async fn start_lane(&self, lane: Lane, queries: Vec<Compiled>) -> anyhow::Result<LaneRun> {
-        let plans: Vec<Arc<Plan>> = queries.iter().map(|q| q.plan.clone()).collect();
-        let specs = lane_specs(&self.settings, &lane, &plans);
-        let (stop, stop_rx) = watch::channel(false);
-        let tasks = start_partitions(&self.shared, specs, &self.health, &stop_rx, MAX_PENDING)
-            .await
-            .with_context(|| format!("cannot start the consumers of {lane}"))?;
-        for q in &queries {
-            tracing::info!(query = %q.text.name, lane = %lane, "query running");
+    /// Partitions come from leases unless configured.
+    fn claiming(&self) -> bool {
+        self.settings.cluster.worker_partitions.is_none()
+    }
+
+    /// Every partition of `lane` (a global lane has one).
+    fn lane_partitions(&self, lane: &Lane) -> Vec<u32> {
+        match lane {
+            Lane::Global => vec![0],
+            _ => (0..self.settings.cluster.partitions).collect(),
         }
-        Ok(LaneRun {
-            lane,
+    }
+
+    /// A lane's run: with configured partitions its tasks start now; when
+    /// claiming, the next lease round starts them.
+    async fn start_lane(&self, lane: Lane, queries: Vec<Compiled>) -> anyhow::Result<LaneRun> {
+        let mut run = LaneRun {
+            plans: queries.iter().map(|q| q.plan.clone()).collect(),
             queries: sources(&queries),
+            lane,
+            parts: Vec::new(),
+        };
+        if let Some((lo, hi)) = self.settings.cluster.worker_partitions {
+            for p in self.lane_partitions(&run.lane) {
+                if (lo..=hi).contains(&p) {
+                    let part = self.start_part(&run, p, None).await?;
+                    run.parts.push(part);
+                }
+            }
+        }
+        for q in &queries {
+            tracing::info!(query = %q.text.name, lane = %run.lane, "query running");
+        }
+        Ok(run)
+    }
+
+    async fn start_part(
+        &self,
+        run: &LaneRun,
+        p: u32,
+        lease: Option<u64>,
+    ) -> anyhow::Result<PartRun> {
+        let spec = PartitionSpec {
+            lane: run.lane.clone(),
+            partition: p,
+            plans: run.plans.clone(),
+            engine: engine_config(&self.settings.engine),
+            lateness: self.settings.engine.lateness,
+            idle_advance: self.settings.engine.idle_advance,
+            late: self.settings.engine.late,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let task = start_partition(&self.shared, spec, &self.health, stop_rx, MAX_PENDING)
+            .await
+            .with_context(|| format!("cannot start the consumer of {} partition {p}", run.lane))?;
+        Ok(PartRun {
+            partition: p,
             stop,
-            tasks,
+            task,
+            lease,
         })
+    }
+
+    /// Let a partition emit its open state and acknowledge, then give up
+    /// its lease so that another worker can take it at once.
+    async fn drain_part(&self, lane: &Lane, part: PartRun) {
+        let _ = part.stop.send(true);
+        if let Err(e) = part.task.await {
+            tracing::error!(lane = %lane, partition = part.partition, error = %e, "partition task failed");
+        }
+        if let Some(version) = part.lease {
+            let c = &self.settings.cluster;
+            let name = lane.consumer(part.partition);
+            let _ = self
+                .shared
+                .bus
+                .write_lease(name, c.worker_id.clone(), 0, version)
+                .await;
+        }
+    }
+
+    async fn drain_lane(&self, run: LaneRun) {
+        for part in run.parts {
+            self.drain_part(&run.lane, part).await;
+        }
+    }
+
+    /// Renew the leases held, give back partitions beyond this worker's
+    /// share of the live workers', and claim free or expired ones up to it.
+    async fn lease_round(&mut self) {
+        if !self.claiming() {
+            return;
+        }
+        let c = self.settings.cluster.clone();
+        let ttl = Duration::from_millis(c.lease as u64);
+        let members = match self.shared.bus.heartbeat(c.worker_id.clone(), ttl).await {
+            Ok(n) => n.max(1),
+            Err(e) => {
+                tracing::warn!("cannot announce this worker: {e}");
+                return;
+            }
+        };
+        let until = now_ms() + c.lease;
+        self.renew(&c, until).await;
+        let total: usize = self
+            .running
+            .iter()
+            .map(|r| self.lane_partitions(&r.lane).len())
+            .sum();
+        let share = total.div_ceil(members as usize);
+        let mut held: usize = self.running.iter().map(|r| r.parts.len()).sum();
+        while held > share {
+            let Some(run) = self.running.iter_mut().rev().find(|r| !r.parts.is_empty()) else {
+                break;
+            };
+            let lane = run.lane.clone();
+            let Some(part) = run.parts.pop() else { break };
+            tracing::info!(lane = %lane, partition = part.partition, members, "giving a partition back (rebalancing)");
+            self.drain_part(&lane, part).await;
+            held -= 1;
+        }
+        for i in 0..self.running.len() {
+            for p in self.lane_partitions(&self.running[i].lane) {
+                if held >= share {
+                    break;
+                }
+                if self.running[i].parts.iter().any(|x| x.partition == p) {
+                    continue;
+                }
+                if let Some(part) = self.claim(i, p, until).await {
+                    self.running[i].parts.push(part);
+                    held += 1;
+                }
+            }
+        }
+        set(&self.shared.metrics.cluster.partitions_held, held as u64);
+    }
+
+    async fn renew(&mut self, c: &ClusterSettings, until: i64) {
+        let bus = self.shared.bus.clone();
+        for run in &mut self.running {
+            let mut kept = Vec::with_capacity(run.parts.len());
+            for mut part in std::mem::take(&mut run.parts) {
+                let Some(version) = part.lease else {
+                    kept.push(part);
+                    continue;
+                };
+                let name = run.lane.consumer(part.partition);
+                match bus
+                    .write_lease(name, c.worker_id.clone(), until, version)
+                    .await
+                {
+                    Ok(Some(v)) => {
+                        part.lease = Some(v);
+                        kept.push(part);
+                    }
+                    Ok(None) => {
+                        // Another worker took it (this one stalled past its
+                        // lease): stop at once, without acknowledging; the
+                        // new holder replays.
+                        tracing::warn!(lane = %run.lane, partition = part.partition, "lease lost to another worker");
+                        part.task.abort();
+                    }
+                    // The bus is unreachable: nobody can take the lease
+                    // meanwhile; keep running and retry next round.
+                    Err(e) => {
+                        tracing::warn!("cannot renew a lease: {e}");
+                        kept.push(part);
+                    }
+                }
+            }
+            run.parts = kept;
+        }
+    }
+
+    /// Take partition `p` of lane `i` if its lease is free or expired.
+    async fn claim(&self, i: usize, p: u32, until: i64) -> Option<PartRun> {
+        let c = &self.settings.cluster;
+        let run = &self.running[i];
+        let name = run.lane.consumer(p);
+        let lease = self.shared.bus.read_lease(name.clone()).await.ok()?;
+        let free =
+            lease.holder.is_empty() || lease.holder == c.worker_id || lease.expires_ms < now_ms();
+        if !free {
+            return None;
+        }
+        let version = self
+            .shared
+            .bus
+            .write_lease(name, c.worker_id.clone(), until, lease.version)
+            .await
+            .ok()??;
+        if !lease.holder.is_empty() && lease.holder != c.worker_id {
+            tracing::info!(lane = %run.lane, partition = p, from = %lease.holder, "taking over an expired lease");
+        }
+        match self.start_part(run, p, Some(version)).await {
+            Ok(part) => Some(part),
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                None
+            }
+        }
     }
 
     /// SIGHUP: lanes whose queries are unchanged keep running; the others
@@ -173,11 +376,11 @@ impl Worker {
                     .any(|(l, qs)| *l == r.lane && sources(qs) == r.queries)
             });
         reload::warn_unapplied(&self.settings, &settings, kept.len());
-        self.settings = settings;
         for r in retired {
             tracing::info!(lane = %r.lane, "lane's queries changed or removed: draining");
-            r.drain().await;
+            self.drain_lane(r).await;
         }
+        self.settings = settings;
         self.running = kept;
         for (lane, qs) in next {
             if self.running.iter().any(|r| r.lane == lane) {
@@ -186,6 +389,7 @@ impl Worker {
             let run = self.start_lane(lane, qs).await?;
             self.running.push(run);
         }
+        self.lease_round().await;
         set(&self.shared.metrics.queries_running, self.query_count());
         tracing::info!(lanes = self.running.len(), "reload complete");
         Ok(())
@@ -268,27 +472,4 @@ fn written_ids(path: &str) -> HashSet<u64> {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The partitions of `lane` this worker holds, each running `plans`. A
-/// global lane runs on the worker holding partition 0.
-fn lane_specs(settings: &Settings, lane: &Lane, plans: &[Arc<Plan>]) -> Vec<PartitionSpec> {
-    let c: &ClusterSettings = &settings.cluster;
-    let (lo, hi) = c.worker_partitions.unwrap_or((0, c.partitions - 1));
-    let held: Vec<u32> = match lane {
-        Lane::Global if lo == 0 => vec![0],
-        Lane::Global => Vec::new(),
-        _ => (lo..=hi).collect(),
-    };
-    held.into_iter()
-        .map(|p| PartitionSpec {
-            lane: lane.clone(),
-            partition: p,
-            plans: plans.to_vec(),
-            engine: engine_config(&settings.engine),
-            lateness: settings.engine.lateness,
-            idle_advance: settings.engine.idle_advance,
-            late: settings.engine.late,
-        })
-        .collect()
 }
