@@ -49,6 +49,8 @@ pub struct Publisher<B: RecordBus> {
     bus: B,
     cfg: PublisherConfig,
     lanes: watch::Receiver<Arc<Vec<Lane>>>,
+    /// The lane set `pending` was routed by.
+    lanes_now: Arc<Vec<Lane>>,
     metrics: Arc<Metrics>,
     /// Records waiting for their batch, by (lane subject token, partition).
     pending: HashMap<(usize, u32), Vec<Record>>,
@@ -63,14 +65,16 @@ impl<B: RecordBus> Publisher<B> {
     pub async fn new(
         bus: B,
         cfg: PublisherConfig,
-        lanes: watch::Receiver<Arc<Vec<Lane>>>,
+        mut lanes: watch::Receiver<Arc<Vec<Lane>>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BusError> {
         let first = bus.reserve_ids(cfg.collector, ID_BLOCK).await?;
+        let lanes_now = lanes.borrow_and_update().clone();
         Ok(Publisher {
             bus,
             cfg,
             lanes,
+            lanes_now,
             metrics,
             pending: HashMap::new(),
             inflight: FuturesUnordered::new(),
@@ -104,8 +108,9 @@ impl<B: RecordBus> Publisher<B> {
             // The lane set changed (reload): what is pending was routed by
             // the old one and goes out as it is.
             self.flush_all().await;
+            self.lanes_now = self.lanes.borrow_and_update().clone();
         }
-        let lanes = self.lanes.borrow_and_update().clone();
+        let lanes = self.lanes_now.clone();
         for rec in batch {
             let Some(id) = self.next_id().await else {
                 add(&self.metrics.cluster.dropped_records, 1);
@@ -146,7 +151,7 @@ impl<B: RecordBus> Publisher<B> {
     }
 
     async fn flush_all(&mut self) {
-        let lanes = self.lanes.borrow().clone();
+        let lanes = self.lanes_now.clone();
         let keys: Vec<(usize, u32)> = self
             .pending
             .iter()
@@ -155,11 +160,8 @@ impl<B: RecordBus> Publisher<B> {
             .collect();
         for (i, p) in keys {
             let recs = self.pending.remove(&(i, p)).unwrap_or_default();
-            match lanes.get(i) {
-                Some(lane) => self.publish(lane, p, recs).await,
-                // Routed by a lane set a reload replaced while the records
-                // waited: no query reads that lane any more.
-                None => add(&self.metrics.cluster.dropped_records, recs.len() as u64),
+            if let Some(lane) = lanes.get(i) {
+                self.publish(lane, p, recs).await;
             }
         }
     }

@@ -176,6 +176,10 @@ impl<B: RecordBus> PartitionTask<B> {
     }
 
     async fn on_message(&mut self, msg: Msg<B>) {
+        // The consumer's backlog comes first: what a crashed predecessor
+        // left unacknowledged.
+        let replayed = msg.redelivered() || self.delivered < self.backlog;
+        self.delivered += 1;
         if self.positions.contains(&msg.position()) {
             add(&self.metrics.cluster.redeliveries_ignored, 1);
             return;
@@ -198,10 +202,6 @@ impl<B: RecordBus> PartitionTask<B> {
         };
         add(&self.metrics.cluster.consumed_records, recs.len() as u64);
         let mut recs = recs;
-        // The consumer's backlog comes first: what a crashed predecessor
-        // left unacknowledged.
-        let replayed = msg.redelivered() || self.delivered < self.backlog;
-        self.delivered += 1;
         if replayed {
             add(&self.metrics.cluster.redelivered_messages, 1);
             let before = recs.len();

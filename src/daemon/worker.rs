@@ -28,9 +28,17 @@ use super::{
     Outcome,
 };
 
-/// Messages a consumer may have delivered and not acknowledged: the
-/// records a partition holds while their groups are open.
-const MAX_PENDING: usize = 100_000;
+/// Messages a consumer may have delivered and not acknowledged: as many
+/// batches as the engine's state budget can hold records (SPEC §5), at a
+/// conservative [`HELD_RECORD_BYTES`] per record, within sane bounds.
+fn max_pending(s: &Settings) -> usize {
+    let records = s.engine.max_state / HELD_RECORD_BYTES;
+    (records / s.cluster.batch.max(1)).clamp(1_000, 1_000_000)
+}
+
+/// Fewer bytes than a held record costs (state accounting charges more),
+/// so the bound is never what stops a partition before the budget does.
+const HELD_RECORD_BYTES: usize = 64;
 
 /// One running (lane, partition).
 struct PartRun {
@@ -210,9 +218,15 @@ impl Worker {
             late: self.settings.engine.late,
         };
         let (stop, stop_rx) = watch::channel(false);
-        let task = start_partition(&self.shared, spec, &self.health, stop_rx, MAX_PENDING)
-            .await
-            .with_context(|| format!("cannot start the consumer of {} partition {p}", run.lane))?;
+        let task = start_partition(
+            &self.shared,
+            spec,
+            &self.health,
+            stop_rx,
+            max_pending(&self.settings),
+        )
+        .await
+        .with_context(|| format!("cannot start the consumer of {} partition {p}", run.lane))?;
         Ok(PartRun {
             partition: p,
             stop,
