@@ -1,0 +1,90 @@
+//! The README documents every metric family a running daemon exposes, and
+//! names none that the code does not have.
+
+#[path = "daemon_support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use support::daemon::Daemon;
+use support::netflow::{http_session, now_ms, v5};
+
+/// `flowy_…` names in `text`; a trailing `*` (`flowy_pending_*`) is kept.
+fn names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("flowy_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c == '*'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// The metric family of a sample name.
+fn family(sample: &str) -> &str {
+    sample.split('{').next().unwrap_or(sample)
+}
+
+fn documented(readme: &BTreeSet<String>, fam: &str) -> bool {
+    readme.contains(fam)
+        || readme
+            .iter()
+            .filter_map(|n| n.strip_suffix('*'))
+            .any(|prefix| fam.starts_with(prefix))
+}
+
+#[test]
+fn every_exposed_metric_is_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = names(&std::fs::read_to_string(root.join("README.md")).expect("README"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[], &[]);
+    // Traffic, a malformed datagram and a late record make the labelled
+    // families appear.
+    let t0 = now_ms() - 120_000;
+    d.send(&v5(
+        now_ms(),
+        0,
+        &http_session("10.9.0.1", 40_000, "192.0.2.80", t0),
+    ));
+    d.send(&[0, 5, 0]);
+    d.wait_processed(2);
+    let exposed: BTreeSet<String> = d.scrape().keys().map(|k| family(k).to_string()).collect();
+    assert!(exposed.len() > 40, "{exposed:?}");
+    let missing: Vec<&String> = exposed.iter().filter(|f| !documented(&readme, f)).collect();
+    assert!(
+        missing.is_empty(),
+        "exposed but not in the README: {missing:?}"
+    );
+}
+
+#[test]
+fn every_metric_the_readme_names_exists_in_the_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = names(&std::fs::read_to_string(root.join("README.md")).expect("README"));
+    let mut code = String::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                code.push_str(&std::fs::read_to_string(&p).expect("source"));
+            }
+        }
+    }
+    let unknown: Vec<&String> = readme
+        .iter()
+        .filter(|n| !code.contains(n.trim_end_matches('*')))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "named in the README, not in the code: {unknown:?}"
+    );
+}
