@@ -38,23 +38,61 @@ fn documented(readme: &BTreeSet<String>, fam: &str) -> bool {
             .any(|prefix| fam.starts_with(prefix))
 }
 
-#[test]
-fn every_exposed_metric_is_in_the_readme() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = names(&std::fs::read_to_string(root.join("README.md")).expect("README"));
+/// The metric families of a running daemon that has seen traffic, a
+/// malformed datagram and an implausible record (so that the labelled
+/// families have series).
+fn exposed_families() -> BTreeSet<String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(dir.path(), &[], &[]);
-    // Traffic, a malformed datagram and a late record make the labelled
-    // families appear.
     let t0 = now_ms() - 120_000;
     d.send(&v5(
         now_ms(),
         0,
         &http_session("10.9.0.1", 40_000, "192.0.2.80", t0),
     ));
+    let future = now_ms() + 86_400_000;
+    // An exporter whose clock is a day ahead: every record implausible.
+    d.send(&v5(
+        future,
+        2,
+        &http_session("10.9.0.2", 40_001, "192.0.2.80", future - 5_000),
+    ));
     d.send(&[0, 5, 0]);
     d.wait_processed(2);
-    let exposed: BTreeSet<String> = d.scrape().keys().map(|k| family(k).to_string()).collect();
+    d.wait_until(
+        "implausible records counted",
+        std::time::Duration::from_secs(10),
+        |d| d.metric("flowy_records_implausible_total", "") > 0.0,
+    );
+    d.scrape().keys().map(|k| family(k).to_string()).collect()
+}
+
+#[test]
+fn every_metric_the_grafana_dashboard_queries_is_exposed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/grafana/flowy.json")).expect("dashboard");
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut queried = BTreeSet::new();
+    for p in panels {
+        for t in p["targets"].as_array().expect("targets") {
+            queried.extend(names(t["expr"].as_str().expect("expr")));
+        }
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    let exposed = exposed_families();
+    let missing: Vec<&String> = queried.iter().filter(|q| !exposed.contains(*q)).collect();
+    assert!(
+        missing.is_empty(),
+        "queried by the dashboard, not exposed: {missing:?}"
+    );
+}
+
+#[test]
+fn every_exposed_metric_is_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = names(&std::fs::read_to_string(root.join("README.md")).expect("README"));
+    let exposed = exposed_families();
     assert!(exposed.len() > 40, "{exposed:?}");
     let missing: Vec<&String> = exposed.iter().filter(|f| !documented(&readme, f)).collect();
     assert!(
