@@ -364,7 +364,7 @@ const MAX_FIXED: usize = 3 + 3 * 10 + 4 * 16 + 2 * 2 + 4 + 3 + 2 * 10 + 5 * 5;
 
 /// A record's fixed part, assembled on the stack and appended to the
 /// batch at once, rather than pushed byte by byte onto the batch's `Vec`
-/// with a capacity check each (a sixth of the collector's encoding time).
+/// with a capacity check each (a fifth of the collector's encoding time).
 struct Fixed {
     buf: [u8; MAX_FIXED],
     len: usize,
