@@ -342,13 +342,69 @@ fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
+/// Where encoded bytes go: the batch itself, or [`Fixed`].
+trait Sink {
+    fn byte(&mut self, b: u8);
+    fn bytes(&mut self, b: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+}
+
+/// Most bytes a record takes before its extras: presence bits, three
+/// 10-byte varints, four IPv6 addresses, ports, the one-byte fields, and
+/// the counters' varints (u16 3 bytes, u64 10, u32 5).
+const MAX_FIXED: usize = 3 + 3 * 10 + 4 * 16 + 2 * 2 + 4 + 3 + 2 * 10 + 5 * 5;
+
+/// A record's fixed part, assembled on the stack and appended to the
+/// batch at once, rather than pushed byte by byte onto the batch's `Vec`
+/// with a capacity check each (a fifth of the collector's encoding time).
+struct Fixed {
+    buf: [u8; MAX_FIXED],
+    len: usize,
+}
+
+impl Fixed {
+    fn new() -> Self {
+        Fixed {
+            buf: [0; MAX_FIXED],
+            len: 0,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Sink for Fixed {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+}
+
 #[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+fn put_varint(out: &mut impl Sink, mut v: u64) {
     while v >= 0x80 {
-        out.push(v as u8 | 0x80);
+        out.byte(v as u8 | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.byte(v as u8);
 }
 
 /// Presence bit of an address plus its IPv6 flag.
@@ -390,16 +446,16 @@ fn presence(r: &Record, exporter_same: bool) -> u32 {
 }
 
 #[inline]
-fn put_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
+fn put_ip(out: &mut impl Sink, ip: Option<IpAddr>) {
     match ip {
         None => {}
-        Some(IpAddr::V4(a)) => out.extend_from_slice(&a.octets()),
-        Some(IpAddr::V6(a)) => out.extend_from_slice(&a.octets()),
+        Some(IpAddr::V4(a)) => out.bytes(&a.octets()),
+        Some(IpAddr::V6(a)) => out.bytes(&a.octets()),
     }
 }
 
 #[inline]
-fn put_opt_varint(out: &mut Vec<u8>, v: Option<u64>) {
+fn put_opt_varint(out: &mut impl Sink, v: Option<u64>) {
     if let Some(v) = v {
         put_varint(out, v);
     }
@@ -407,20 +463,22 @@ fn put_opt_varint(out: &mut Vec<u8>, v: Option<u64>) {
 
 fn put_record(out: &mut Vec<u8>, r: &Record, prev: &mut Prev) {
     let exporter_same = r.exporter.is_some() && r.exporter == prev.exporter;
-    out.extend_from_slice(&presence(r, exporter_same).to_le_bytes()[..3]);
+    let mut f = Fixed::new();
+    f.bytes(&presence(r, exporter_same).to_le_bytes()[..3]);
     put_varint(
-        out,
+        &mut f,
         zigzag(r.rec_id.wrapping_sub(prev.rec_id).wrapping_sub(1) as i64),
     );
-    put_varint(out, zigzag(r.stime.wrapping_sub(prev.stime)));
-    put_varint(out, zigzag(r.etime.wrapping_sub(r.stime)));
+    put_varint(&mut f, zigzag(r.stime.wrapping_sub(prev.stime)));
+    put_varint(&mut f, zigzag(r.etime.wrapping_sub(r.stime)));
     if !exporter_same {
-        put_ip(out, r.exporter);
+        put_ip(&mut f, r.exporter);
     }
-    put_ip(out, r.srcip);
-    put_ip(out, r.dstip);
-    put_ip(out, r.nexthop);
-    put_counters(out, r);
+    put_ip(&mut f, r.srcip);
+    put_ip(&mut f, r.dstip);
+    put_ip(&mut f, r.nexthop);
+    put_counters(&mut f, r);
+    out.extend_from_slice(f.as_slice());
     if !r.extra.is_empty() {
         put_varint(out, r.extra.len() as u64);
         for (id, v) in &r.extra {
@@ -435,24 +493,32 @@ fn put_record(out: &mut Vec<u8>, r: &Record, prev: &mut Prev) {
 
 /// The fields after the addresses, in presence-bit order.
 #[inline]
-fn put_counters(out: &mut Vec<u8>, r: &Record) {
+fn put_counters(out: &mut impl Sink, r: &Record) {
     if let Some(p) = r.srcport {
-        out.extend_from_slice(&p.to_le_bytes());
+        out.bytes(&p.to_le_bytes());
     }
     if let Some(p) = r.dstport {
-        out.extend_from_slice(&p.to_le_bytes());
+        out.bytes(&p.to_le_bytes());
     }
-    out.extend(r.prot);
+    if let Some(b) = r.prot {
+        out.byte(b);
+    }
     put_opt_varint(out, r.tcp_flags.map(u64::from));
-    out.extend(r.tos);
+    if let Some(b) = r.tos {
+        out.byte(b);
+    }
     put_opt_varint(out, r.bytes);
     put_opt_varint(out, r.packets);
     put_opt_varint(out, r.input.map(u64::from));
     put_opt_varint(out, r.output.map(u64::from));
     put_opt_varint(out, r.src_as.map(u64::from));
     put_opt_varint(out, r.dst_as.map(u64::from));
-    out.extend(r.src_mask);
-    out.extend(r.dst_mask);
+    if let Some(b) = r.src_mask {
+        out.byte(b);
+    }
+    if let Some(b) = r.dst_mask {
+        out.byte(b);
+    }
     put_opt_varint(out, r.sampling.map(u64::from));
 }
 

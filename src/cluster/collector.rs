@@ -8,7 +8,6 @@
 //! the batch is dropped and counted rather than stalling the UDP path
 //! for every exporter.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -52,12 +51,13 @@ pub struct Publisher<B: RecordBus> {
     /// The lane set `pending` was routed by.
     lanes_now: Arc<Vec<Lane>>,
     metrics: Arc<Metrics>,
-    /// Records waiting for their batch, by (lane subject token, partition).
-    pending: HashMap<(usize, u32), Vec<Record>>,
+    /// Records waiting for their batch, slot `lane index × partitions +
+    /// partition`. Every lane's slot holds the same shared record: no
+    /// copy per lane, no hashing per record.
+    pending: Vec<Vec<Arc<Record>>>,
     inflight: FuturesUnordered<Inflight>,
     next_seq: u64,
     reserved_end: u64,
-    buf: Vec<u8>,
 }
 
 impl<B: RecordBus> Publisher<B> {
@@ -76,11 +76,10 @@ impl<B: RecordBus> Publisher<B> {
             lanes,
             lanes_now,
             metrics,
-            pending: HashMap::new(),
+            pending: Vec::new(),
             inflight: FuturesUnordered::new(),
             next_seq: first,
             reserved_end: first.saturating_add(ID_BLOCK),
-            buf: Vec::new(),
         })
     }
 
@@ -111,23 +110,33 @@ impl<B: RecordBus> Publisher<B> {
             self.lanes_now = self.lanes.borrow_and_update().clone();
         }
         let lanes = self.lanes_now.clone();
-        for rec in batch {
+        let parts = self.slots_per_lane();
+        if self.pending.len() < lanes.len() * parts {
+            self.pending.resize_with(lanes.len() * parts, Vec::new);
+        }
+        for mut rec in batch {
             let Some(id) = self.next_id().await else {
                 add(&self.metrics.cluster.dropped_records, 1);
                 continue;
             };
-            let mut rec = Arc::unwrap_or_clone(rec);
-            rec.rec_id = id;
+            // The decoder hands over the only reference: the id is set in
+            // place, without copying the record.
+            Arc::make_mut(&mut rec).rec_id = id;
             for (i, lane) in lanes.iter().enumerate() {
                 let p = lane.partition(&rec, self.cfg.partitions);
-                let slot = self.pending.entry((i, p)).or_default();
-                slot.push(rec.clone());
+                // `partition` is below `partitions` (at least 1).
+                let slot = &mut self.pending[i * parts + p as usize];
+                slot.push(Arc::clone(&rec));
                 if slot.len() >= self.cfg.batch {
-                    let recs = std::mem::take(slot);
+                    let recs = std::mem::replace(slot, Vec::with_capacity(self.cfg.batch));
                     self.publish(lane, p, recs).await;
                 }
             }
         }
+    }
+
+    fn slots_per_lane(&self) -> usize {
+        self.cfg.partitions.max(1) as usize
     }
 
     /// The next cluster rec_id; `None` when no more ids can be reserved
@@ -152,21 +161,21 @@ impl<B: RecordBus> Publisher<B> {
 
     async fn flush_all(&mut self) {
         let lanes = self.lanes_now.clone();
-        let keys: Vec<(usize, u32)> = self
-            .pending
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
-        for (i, p) in keys {
-            let recs = self.pending.remove(&(i, p)).unwrap_or_default();
+        let parts = self.slots_per_lane();
+        for slot in 0..self.pending.len() {
+            if self.pending[slot].is_empty() {
+                continue;
+            }
+            let recs = std::mem::take(&mut self.pending[slot]);
+            // Below `partitions`, which is a u32.
+            let (i, p) = (slot / parts, (slot % parts) as u32);
             if let Some(lane) = lanes.get(i) {
                 self.publish(lane, p, recs).await;
             }
         }
     }
 
-    async fn publish(&mut self, lane: &Lane, p: u32, recs: Vec<Record>) {
+    async fn publish(&mut self, lane: &Lane, p: u32, recs: Vec<Arc<Record>>) {
         if recs.is_empty() {
             return;
         }
@@ -174,9 +183,15 @@ impl<B: RecordBus> Publisher<B> {
             add(&self.metrics.cluster.dropped_records, recs.len() as u64);
             return;
         }
-        self.buf.clear();
-        codec::encode_batch(self.cfg.collector, now_ms(), &recs, &mut self.buf);
-        let payload = Bytes::copy_from_slice(&self.buf);
+        // Encoded into its own buffer, which becomes the payload as it is.
+        let mut buf = Vec::new();
+        codec::encode_batch(
+            self.cfg.collector,
+            now_ms(),
+            recs.iter().map(Arc::as_ref),
+            &mut buf,
+        );
+        let payload = Bytes::from(buf);
         let subject = lane.subject(p);
         // Deterministic: a retry of this batch carries the same id.
         let id = format!("{}-{}", subject, recs[0].rec_id);
