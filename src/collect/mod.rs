@@ -19,13 +19,14 @@ mod state_tests;
 pub mod stats;
 pub mod templates;
 pub mod times;
+pub mod udp_drops;
 
 use std::path::PathBuf;
 
 pub use check::MAX_TEMPLATE_FIELDS;
 pub use decode::Decoder;
 pub use replay::replay;
-pub use socket::bind_udp;
+pub use socket::{bind_udp, recv_buffer_size, RecvBuffer};
 pub use stats::{DecodeStats, ErrorCounts, Evictions};
 
 /// Which templates an exporter shares (SPEC §4.2 `template_scope`).

@@ -5,7 +5,7 @@
 //! snapshots here, so a scrape never waits on the pipeline.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::engine::{Eviction, StateBudget};
@@ -49,11 +49,25 @@ pub struct MergerMetrics {
     pub closed_early: AtomicU64,
 }
 
+/// What the kernel says about the sockets of one collector address.
+#[derive(Debug, Default)]
+pub struct SocketMetrics {
+    /// Receive buffer size as `getsockopt(SO_RCVBUF)` reports it (the
+    /// smallest over the address's sockets).
+    pub receive_buffer: AtomicU64,
+    /// Datagrams the kernel dropped, summed over the address's sockets.
+    pub drops: AtomicU64,
+    /// Set once the drop counter has been read: an unread counter is not
+    /// shown as a 0 that nobody measured.
+    pub drops_known: AtomicBool,
+}
+
 #[derive(Debug, Default)]
 struct Registry {
     branches: Vec<(String, String, Arc<BranchMetrics>)>,
     mergers: Vec<(String, Arc<MergerMetrics>)>,
     collector: Vec<Sample>,
+    sockets: Vec<(String, Arc<SocketMetrics>)>,
 }
 
 #[derive(Debug)]
@@ -304,6 +318,15 @@ impl Metrics {
         reg.mergers.retain(|(_, m)| !Arc::ptr_eq(m, merger));
     }
 
+    /// Metrics of a collector address, labelled `socket` (`udp://ADDR`).
+    pub fn register_socket(&self, socket: &str) -> Arc<SocketMetrics> {
+        let m = Arc::new(SocketMetrics::default());
+        self.registry()
+            .sockets
+            .push((socket.to_string(), m.clone()));
+        m
+    }
+
     /// Replace the collector's (decoder's) labelled samples.
     pub fn publish_collector(&self, samples: Vec<Sample>) {
         self.registry().collector = samples;
@@ -314,6 +337,7 @@ impl Metrics {
         let mut out = self.global_samples();
         let reg = self.registry();
         out.extend(reg.collector.iter().cloned());
+        out.extend(socket_samples(&reg.sockets));
         for (q, b, m) in &reg.branches {
             out.extend(branch_samples(q, b, m));
         }
@@ -495,6 +519,32 @@ fn engine_state_samples(b: &StateBudget) -> Vec<Sample> {
         labels: vec![("kind", k.label().to_string())],
         value: b.evictions(*k),
     }));
+    out
+}
+
+fn socket_samples(sockets: &[(String, Arc<SocketMetrics>)]) -> Vec<Sample> {
+    let mut out: Vec<Sample> = sockets
+        .iter()
+        .map(|(label, m)| Sample {
+            name: "flowy_socket_receive_buffer_bytes",
+            help: "receive buffer the kernel granted (SO_RCVBUF read back; Linux reports twice the usable size)",
+            kind: Kind::Gauge,
+            labels: vec![("socket", label.clone())],
+            value: get(&m.receive_buffer),
+        })
+        .collect();
+    out.extend(
+        sockets
+            .iter()
+            .filter(|(_, m)| m.drops_known.load(Ordering::Relaxed))
+            .map(|(label, m)| Sample {
+                name: "flowy_socket_drops_total",
+                help: "datagrams the kernel dropped because flowy did not read them in time (receive buffer full)",
+                kind: Kind::Counter,
+                labels: vec![("socket", label.clone())],
+                value: get(&m.drops),
+            }),
+    );
     out
 }
 
@@ -682,6 +732,23 @@ mod tests {
         assert!(text.contains("flowy_branch_records_total{query=\"q\",branch=\"A\"} 5"));
         assert_eq!(text.matches("flowy_branch_records_total{").count(), 1);
         assert!(!text.contains("flowy_merger_matches_total{"));
+    }
+
+    #[test]
+    fn socket_drops_appear_once_read() {
+        let m = Metrics::default();
+        let s = m.register_socket("udp://127.0.0.1:2055");
+        set(&s.receive_buffer, 8192);
+        let text = m.render();
+        assert!(text.contains(
+            "# TYPE flowy_socket_receive_buffer_bytes gauge\nflowy_socket_receive_buffer_bytes{socket=\"udp://127.0.0.1:2055\"} 8192\n"
+        ));
+        assert!(!text.contains("flowy_socket_drops_total"));
+        set(&s.drops, 12);
+        s.drops_known.store(true, Ordering::Relaxed);
+        assert!(m.render().contains(
+            "# TYPE flowy_socket_drops_total counter\nflowy_socket_drops_total{socket=\"udp://127.0.0.1:2055\"} 12\n"
+        ));
     }
 
     #[test]

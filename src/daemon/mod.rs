@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod shutdown;
 pub mod signals;
+pub mod sockets;
 pub mod worker;
 
 use std::io::IsTerminal;
@@ -469,6 +470,7 @@ fn start_receivers(
     health: &Health,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut receivers = Vec::new();
+    let mut watch = sockets::SocketWatch::default();
     let allow: Arc<[crate::value::Prefix]> = c.allow.clone().into();
     for addr in &c.listen {
         let socks = bind_udp(*addr, c.sockets, c.recv_buffer).map_err(|e| {
@@ -479,6 +481,10 @@ fn start_receivers(
             };
             anyhow::anyhow!("cannot bind UDP {addr} (collector.listen): {e}{held}")
         })?;
+        if let Some(first) = socks.first() {
+            let local = first.local_addr().context("socket address")?;
+            watch.add(metrics, &format!("udp://{local}"), &socks);
+        }
         for s in socks {
             let local = s.local_addr().context("socket address")?;
             tracing::info!("collector listening on udp://{local}");
@@ -494,6 +500,8 @@ fn start_receivers(
             receivers.push(tokio::spawn(task));
         }
     }
+    // Ends with the receivers, when `stop` flips.
+    receivers.push(watch.start(stop.clone()));
     Ok(receivers)
 }
 
