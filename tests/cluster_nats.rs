@@ -396,12 +396,35 @@ fn wait_quiet(w: &Daemon) {
     }
 }
 
+/// Send `http_session`s `from..to` (client `10.<net>.i/50.i%50+1`, one
+/// datagram each, 700 ms apart in flow time) to the collector, 60 ms
+/// apart so that each becomes its own batch (the collector flushes every
+/// 50 ms) and acknowledgements can cover part of the stream; keep what was
+/// sent for the reference run.
+fn send_sessions(
+    collector: &Daemon,
+    sent: &mut Vec<(i64, Vec<u8>)>,
+    net: u8,
+    range: std::ops::Range<u32>,
+    t0: i64,
+) {
+    use support::netflow::{http_session, v5};
+    for i in range {
+        let client = format!("10.{net}.{}.{}", i / 50, i % 50 + 1);
+        let port = 40_000 + u16::from(net) * 1_000 + i as u16;
+        let flows = http_session(&client, port, "192.0.2.80", t0 + i64::from(i) * 700);
+        let d = v5(now_ms(), i, &flows);
+        collector.send(&d);
+        sent.push((now_ms(), d));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+}
+
 /// `kill -9` a worker while it holds open groups, restart it on the same
 /// output: the output then holds every match of `flowy query` on the same
 /// datagrams, each once.
 #[test]
 fn a_worker_killed_mid_stream_loses_no_match_and_repeats_none() {
-    use support::netflow::{http_session, v5};
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(&dir.path().join("nats"));
     let url = nats.url();
@@ -431,24 +454,7 @@ fn a_worker_killed_mid_stream_loses_no_match_and_repeats_none() {
 
     let t0 = now_ms() - 60_000;
     let mut sent: Vec<(i64, Vec<u8>)> = Vec::new();
-    let mut send = |from: u32, to: u32| {
-        for i in from..to {
-            let client = format!("10.3.{}.{}", i / 50, i % 50 + 1);
-            let flows = http_session(
-                &client,
-                40_000 + i as u16,
-                "192.0.2.80",
-                t0 + i64::from(i) * 700,
-            );
-            let d = v5(now_ms(), i, &flows);
-            collector.send(&d);
-            sent.push((now_ms(), d));
-            // One batch per datagram (the collector flushes every 50 ms),
-            // so that acknowledgements can cover part of the stream.
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    };
-    send(0, 40);
+    send_sessions(&collector, &mut sent, 3, 0..40, t0);
     wait_quiet(&worker);
     assert!(
         metric(&worker, "flowy_cluster_acked_messages_total") > 0.0,
@@ -459,7 +465,7 @@ fn a_worker_killed_mid_stream_loses_no_match_and_repeats_none() {
     let before = read_matches(&out).len();
     assert!(before > 0, "matches written before the crash");
 
-    send(40, 80);
+    send_sessions(&collector, &mut sent, 3, 40..80, t0);
     let mut worker = Daemon::start_worker(dir.path(), &wargs, &env_of("worker"));
     wait_quiet(&worker);
     assert!(
@@ -592,7 +598,6 @@ fn bus_matches(url: &str) -> Vec<Value> {
 /// matches on the bus are those of `flowy query`, each once.
 #[test]
 fn a_dead_workers_partitions_are_taken_over_by_lease() {
-    use support::netflow::{http_session, v5};
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(&dir.path().join("nats"));
     let url = nats.url();
@@ -638,26 +643,11 @@ fn a_dead_workers_partitions_are_taken_over_by_lease() {
 
     let t0 = now_ms() - 60_000;
     let mut sent: Vec<(i64, Vec<u8>)> = Vec::new();
-    let mut send = |from: u32, to: u32| {
-        for i in from..to {
-            let client = format!("10.5.{}.{}", i / 50, i % 50 + 1);
-            let flows = http_session(
-                &client,
-                42_000 + i as u16,
-                "192.0.2.80",
-                t0 + i64::from(i) * 700,
-            );
-            let d = v5(now_ms(), i, &flows);
-            collector.send(&d);
-            sent.push((now_ms(), d));
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    };
-    send(0, 30);
+    send_sessions(&collector, &mut sent, 5, 0..30, t0);
     std::thread::sleep(Duration::from_millis(500));
     a.signal(9);
     a.wait_exit(Duration::from_secs(10));
-    send(30, 60);
+    send_sessions(&collector, &mut sent, 5, 30..60, t0);
     b.wait_until("takeover", Duration::from_secs(30), |b| {
         metric(b, "flowy_cluster_partitions_held") == 8.0
     });

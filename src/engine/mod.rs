@@ -65,6 +65,9 @@ pub use group::Group;
 pub use merger::{MergerEngine, MergerStats};
 pub use pipeline::{run_batch, run_batch_with, Engine};
 
+use std::hash::Hasher as _;
+
+use fnv::FnvHasher;
 use std::sync::Arc;
 
 use crate::record::Record;
@@ -88,7 +91,7 @@ impl Match {
     /// records matched the same way give the same id in every run, process
     /// and platform, so consumers can drop a match they already have.
     pub fn id(&self, query: &str) -> u64 {
-        let mut h = Fnv1a::new();
+        let mut h = FnvHasher::default();
         h.write(query.as_bytes());
         let mut ids: Vec<u64> = Vec::new();
         for g in &self.groups {
@@ -101,24 +104,7 @@ impl Match {
                 h.write(&id.to_le_bytes());
             }
         }
-        h.0
-    }
-}
-
-/// FNV-1a, 64 bit (the published constants): a hash fixed by its
-/// definition, unlike std's, which may change between releases.
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h.finish()
     }
 }
 

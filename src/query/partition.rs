@@ -44,6 +44,9 @@
 //! murmur3 `fmix64` finaliser so that `hash % n` uses well-mixed bits.
 //! Both are fixed by definition: the same in every process and version.
 
+use std::hash::Hasher as _;
+
+use fnv::FnvHasher;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -120,7 +123,7 @@ impl KeySpec {
     /// Stable 64-bit hash of the record's key values (see the module
     /// documentation): the same in every process, platform and run.
     pub fn hash(&self, rec: &Record) -> u64 {
-        let mut h = Fnv1a::new();
+        let mut h = FnvHasher::default();
         let mut a = Encoding::new();
         let mut b = Encoding::new();
         for p in &self.parts {
@@ -143,7 +146,7 @@ impl KeySpec {
                 }
             }
         }
-        fmix64(h.0)
+        fmix64(h.finish())
     }
 
     /// The partition of `rec` among `partitions` (0 is read as 1).
@@ -255,22 +258,6 @@ fn whole(x: f64) -> Option<u64> {
     // 2^64 as f64; below it every whole float converts exactly.
     const LIMIT: f64 = 18_446_744_073_709_551_616.0;
     (x.fract() == 0.0 && (0.0..LIMIT).contains(&x)).then_some(x as u64)
-}
-
-/// FNV-1a, 64 bit: fixed by its published constants.
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
 }
 
 /// murmur3's 64-bit finaliser: FNV's low bits alone split poorly.
