@@ -98,8 +98,10 @@ fn record_columns(out: &mut Vec<u8>, rec: &Record) {
             Field::Sampling => rec.sampling.map(|s| Value::Uint(u64::from(s))),
             f => rec.get(f),
         };
+        // None of these columns is a time (stime and etime follow), so the
+        // type need not be looked up: `field_type` searches a table per call.
         if let Some(v) = v {
-            value(out, f.field_type(), &v);
+            value(out, FieldType::Uint, &v);
         }
     }
     out.push(b',');
@@ -118,15 +120,15 @@ fn extra_cell(out: &mut Vec<u8>, rec: &Record) {
         if i > 0 {
             out.push(b';');
         }
-        let f = Field::Extra(*id);
-        match crate::iana::by_id(*id) {
+        let ie = crate::iana::by_id(*id);
+        match ie {
             Some(ie) => out.extend_from_slice(ie.name.as_bytes()),
             None => write_uint(out, u64::from(*id)),
         }
         out.push(b'=');
         match v {
             Value::Text(s) => escape_pair_text(out, s),
-            v => value(out, f.field_type(), v),
+            v => value(out, ie.map_or(FieldType::Uint, |ie| ie.ty), v),
         }
     }
     quote_from(out, start);
@@ -247,6 +249,10 @@ mod tests {
         let names = header();
         assert_eq!(&names[..4], ["query", "match", "match_id", "branch"]);
         let record: Vec<&str> = RECORD_COLUMNS.iter().map(|f| f.name()).collect();
+        // `record_columns` writes them without their type.
+        assert!(RECORD_COLUMNS
+            .iter()
+            .all(|f| matches!(f.field_type(), FieldType::Uint | FieldType::Ip)));
         assert_eq!(&names[4..4 + record.len()], &record[..]);
         assert_eq!(
             &names[4 + record.len()..],
