@@ -100,7 +100,7 @@ pub struct QueryArgs {
     /// Output path; `-` is stdout, a file is replaced.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub output: String,
-    /// json (JSON Lines) or text.
+    /// json (JSON Lines), text, or csv (one row per record of a match).
     #[arg(long, value_name = "F", default_value = "json")]
     pub format: OutputFormat,
     /// Tumbling window length (`5m`, `300s`, `1h`; bare numbers are ms).

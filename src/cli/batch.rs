@@ -94,7 +94,7 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     };
     let mut run = StreamingRun {
         engine: engine::Engine::new(Arc::clone(&plan), cfg),
-        writer: ChunkWriter::new(sink, formatter, Arc::clone(&plan)),
+        writer: ChunkWriter::new(sink, formatter, Arc::clone(&plan), args.format.header()),
         out: Vec::new(),
         implausible: ImplausibleCounts::default(),
     };
@@ -389,12 +389,21 @@ struct ChunkWriter {
 }
 
 impl ChunkWriter {
-    fn new(sink: Box<dyn Write>, formatter: MatchFormatter, plan: Arc<Plan>) -> Self {
+    /// `header` (CSV's column names) starts the output even if no match
+    /// follows: an empty result still names its columns.
+    fn new(
+        sink: Box<dyn Write>,
+        formatter: MatchFormatter,
+        plan: Arc<Plan>,
+        header: Option<&[u8]>,
+    ) -> Self {
+        let mut buf = Vec::with_capacity(WRITE_CHUNK);
+        buf.extend_from_slice(header.unwrap_or_default());
         ChunkWriter {
             sink,
             formatter,
             plan,
-            buf: Vec::with_capacity(WRITE_CHUNK),
+            buf,
             state: Ok(()),
             matches: 0,
         }

@@ -63,6 +63,7 @@ pub enum Scope {
 pub enum Format {
     Json,
     Text,
+    Csv,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -541,10 +542,11 @@ fn validate_output(o: RawOutput) -> Result<OutputSettings, ConfigError> {
     let format = match o.format.as_str() {
         "json" => Format::Json,
         "text" => Format::Text,
+        "csv" => Format::Csv,
         other => {
             return Err(invalid(
                 "output.format",
-                format!("'{other}' is not \"json\" or \"text\""),
+                format!("'{other}' is not \"json\", \"text\" or \"csv\""),
             ))
         }
     };
@@ -830,6 +832,12 @@ mod tests {
             s.queries,
             QuerySource::Files(vec![PathBuf::from("q.flowy")])
         );
+    }
+
+    #[test]
+    fn csv_is_an_output_format() {
+        let s = load_env(&[("FLOWY__OUTPUT__FORMAT", "csv")]).expect("valid");
+        assert_eq!(s.output.format, Format::Csv);
     }
 
     #[test]

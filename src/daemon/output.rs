@@ -76,6 +76,7 @@ fn style(s: &OutputSettings) -> Style {
     let format = match s.format {
         Format::Json => OutputFormat::Json,
         Format::Text => OutputFormat::Text,
+        Format::Csv => OutputFormat::Csv,
     };
     Style {
         format,
@@ -201,7 +202,13 @@ impl Formatter {
             .or_insert_with(|| MatchFormatter::new(plan.name.clone(), style.format, style.records));
         f.set_format(style.format, style.records);
         f.set_max_records(style.max_records);
+        let header = style.format.header();
+        if header != self.chunk.header && !self.chunk.ends.is_empty() {
+            let chunk = std::mem::take(&mut self.chunk);
+            push(&self.queue, chunk);
+        }
         for m in &matches {
+            self.chunk.header = header;
             f.append(plan, m, &mut self.chunk.buf);
             self.chunk.ends.push(self.chunk.buf.len());
             if self.chunk.buf.len() >= self.chunk_limit {
@@ -253,7 +260,7 @@ impl Writer {
 
     fn write(&mut self, chunk: Chunk) {
         self.beat.busy();
-        let result = self.sink.write_matches(&chunk.buf, &chunk.ends);
+        let result = self.sink.write_lines(chunk.header, &chunk.buf, &chunk.ends);
         self.beat.idle();
         self.queue.release(chunk.buf.len());
         let n = chunk.matches();
@@ -272,7 +279,7 @@ impl Writer {
     }
 
     fn reopen(&mut self, path: &str) {
-        match LineSink::open(path) {
+        match self.sink.reopen(path) {
             Ok(sink) => {
                 self.sink = sink;
                 tracing::info!(path = %path, "output reopened");

@@ -14,6 +14,9 @@ use super::metrics::{add, set, Metrics};
 pub struct Chunk {
     pub buf: Vec<u8>,
     pub ends: Vec<usize>,
+    /// The header of the lines' format (CSV's), which the writer puts
+    /// before them if the sink has none yet; one format per chunk.
+    pub header: Option<&'static [u8]>,
 }
 
 impl Chunk {
@@ -143,6 +146,7 @@ mod tests {
         Chunk {
             buf: vec![b'x'; len],
             ends: (1..=matches).map(|i| i * len / matches).collect(),
+            header: None,
         }
     }
 

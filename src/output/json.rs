@@ -101,7 +101,7 @@ fn field(out: &mut Vec<u8>, name: &str, ty: FieldType, v: &Value) {
 }
 
 /// A u64 as 16 lowercase hex digits.
-fn write_hex16(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn write_hex16(out: &mut Vec<u8>, v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for shift in (0..16).rev() {
         out.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);

@@ -1,5 +1,7 @@
-//! Match output: JSON Lines (SPEC §3.3) and a human-readable text format.
+//! Match output: JSON Lines (SPEC §3.3), a human-readable text format and
+//! CSV (one row per record).
 
+mod csv;
 mod json;
 mod stamp;
 mod text;
@@ -26,6 +28,8 @@ pub enum OutputFormat {
     Json,
     /// One summary line per match, one indented line per record.
     Text,
+    /// One CSV row per record of a match, under one header line.
+    Csv,
 }
 
 impl OutputFormat {
@@ -33,6 +37,16 @@ impl OutputFormat {
         match self {
             OutputFormat::Json => "json",
             OutputFormat::Text => "text",
+            OutputFormat::Csv => "csv",
+        }
+    }
+
+    /// The line that starts an output of this format (CSV's column names),
+    /// written once per output, before the first match.
+    pub fn header(self) -> Option<&'static [u8]> {
+        match self {
+            OutputFormat::Csv => Some(csv::HEADER),
+            OutputFormat::Json | OutputFormat::Text => None,
         }
     }
 }
@@ -44,7 +58,7 @@ impl fmt::Display for OutputFormat {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown output format '{0}' (expected json or text)")]
+#[error("unknown output format '{0}' (expected json, text or csv)")]
 pub struct UnknownOutputFormat(pub String);
 
 impl FromStr for OutputFormat {
@@ -54,6 +68,7 @@ impl FromStr for OutputFormat {
         match s {
             "json" | "jsonl" => Ok(OutputFormat::Json),
             "text" => Ok(OutputFormat::Text),
+            "csv" => Ok(OutputFormat::Csv),
             _ => Err(UnknownOutputFormat(s.to_string())),
         }
     }
@@ -277,6 +292,10 @@ mod tests {
     fn parses_format_names() {
         assert_eq!("json".parse::<OutputFormat>().unwrap(), OutputFormat::Json);
         assert_eq!("text".parse::<OutputFormat>().unwrap(), OutputFormat::Text);
+        assert_eq!("csv".parse::<OutputFormat>().unwrap(), OutputFormat::Csv);
+        assert_eq!(OutputFormat::Csv.to_string(), "csv");
+        assert!(OutputFormat::Csv.header().is_some());
+        assert!(OutputFormat::Json.header().is_none());
         assert!("xml".parse::<OutputFormat>().is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{json, now_ms, text, OutputFormat};
+use super::{csv, json, now_ms, text, OutputFormat};
 use crate::engine::Match;
 use crate::query::plan::Plan;
 
@@ -48,7 +48,9 @@ impl MatchFormatter {
         self
     }
 
-    /// Number the match and append its line to `out`. The number counts as
+    /// Number the match and append its line to `out` (CSV: its rows; the
+    /// header is the caller's, see [`OutputFormat::header`], since one
+    /// output may hold several queries' matches). The number counts as
     /// used even if the caller's write then fails, so a gap in the
     /// numbering shows the loss.
     pub fn append(&mut self, plan: &Plan, m: &Match, out: &mut Vec<u8>) {
@@ -68,6 +70,15 @@ impl MatchFormatter {
             OutputFormat::Text => {
                 let records = self.records.then_some(self.max_records);
                 text::write_match(out, &self.query, number, plan, m, records)
+            }
+            OutputFormat::Csv => {
+                let header = csv::Header {
+                    query: &self.query,
+                    number,
+                    records: self.records,
+                    max_records: self.max_records,
+                };
+                csv::write_match(out, &header, plan, m);
             }
         }
         self.numbered = number;
@@ -117,6 +128,11 @@ pub struct LineSink {
     file: std::fs::File,
     /// A regular file: a match cut by an error can be truncated away.
     regular: bool,
+    path: String,
+    /// The next lines of a format with a header (CSV) need it first: the
+    /// sink is an empty file or a pipe or terminal nothing was written to,
+    /// or the last lines written were of a format without one.
+    header_due: bool,
 }
 
 impl LineSink {
@@ -130,8 +146,57 @@ impl LineSink {
                 .append(true)
                 .open(path)?
         };
-        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-        Ok(LineSink { file, regular })
+        let meta = file.metadata().ok();
+        let regular = meta.as_ref().is_some_and(|m| m.is_file());
+        let empty = meta.is_some_and(|m| m.is_file() && m.len() == 0);
+        Ok(LineSink {
+            file,
+            regular,
+            path: path.to_string(),
+            // A file that holds lines already continues them.
+            header_due: empty || !regular,
+        })
+    }
+
+    /// Open `path` to replace this sink (SIGHUP). The same path, still
+    /// holding what was written (no rotation) or not a file (stdout, a
+    /// pipe), carries on where this sink was: no second header.
+    pub fn reopen(&self, path: &str) -> std::io::Result<Self> {
+        let mut new = LineSink::open(path)?;
+        let emptied = new.regular && new.header_due;
+        if path == self.path && !emptied {
+            new.header_due = self.header_due;
+        }
+        Ok(new)
+    }
+
+    /// [`write_matches`](Self::write_matches) for lines of a format whose
+    /// output starts with `header` (`None`: a format without one). A due
+    /// header goes out as part of the first match, so it is written exactly
+    /// when that match is; a failure before it leaves it due.
+    pub fn write_lines(
+        &mut self,
+        header: Option<&[u8]>,
+        buf: &[u8],
+        ends: &[usize],
+    ) -> Result<(), WriteFailure> {
+        let Some(header) = header.filter(|_| self.header_due && !ends.is_empty()) else {
+            if header.is_none() && !ends.is_empty() {
+                self.header_due = true;
+            }
+            return self.write_matches(buf, ends);
+        };
+        // Rare (once per file): one copy of the chunk is cheaper than a
+        // second write path that knows about headers.
+        let mut joined = Vec::with_capacity(header.len() + buf.len());
+        joined.extend_from_slice(header);
+        joined.extend_from_slice(buf);
+        let ends: Vec<usize> = ends.iter().map(|e| e + header.len()).collect();
+        let result = self.write_matches(&joined, &ends);
+        if !matches!(result, Err(WriteFailure { written: 0, .. })) {
+            self.header_due = false;
+        }
+        result
     }
 
     /// Write `buf`, whose matches end at the offsets `ends` (ascending, the
@@ -221,5 +286,67 @@ mod tests {
         let f = sink.cut(8, &[6, 11], std::io::ErrorKind::StorageFull.into());
         assert_eq!(f.written, 1);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
+    }
+
+    const H: Option<&[u8]> = Some(b"h\n");
+
+    #[test]
+    fn a_header_once_per_new_file_and_none_for_one_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let p = path.to_str().unwrap();
+        let mut sink = LineSink::open(p).unwrap();
+        sink.write_lines(H, b"a\n", &[2]).unwrap();
+        sink.write_lines(H, b"b\nc\n", &[2, 4]).unwrap();
+        // SIGHUP without rotation: the same file goes on.
+        let mut sink = sink.reopen(p).unwrap();
+        sink.write_lines(H, b"d\n", &[2]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "h\na\nb\nc\nd\n");
+        // logrotate moved it away: the new file gets its own header.
+        let moved = dir.path().join("out.csv.1");
+        std::fs::rename(&path, &moved).unwrap();
+        let mut sink = sink.reopen(p).unwrap();
+        sink.write_lines(H, b"e\n", &[2]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "h\ne\n");
+        // A daemon started on a file that holds rows continues it.
+        drop(sink);
+        let mut sink = LineSink::open(p).unwrap();
+        sink.write_lines(H, b"f\n", &[2]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "h\ne\nf\n");
+        // An empty chunk writes no header.
+        let other = dir.path().join("other.csv");
+        let mut sink = sink.reopen(other.to_str().unwrap()).unwrap();
+        sink.write_lines(H, b"", &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
+    }
+
+    #[test]
+    fn a_switch_back_to_csv_repeats_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let p = path.to_str().unwrap();
+        let mut sink = LineSink::open(p).unwrap();
+        sink.write_lines(H, b"a\n", &[2]).unwrap();
+        sink.write_lines(None, b"{}\n", &[3]).unwrap();
+        // A reload that switched the format reopens the same path.
+        let mut sink = sink.reopen(p).unwrap();
+        sink.write_lines(H, b"b\n", &[2]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "h\na\n{}\nh\nb\n");
+    }
+
+    #[test]
+    fn a_pipe_gets_the_header_once_across_reopens() {
+        let (mut rx, tx) = std::io::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        let p = format!("/proc/self/fd/{}", tx.as_raw_fd());
+        let mut first = LineSink::open(&p).unwrap();
+        first.write_lines(H, b"a\n", &[2]).unwrap();
+        let mut second = first.reopen(&p).unwrap();
+        second.write_lines(H, b"b\n", &[2]).unwrap();
+        // Every write end must be closed for the read to end.
+        drop((first, second, tx));
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut rx, &mut got).unwrap();
+        assert_eq!(got, "h\na\nb\n");
     }
 }
