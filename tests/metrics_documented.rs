@@ -10,17 +10,27 @@ use std::path::Path;
 use support::daemon::Daemon;
 use support::netflow::{http_session, now_ms, v5};
 
-/// `flowy_…` names in `text`; a trailing `*` (`flowy_pending_*`) is kept.
+/// Metric names (`flowy_…`, `process_…`) in `text`; a trailing `*`
+/// (`flowy_pending_*`) is kept.
 fn names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("flowy_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c == '*'))
-            .unwrap_or(tail.len());
-        out.insert(tail[..end].to_string());
-        rest = &tail[end..];
+    for prefix in ["flowy_", "process_"] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c == '*'))
+                .unwrap_or(tail.len());
+            // `process_` inside a longer word is not a metric name.
+            let word_start = at == 0 || {
+                let b = rest.as_bytes()[at - 1];
+                !(b.is_ascii_alphanumeric() || b == b'_')
+            };
+            if word_start && end > prefix.len() {
+                out.insert(tail[..end].to_string());
+            }
+            rest = &tail[end.max(1)..];
+        }
     }
     out
 }

@@ -473,6 +473,7 @@ impl Metrics {
             ),
         ];
         out.extend(cluster_samples(&self.cluster));
+        out.extend(super::process::samples());
         out.extend(engine_state_samples(&self.engine_state));
         if let Some(w) = self.watermark() {
             out.push(Sample {

@@ -24,6 +24,7 @@ pub mod output;
 pub mod outqueue;
 pub mod panic;
 pub mod pipeline;
+pub mod process;
 pub mod reload;
 pub mod shutdown;
 pub mod signals;
