@@ -413,10 +413,17 @@ fn validate_cluster(c: RawCluster) -> Result<ClusterSettings, ConfigError> {
         partitions,
         worker_partitions,
         collector_id,
-        batch: positive("cluster.batch", c.batch)?,
+        batch: positive("cluster.batch", c.batch)
+            .ok()
+            .filter(|b| *b <= MAX_BATCH)
+            .ok_or_else(|| invalid("cluster.batch", format!("must be 1 to {MAX_BATCH}")))?,
         max_inflight: positive("cluster.max_inflight", c.max_inflight)?,
     })
 }
+
+/// Records per published message at most: a message stays well within
+/// NATS's default 1 MiB payload, and a batch's count within its u32.
+const MAX_BATCH: usize = 16_384;
 
 /// Host name and process id: unique among running workers.
 fn default_worker_id() -> String {
