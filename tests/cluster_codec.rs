@@ -3,8 +3,10 @@
 //! panic, the real 2009 trace encodes compactly, and the committed fuzz
 //! seeds (`fuzz/corpus/cluster_batch/`) are what the current encoder writes.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flowy::cluster::codec::{
     cluster_rec_id, decode_batch, encode_batch, peek_header, split_rec_id, BatchHeader,
@@ -14,17 +16,7 @@ use flowy::fuzzing;
 use flowy::record::Record;
 use flowy::value::{Value, ValueSet, F64};
 use proptest::prelude::*;
-
-/// A file of the shared nfql traces (the nearest ancestor's `shared/`).
-fn trace(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/data/nfql-traces"))
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| root.join("../shared/data/nfql-traces"))
-        .join(name)
-}
+use support::trace;
 
 fn encode(collector: u16, sent_ms: i64, records: &[Record]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -381,6 +381,33 @@ fn the_collector_rides_out_a_bus_outage() {
     assert_eq!(records, 60);
 }
 
+/// No `match_id` twice in `matches`, and per query the same matches as
+/// `flowy query` on the datagrams `sent` (rec_ids aside).
+fn assert_matches_flowy_query(
+    dir: &Path,
+    queries: &[(String, std::path::PathBuf)],
+    sent: &[(i64, Vec<u8>)],
+    matches: &[Value],
+) {
+    let ids: Vec<&str> = matches
+        .iter()
+        .map(|m| m["match_id"].as_str().expect("match_id"))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        "a match reported twice"
+    );
+    let exports = dir.join("exports.pcap");
+    write_export_pcap(&exports, sa("127.0.0.1:9995"), sa("127.0.0.1:2055"), sent);
+    for (name, q) in queries {
+        let batch = flowy_query(q, &exports, &dir.join(format!("{name}.batch.jsonl")));
+        assert!(!batch.is_empty(), "{name}: the trace must give matches");
+        let cluster = normalised(matches.iter().filter(|m| m["query"] == *name).cloned());
+        assert_eq!(cluster, normalised(batch.into_iter()), "{name}");
+    }
+}
+
 /// Wait until a worker has taken no record for a while.
 fn wait_quiet(w: &Daemon) {
     let mut last = -1.0;
@@ -475,24 +502,7 @@ fn a_worker_killed_mid_stream_loses_no_match_and_repeats_none() {
     assert!(worker.terminate().success());
 
     let written = read_matches(&out);
-    let ids: Vec<&str> = written
-        .iter()
-        .map(|m| m["match_id"].as_str().expect("match_id"))
-        .collect();
-    assert_eq!(
-        ids.len(),
-        ids.iter().collect::<BTreeSet<_>>().len(),
-        "a match written twice"
-    );
-
-    let exports = dir.path().join("exports.pcap");
-    write_export_pcap(&exports, sa("127.0.0.1:9995"), sa("127.0.0.1:2055"), &sent);
-    for (name, q) in &queries {
-        let batch = flowy_query(q, &exports, &dir.path().join(format!("{name}.batch.jsonl")));
-        assert!(!batch.is_empty(), "{name}: the trace must give matches");
-        let cluster = normalised(written.iter().filter(|m| m["query"] == *name).cloned());
-        assert_eq!(cluster, normalised(batch.into_iter()), "{name}");
-    }
+    assert_matches_flowy_query(dir.path(), &queries, &sent, &written);
 }
 
 /// SIGHUP with a changed query: the collector publishes to the new
@@ -660,21 +670,5 @@ fn a_dead_workers_partitions_are_taken_over_by_lease() {
         .any(|l| l.contains("taking over an expired lease")));
 
     let on_bus = bus_matches(&url);
-    let ids: Vec<&str> = on_bus
-        .iter()
-        .map(|m| m["match_id"].as_str().expect("match_id"))
-        .collect();
-    assert_eq!(
-        ids.len(),
-        ids.iter().collect::<BTreeSet<_>>().len(),
-        "a match stored twice"
-    );
-    let exports = dir.path().join("exports.pcap");
-    write_export_pcap(&exports, sa("127.0.0.1:9995"), sa("127.0.0.1:2055"), &sent);
-    for (name, q) in &queries {
-        let batch = flowy_query(q, &exports, &dir.path().join(format!("{name}.batch.jsonl")));
-        assert!(!batch.is_empty(), "{name}: the trace must give matches");
-        let cluster = normalised(on_bus.iter().filter(|m| m["query"] == *name).cloned());
-        assert_eq!(cluster, normalised(batch.into_iter()), "{name}");
-    }
+    assert_matches_flowy_query(dir.path(), &queries, &sent, &on_bus);
 }
