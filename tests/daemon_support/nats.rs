@@ -26,17 +26,23 @@ impl NatsServer {
             nats_available(),
             "nats-server is not installed: `apt-get install -y nats-server` (.ci/run does this)"
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut s = NatsServer {
-            child: None,
-            port,
-            store: store.to_path_buf(),
-        };
-        s.restart();
-        s
+        // A free port can be taken by a parallel test between the probe and
+        // the server's bind; the server then exits: try another port.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut s = NatsServer {
+                child: None,
+                port,
+                store: store.to_path_buf(),
+            };
+            if s.try_start() {
+                return s;
+            }
+        }
+        panic!("nats-server did not start on any of five ports");
     }
 
     pub fn url(&self) -> String {
@@ -45,7 +51,17 @@ impl NatsServer {
 
     /// Start (again) on the same port and store.
     pub fn restart(&mut self) {
-        let child = Command::new("nats-server")
+        assert!(
+            self.try_start(),
+            "nats-server did not start again on port {}",
+            self.port
+        );
+    }
+
+    /// Start and wait until it accepts connections; false when it exited
+    /// instead (its port was taken).
+    fn try_start(&mut self) -> bool {
+        let mut child = Command::new("nats-server")
             .args([
                 "-js",
                 "-a",
@@ -59,12 +75,25 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nats-server");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        // What answered may be another test's server on a port this one
+        // failed to bind: ours must still be running.
+        std::thread::sleep(Duration::from_millis(200));
+        if child.try_wait().expect("try_wait").is_some() {
+            return false;
+        }
+        self.child = Some(child);
+        true
     }
 
     pub fn stop(&mut self) {
