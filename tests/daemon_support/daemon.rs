@@ -313,10 +313,14 @@ pub fn final_counters(log: &[String]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Matches in a JSON Lines output file.
+/// Matches in a JSON Lines output file: its complete lines (a test that
+/// polls the file while the daemon writes may catch the last one half
+/// written, as `tail -f` would).
 pub fn read_matches(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))
         .collect()
 }
