@@ -259,7 +259,13 @@ pub fn cluster_batch(data: &[u8]) -> Result<Vec<Record>, DecodeError> {
     );
     assert_eq!(records.len(), header.count as usize, "record count");
     let mut again = Vec::with_capacity(data.len());
-    codec::encode_batch(header.collector, header.sent_ms, &records, &mut again);
+    codec::encode_marked_batch(
+        header.collector,
+        header.sent_ms,
+        header.mark_ms,
+        &records,
+        &mut again,
+    );
     match codec::decode_batch(&again) {
         Ok((h, r)) => {
             assert_eq!(h, header, "re-encoded header");

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use flowy::cluster::codec::{
-    cluster_rec_id, decode_batch, encode_batch, peek_header, split_rec_id, BatchHeader,
-    DecodeError, HEADER_LEN, VERSION,
+    cluster_rec_id, decode_batch, encode_batch, encode_marked_batch, peek_header, split_rec_id,
+    BatchHeader, DecodeError, HEADER_LEN, VERSION,
 };
 use flowy::fuzzing;
 use flowy::record::Record;
@@ -166,6 +166,7 @@ proptest! {
             first_seq: records.first().map_or(0, |r| split_rec_id(r.rec_id).1),
             count: records.len() as u32,
             sent_ms: sent,
+            mark_ms: None,
         });
         prop_assert_eq!(peek_header(&buf), Ok(header));
         // Appending to a buffer that holds something leaves it alone.
@@ -189,7 +190,7 @@ proptest! {
     #[test]
     fn a_changed_version_is_unknown(
         (collector, sent, records) in arb_batch(),
-        version in any::<u8>().prop_filter("not ours", |v| *v != VERSION),
+        version in any::<u8>().prop_filter("not ours", |v| *v != VERSION && *v != 1),
     ) {
         let mut buf = encode(collector, sent, &records);
         buf[0] = version;
@@ -340,11 +341,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut bad_tag = encode(2, 0, &unusual_records()[..1]);
     let set_tag = bad_tag.iter().rposition(|&b| b == 5).expect("a set tag");
     bad_tag[set_tag] = 9;
+    // The previous version: no mark in the header.
+    let mut ok_v1 = vec![1];
+    ok_v1.extend_from_slice(&ok_first[1..21]);
+    ok_v1.extend_from_slice(&ok_first[HEADER_LEN..]);
+    let mut ok_mark_only = Vec::new();
+    encode_marked_batch(3, sent, Some(sent - 1_000), [], &mut ok_mark_only);
     vec![
+        ("ok-v1-trace-2009-first-64.bin", ok_v1),
+        ("ok-mark-only.bin", ok_mark_only),
         ("ok-trace-2009-first-64.bin", ok_first),
         ("ok-trace-2009-every-5th.bin", ok_subset),
         ("ok-v6-extras-extreme-times.bin", ok_unusual),
-        ("err-version-2.bin", version),
+        ("err-version-3.bin", version),
         ("err-truncated.bin", truncated),
         ("err-trailing.bin", trailing),
         ("err-huge-count.bin", huge_count),

@@ -141,13 +141,31 @@ fn three_workers_give_the_matches_of_flowy_query() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let datagrams = relay.finish();
-    let received = metric(&collector, "flowy_records_received_total");
-    // Three lanes: every record is published three times.
+    let exports = dir.path().join("exports.pcap");
+    write_export_pcap(
+        &exports,
+        relay_addr_for_capture(),
+        sa("127.0.0.1:2055"),
+        &datagrams,
+    );
+    // Three lanes, each carrying the records its queries' filters accept.
+    let expected = published_per_lane(&exports, &queries);
+    assert_eq!(
+        metric(&collector, "flowy_records_received_total"),
+        expected.iter().copied().max().unwrap_or(0) as f64,
+        "the pass-through lane carries every record"
+    );
+    // Lanes in query order: all-records, http-download, tcp-window.
+    assert!(
+        expected[1] < expected[0] && expected[2] < expected[0],
+        "selective lanes carry fewer records: {expected:?}"
+    );
+    let expected: f64 = expected.iter().sum::<u64>() as f64;
     collector.wait_until("records published", Duration::from_secs(30), |d| {
-        metric(d, "flowy_cluster_published_records_total") >= 3.0 * received
+        metric(d, "flowy_cluster_published_records_total") >= expected
     });
     let published = metric(&collector, "flowy_cluster_published_records_total");
-    assert_eq!(published, 3.0 * received);
+    assert_eq!(published, expected);
     assert!(collector.terminate().success());
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -195,13 +213,6 @@ fn three_workers_give_the_matches_of_flowy_query() {
         .collect();
     assert_eq!(ids.len(), ids.iter().collect::<BTreeSet<_>>().len());
 
-    let exports = dir.path().join("exports.pcap");
-    write_export_pcap(
-        &exports,
-        relay_addr_for_capture(),
-        sa("127.0.0.1:2055"),
-        &datagrams,
-    );
     for (name, q) in &queries {
         let batch = flowy_query(q, &exports, &dir.path().join(format!("{name}.batch.jsonl")));
         let cluster = normalised(
@@ -214,6 +225,19 @@ fn three_workers_give_the_matches_of_flowy_query() {
         assert!(!batch.is_empty(), "{name}: the trace must give matches");
         assert_eq!(cluster, normalised(batch.into_iter()), "{name}");
     }
+}
+
+/// Per lane of `queries`, how many records of the capture it carries.
+fn published_per_lane(capture: &Path, queries: &[(String, std::path::PathBuf)]) -> Vec<u64> {
+    let records = flowy::input::read_file(capture, None).expect("the export capture reads");
+    let plans: Vec<_> = queries
+        .iter()
+        .map(|(_, q)| flowy::query::compile_file(q).expect("compiles"))
+        .collect();
+    flowy::cluster::lane::routes(plans.iter())
+        .iter()
+        .map(|r| records.iter().filter(|rec| r.carries(rec)).count() as u64)
+        .collect()
 }
 
 /// Publish raw payloads on record subjects, as a broken or hostile
@@ -580,6 +604,90 @@ fn sighup_moves_collector_and_worker_to_the_new_lanes() {
     assert_eq!(by("q"), matches.len());
     assert_eq!(sizes.iter().filter(|&&n| n == 1).count(), 6, "{sizes:?}");
     assert_eq!(sizes.iter().filter(|&&n| n == 2).count(), 3, "{sizes:?}");
+}
+
+/// Records that no query accepts are not published, but their time is:
+/// a partition whose only records are long past sees W pass them through
+/// the collector's mark and closes its group, with the idle advance far
+/// away (an hour).
+#[test]
+fn a_quiet_partition_closes_its_groups_by_the_collectors_mark() {
+    use support::netflow::{v5, Flow};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let q = dir.path().join("web.flowy");
+    std::fs::write(
+        &q,
+        "splitter S {}\nfilter web {\n    dstport = 80\n}\ngrouper per-host {\n    module g {\n        srcip = srcip\n        etime < stime rdelta 1s\n    }\n    aggregate srcip, count(rec_id) as n\n}\n\"input\" -> S\nS branch A -> web -> per-host\n",
+    )
+    .expect("write query");
+    let out = dir.path().join("w.jsonl");
+    let qarg = q.to_str().expect("utf-8");
+    let env_of = |role| {
+        [
+            ("FLOWY__CLUSTER__ROLE", role),
+            ("FLOWY__CLUSTER__NATS", url.as_str()),
+            ("FLOWY__CLUSTER__PARTITIONS", "4"),
+            ("FLOWY__ENGINE__LATENESS", "1s"),
+            ("FLOWY__ENGINE__IDLE_ADVANCE", "1h"),
+        ]
+    };
+    let mut collector = Daemon::start(dir.path(), &["--query", qarg], &env_of("collector"));
+    let mut worker = Daemon::start_worker(
+        dir.path(),
+        &["--query", qarg, "--output", out.to_str().expect("utf-8")],
+        &env_of("worker"),
+    );
+    let t0 = now_ms() - 30_000;
+    let web = |i: u16| {
+        Flow::tcp(
+            "10.5.0.1",
+            40_000 + i,
+            "192.0.2.80",
+            80,
+            900,
+            t0 + i64::from(i),
+            t0 + 100,
+        )
+    };
+    collector.send(&v5(now_ms(), 0, &[web(0), web(1)]));
+    // Later traffic that no filter accepts, from other hosts.
+    let t1 = now_ms() - 5_000;
+    let other: Vec<Flow> = (0..20u16)
+        .map(|i| {
+            Flow::tcp(
+                &format!("10.6.0.{}", i + 1),
+                50_000,
+                "192.0.2.1",
+                443,
+                500,
+                t1,
+                t1 + 10,
+            )
+        })
+        .collect();
+    collector.send(&v5(now_ms(), 2, &other));
+    collector.wait_until("records not published", Duration::from_secs(10), |d| {
+        metric(d, "flowy_cluster_unrouted_records_total") >= 20.0
+    });
+    assert_eq!(
+        metric(&collector, "flowy_cluster_published_records_total"),
+        2.0
+    );
+    // The group closes while everything still runs: no drain involved.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let matches = loop {
+        let m = read_matches(&out);
+        if !m.is_empty() || std::time::Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(matches.len(), 1, "the web host's group closed: {matches:?}");
+    assert_eq!(matches[0]["records"].as_array().map_or(0, Vec::len), 2);
+    assert!(collector.terminate().success());
+    assert!(worker.terminate().success());
 }
 
 /// Every match on the bus (`flowy.matches.*`), as JSON.

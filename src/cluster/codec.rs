@@ -16,6 +16,12 @@
 //! | 3 | 6 | `first_seq`: low 48 bits of the first record's `rec_id` (0 when empty) |
 //! | 9 | 4 | record count |
 //! | 13 | 8 | `sent_ms` (i64) |
+//! | 21 | 8 | `mark_ms` (i64): the latest record start the collector had seen when it published the batch, `i64::MIN` for none (version 2 only) |
+//!
+//! The mark carries time to a worker whose partition got no record (or
+//! few): records that no query of the lane accepts are not published, but
+//! the watermark must move as it would have with them (SPEC §3.2). A
+//! version 1 batch (header 21 bytes, no mark) is still read.
 //!
 //! Then `count` records, nothing after them. Each record:
 //!
@@ -49,10 +55,19 @@ use crate::record::{Record, Time};
 use crate::value::{Value, ValueSet, F64};
 
 /// The batch format this build writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
-/// Bytes of the fixed header.
-pub const HEADER_LEN: usize = 21;
+/// The previous version, still read: its header ends before `mark_ms`.
+pub const VERSION_1: u8 = 1;
+
+/// Bytes of the fixed header this build writes.
+pub const HEADER_LEN: usize = 29;
+
+/// Bytes of a version 1 header.
+const HEADER_LEN_V1: usize = 21;
+
+/// `mark_ms` of a batch that carries no mark.
+const NO_MARK: i64 = i64::MIN;
 
 /// Bits of a sequence number inside a cluster `rec_id` (SPEC §5).
 pub const SEQ_BITS: u32 = 48;
@@ -119,7 +134,9 @@ pub mod bits {
 /// Why a batch was refused. Offsets count from the first byte of the batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("record batch version {0} is unknown (this build reads version {VERSION})")]
+    #[error(
+        "record batch version {0} is unknown (this build reads versions {VERSION_1} and {VERSION})"
+    )]
     UnknownVersion(u8),
     #[error("record batch truncated at byte {offset}: {what} missing")]
     Truncated { offset: usize, what: &'static str },
@@ -188,6 +205,20 @@ pub struct BatchHeader {
     pub count: u32,
     /// The collector's clock when it published the batch (bus latency).
     pub sent_ms: i64,
+    /// The latest record start the collector had seen (of any record, not
+    /// only of those it published): the worker's watermark may move to it.
+    pub mark_ms: Option<i64>,
+}
+
+impl BatchHeader {
+    /// Where the records start.
+    fn len(&self, version: u8) -> usize {
+        if version == VERSION_1 {
+            HEADER_LEN_V1
+        } else {
+            HEADER_LEN
+        }
+    }
 }
 
 /// A cluster `rec_id`: collector id in the high 16 bits, sequence in the low
@@ -216,6 +247,19 @@ pub fn encode_batch<'a, I>(collector: u16, sent_ms: i64, records: I, out: &mut V
 where
     I: IntoIterator<Item = &'a Record>,
 {
+    encode_marked_batch(collector, sent_ms, None, records, out);
+}
+
+/// [`encode_batch`] with a time mark (see [`BatchHeader::mark_ms`]).
+pub fn encode_marked_batch<'a, I>(
+    collector: u16,
+    sent_ms: i64,
+    mark_ms: Option<i64>,
+    records: I,
+    out: &mut Vec<u8>,
+) where
+    I: IntoIterator<Item = &'a Record>,
+{
     let mut records = records.into_iter().peekable();
     let first_seq = records.peek().map_or(0, |r| r.rec_id & SEQ_MASK);
     let start = out.len();
@@ -225,6 +269,7 @@ where
     out.extend_from_slice(&first_seq.to_le_bytes()[..6]);
     out.extend_from_slice(&[0; 4]); // the count, once known
     out.extend_from_slice(&sent_ms.to_le_bytes());
+    out.extend_from_slice(&mark_ms.unwrap_or(NO_MARK).to_le_bytes());
     let mut prev = Prev::new(collector, first_seq, sent_ms);
     let mut count: u64 = 0;
     for r in records {
@@ -240,7 +285,7 @@ pub fn decode_batch(buf: &[u8]) -> Result<(BatchHeader, Vec<Record>), DecodeErro
     let header = peek_header(buf)?;
     let mut r = Reader {
         buf,
-        pos: HEADER_LEN,
+        pos: header.len(buf[0]),
     };
     let count = header.count as usize;
     if count > r.remaining() / MIN_RECORD_LEN {
@@ -293,9 +338,10 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHeader, DecodeError> {
                 what: "version",
             })
         }
-        Some(&v) if v != VERSION => return Err(DecodeError::UnknownVersion(v)),
+        Some(&v) if v != VERSION && v != VERSION_1 => return Err(DecodeError::UnknownVersion(v)),
         Some(_) => {}
     }
+    let version = buf[0];
     let mut r = Reader {
         buf,
         pos: AT_COLLECTOR,
@@ -305,11 +351,17 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHeader, DecodeError> {
     let first_seq = u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
     let count = u32::from_le_bytes(r.array("record count")?);
     let sent_ms = i64::from_le_bytes(r.array("sent_ms")?);
+    let mark_ms = if version == VERSION_1 {
+        None
+    } else {
+        Some(i64::from_le_bytes(r.array("mark_ms")?)).filter(|&m| m != NO_MARK)
+    };
     Ok(BatchHeader {
         collector,
         first_seq,
         count,
         sent_ms,
+        mark_ms,
     })
 }
 
@@ -918,6 +970,7 @@ mod tests {
         assert_eq!(buf[3..9], [6, 5, 4, 3, 2, 1]);
         assert_eq!(buf[9..13], [1, 0, 0, 0]);
         assert_eq!(buf[13..21], (-2i64).to_le_bytes());
+        assert_eq!(buf[21..29], i64::MIN.to_le_bytes());
         let h = round_trip(0xa1b2, -2, &recs);
         assert_eq!(
             h,
@@ -925,7 +978,8 @@ mod tests {
                 collector: 0xa1b2,
                 first_seq: 0x0102_0304_0506,
                 count: 1,
-                sent_ms: -2
+                sent_ms: -2,
+                mark_ms: None,
             }
         );
     }
@@ -947,8 +1001,8 @@ mod tests {
         assert_eq!(
             decode_batch(&buf[..HEADER_LEN - 1]).unwrap_err(),
             DecodeError::Truncated {
-                offset: 13,
-                what: "sent_ms"
+                offset: 21,
+                what: "mark_ms"
             }
         );
     }
@@ -1013,14 +1067,43 @@ mod tests {
     #[test]
     fn a_wrong_version_is_named() {
         let mut buf = encode(1, 0, &[full(1)]);
-        buf[0] = 2;
+        buf[0] = 3;
         assert_eq!(
             decode_batch(&buf).unwrap_err(),
-            DecodeError::UnknownVersion(2)
+            DecodeError::UnknownVersion(3)
         );
         assert_eq!(
             peek_header(&buf[..1]).unwrap_err(),
-            DecodeError::UnknownVersion(2)
+            DecodeError::UnknownVersion(3)
+        );
+    }
+
+    #[test]
+    fn the_mark_round_trips_and_an_empty_marked_batch_is_only_a_header() {
+        let mut buf = Vec::new();
+        encode_marked_batch(4, 10, Some(-7), &[], &mut buf);
+        assert_eq!(buf.len(), HEADER_LEN);
+        let (h, recs) = decode_batch(&buf).expect("decodes");
+        assert!(recs.is_empty());
+        assert_eq!(h.mark_ms, Some(-7));
+        buf.clear();
+        encode_marked_batch(4, 10, Some(99), &[full(1)], &mut buf);
+        assert_eq!(decode_batch(&buf).expect("decodes").0.mark_ms, Some(99));
+    }
+
+    #[test]
+    fn a_version_1_batch_is_still_read() {
+        let recs = [full(5), full(6)];
+        let v2 = encode(7, 50, &recs);
+        // Version 1 is version 2 without the mark.
+        let mut v1 = vec![VERSION_1];
+        v1.extend_from_slice(&v2[1..21]);
+        v1.extend_from_slice(&v2[HEADER_LEN..]);
+        let (h, got) = decode_batch(&v1).expect("a version 1 batch decodes");
+        assert_eq!(got, recs);
+        assert_eq!(
+            (h.collector, h.count, h.sent_ms, h.mark_ms),
+            (7, 2, 50, None)
         );
     }
 

@@ -1,6 +1,14 @@
 //! The collector's last stage: instead of running queries, give each
 //! decoded record its cluster `rec_id` and publish it, in batches, to the
-//! subject of its partition in every lane the running queries read.
+//! subject of its partition in every lane the running queries read —
+//! unless no branch of the lane's queries would accept it (their filters
+//! run here, once, instead of on every worker after the bus).
+//!
+//! Each batch carries the *mark*: the latest record start the collector
+//! has seen, published or not. Workers move their watermark to it, so a
+//! partition that the filters leave quiet still closes its groups as the
+//! standalone daemon would; a partition that got nothing for
+//! [`MARK_EVERY`] while time moved gets a batch with the mark alone.
 //!
 //! Publishing is pipelined (`max_inflight` batches awaiting storage) and
 //! retried with the same message id, so a retry is stored once. When the
@@ -20,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::bus::{BusError, RecordBus};
 use super::codec;
-use super::lane::Lane;
+use super::lane::{Lane, Route};
 use crate::daemon::ingest::{now_ms, Batch};
 use crate::daemon::metrics::{add, Metrics};
 use crate::record::Record;
@@ -29,6 +37,8 @@ use crate::record::Record;
 pub const FULL_WAIT: Duration = Duration::from_secs(2);
 /// Partly filled batches are published at least this often.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// A partition without records hears of the collector's time this often.
+pub const MARK_EVERY: Duration = Duration::from_millis(250);
 /// Sequence numbers reserved at a time (a restart skips the rest).
 const ID_BLOCK: u64 = 1 << 24;
 /// Backoff of a failing publish.
@@ -47,14 +57,18 @@ type Inflight = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Publisher<B: RecordBus> {
     bus: B,
     cfg: PublisherConfig,
-    lanes: watch::Receiver<Arc<Vec<Lane>>>,
+    lanes: watch::Receiver<Arc<Vec<Route>>>,
     /// The lane set `pending` was routed by.
-    lanes_now: Arc<Vec<Lane>>,
+    lanes_now: Arc<Vec<Route>>,
     metrics: Arc<Metrics>,
     /// Records waiting for their batch, slot `lane index × partitions +
     /// partition`. Every lane's slot holds the same shared record: no
     /// copy per lane, no hashing per record.
     pending: Vec<Vec<Arc<Record>>>,
+    /// Per slot: the mark it last carried and when.
+    marked: Vec<(Option<i64>, Instant)>,
+    /// The latest record start seen.
+    mark: Option<i64>,
     inflight: FuturesUnordered<Inflight>,
     next_seq: u64,
     reserved_end: u64,
@@ -65,7 +79,7 @@ impl<B: RecordBus> Publisher<B> {
     pub async fn new(
         bus: B,
         cfg: PublisherConfig,
-        mut lanes: watch::Receiver<Arc<Vec<Lane>>>,
+        mut lanes: watch::Receiver<Arc<Vec<Route>>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BusError> {
         let first = bus.reserve_ids(cfg.collector, ID_BLOCK).await?;
@@ -77,6 +91,8 @@ impl<B: RecordBus> Publisher<B> {
             lanes_now,
             metrics,
             pending: Vec::new(),
+            marked: Vec::new(),
+            mark: None,
             inflight: FuturesUnordered::new(),
             next_seq: first,
             reserved_end: first.saturating_add(ID_BLOCK),
@@ -113,8 +129,11 @@ impl<B: RecordBus> Publisher<B> {
         let parts = self.slots_per_lane();
         if self.pending.len() < lanes.len() * parts {
             self.pending.resize_with(lanes.len() * parts, Vec::new);
+            self.marked
+                .resize(lanes.len() * parts, (None, Instant::now()));
         }
         for mut rec in batch {
+            self.mark = Some(self.mark.map_or(rec.stime, |m| m.max(rec.stime)));
             let Some(id) = self.next_id().await else {
                 add(&self.metrics.cluster.dropped_records, 1);
                 continue;
@@ -122,15 +141,24 @@ impl<B: RecordBus> Publisher<B> {
             // The decoder hands over the only reference: the id is set in
             // place, without copying the record.
             Arc::make_mut(&mut rec).rec_id = id;
-            for (i, lane) in lanes.iter().enumerate() {
-                let p = lane.partition(&rec, self.cfg.partitions);
+            let mut routed = false;
+            for (i, route) in lanes.iter().enumerate() {
+                if !route.carries(&rec) {
+                    continue;
+                }
+                routed = true;
+                let p = route.lane.partition(&rec, self.cfg.partitions);
                 // `partition` is below `partitions` (at least 1).
-                let slot = &mut self.pending[i * parts + p as usize];
+                let slot_at = i * parts + p as usize;
+                let slot = &mut self.pending[slot_at];
                 slot.push(Arc::clone(&rec));
                 if slot.len() >= self.cfg.batch {
                     let recs = std::mem::replace(slot, Vec::with_capacity(self.cfg.batch));
-                    self.publish(lane, p, recs).await;
+                    self.publish(&route.lane, slot_at, recs).await;
                 }
+            }
+            if !routed {
+                add(&self.metrics.cluster.unrouted_records, 1);
             }
         }
     }
@@ -163,38 +191,55 @@ impl<B: RecordBus> Publisher<B> {
         let lanes = self.lanes_now.clone();
         let parts = self.slots_per_lane();
         for slot in 0..self.pending.len() {
-            if self.pending[slot].is_empty() {
+            let Some(route) = lanes.get(slot / parts) else {
                 continue;
-            }
-            let recs = std::mem::take(&mut self.pending[slot]);
-            // Below `partitions`, which is a u32.
-            let (i, p) = (slot / parts, (slot % parts) as u32);
-            if let Some(lane) = lanes.get(i) {
-                self.publish(lane, p, recs).await;
+            };
+            if !self.pending[slot].is_empty() || self.mark_due(slot) {
+                let recs = std::mem::take(&mut self.pending[slot]);
+                self.publish(&route.lane, slot, recs).await;
             }
         }
     }
 
-    async fn publish(&mut self, lane: &Lane, p: u32, recs: Vec<Arc<Record>>) {
-        if recs.is_empty() {
-            return;
-        }
+    /// Whether the quiet `slot` should hear that time moved.
+    fn mark_due(&self, slot: usize) -> bool {
+        self.marked
+            .get(slot)
+            .is_some_and(|&(last, at)| self.mark > last && at.elapsed() >= MARK_EVERY)
+    }
+
+    async fn publish(&mut self, lane: &Lane, slot: usize, recs: Vec<Arc<Record>>) {
+        // Below `partitions`, which is a u32.
+        let p = (slot % self.slots_per_lane()) as u32;
         if self.inflight.len() >= self.cfg.max_inflight && !self.wait_for_slot().await {
             add(&self.metrics.cluster.dropped_records, recs.len() as u64);
             return;
         }
+        if let Some(m) = self.marked.get_mut(slot) {
+            *m = (self.mark, Instant::now());
+        }
         // Encoded into its own buffer, which becomes the payload as it is.
         let mut buf = Vec::new();
-        codec::encode_batch(
+        codec::encode_marked_batch(
             self.cfg.collector,
             now_ms(),
+            self.mark,
             recs.iter().map(Arc::as_ref),
             &mut buf,
         );
         let payload = Bytes::from(buf);
         let subject = lane.subject(p);
-        // Deterministic: a retry of this batch carries the same id.
-        let id = format!("{}-{}", subject, recs[0].rec_id);
+        // Deterministic: a retry of this batch carries the same id (a
+        // batch of the mark alone is named by the mark).
+        let id = match recs.first() {
+            Some(r) => format!("{}-{}", subject, r.rec_id),
+            None => format!(
+                "{}-m{}-{}",
+                subject,
+                self.cfg.collector,
+                self.mark.unwrap_or(i64::MIN)
+            ),
+        };
         let n = recs.len() as u64;
         let fut = publish_retrying(
             self.bus.clone(),

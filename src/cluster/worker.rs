@@ -185,8 +185,8 @@ impl<B: RecordBus> PartitionTask<B> {
             return;
         }
         add(&self.metrics.cluster.consumed_messages, 1);
-        let recs = match codec::decode_batch(msg.payload()) {
-            Ok((_, recs)) => recs,
+        let (mark, recs) = match codec::decode_batch(msg.payload()) {
+            Ok((h, recs)) => (h.mark_ms, recs),
             Err(e) => {
                 add(&self.metrics.cluster.bad_messages, 1);
                 self.bad_seen += 1;
@@ -213,7 +213,13 @@ impl<B: RecordBus> PartitionTask<B> {
         }
         let max_stime = recs.iter().map(|r| r.stime).max().unwrap_or(i64::MIN);
         let mut batch: Vec<Arc<Record>> = recs.into_iter().map(Arc::new).collect();
-        let step = self.admission.admit(&mut batch, now_ms());
+        let now = now_ms();
+        if let Some(mark) = mark {
+            // Time from records the collector did not send here (filtered
+            // out or on other partitions): W moves as if they had come.
+            self.admission.observe_mark(mark, now);
+        }
+        let step = self.admission.admit(&mut batch, now);
         for i in 0..self.queries.len() {
             let mut out = Vec::new();
             self.queries[i].1.step_shared(&batch, step, &mut out);

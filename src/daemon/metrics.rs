@@ -148,6 +148,8 @@ pub struct ClusterMetrics {
     /// Collector: records dropped because the bus could not take them in
     /// time and the publish buffer was full.
     pub dropped_records: AtomicU64,
+    /// Collector: records no lane carries (no query's filter accepts them).
+    pub unrouted_records: AtomicU64,
     /// Collector: milliseconds from a message's publish to its storage
     /// acknowledgement, summed (with `published_messages`: the mean).
     pub publish_latency_ms: AtomicU64,
@@ -198,6 +200,11 @@ fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
             "flowy_cluster_dropped_records_total",
             "collector: records dropped because the bus did not take them in time",
             &m.dropped_records,
+        ),
+        c(
+            "flowy_cluster_unrouted_records_total",
+            "collector: records not published because no query's filter accepts them",
+            &m.unrouted_records,
         ),
         c(
             "flowy_cluster_publish_latency_milliseconds_total",

@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cli::ServeArgs;
 use crate::cluster::collector::{Publisher, PublisherConfig};
-use crate::cluster::lane::{self, Lane};
+use crate::cluster::lane::{self, Route};
 use crate::cluster::nats::NatsBus;
 use crate::collect::{bind_udp, DecoderConfig, TemplateScope};
 use crate::engine::driver::Admission;
@@ -126,7 +126,11 @@ pub fn check_config(args: ServeArgs) -> anyhow::Result<String> {
             c.collector_id,
             c.nats,
             listen.join(", "),
-            lanes(),
+            lane::routes(queries.iter().map(|q| q.plan.as_ref()))
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         ),
         Role::Worker => {
             let (lo, hi) = c.worker_partitions.unwrap_or((0, c.partitions - 1));
@@ -217,7 +221,7 @@ struct Daemon {
     handles: Handles,
     /// Collector role: the lanes the publisher routes records to; a
     /// reload replaces them instead of swapping running queries.
-    lanes: Option<watch::Sender<Arc<Vec<Lane>>>>,
+    lanes: Option<watch::Sender<Arc<Vec<Route>>>>,
 }
 
 impl Daemon {
@@ -244,7 +248,7 @@ impl Daemon {
             .with_context(|| format!("cannot open output {} (output.path)", out.path))?;
 
         let collector = settings.cluster.role == Role::Collector;
-        let lane_set = Arc::new(lane::lanes(queries.iter().map(|c| c.plan.as_ref())));
+        let lane_set = Arc::new(lane::routes(queries.iter().map(|c| c.plan.as_ref())));
         let engine_cfg = engine_config(&settings.engine);
         let running: Vec<RunningQuery> = if collector {
             Vec::new()
@@ -381,7 +385,7 @@ impl Daemon {
             tracing::info!("no query files match; running the built-in example queries");
         }
         if let Some(lanes) = &self.lanes {
-            let set = lane::lanes(compiled.iter().map(|c| c.plan.as_ref()));
+            let set = lane::routes(compiled.iter().map(|c| c.plan.as_ref()));
             for l in &set {
                 tracing::info!(lane = %l, "publishing lane");
             }
@@ -509,7 +513,7 @@ fn start_receivers(
 /// The collector role's publisher, connected and with its first ids.
 async fn start_publisher(
     c: &config::ClusterSettings,
-    lanes: watch::Receiver<Arc<Vec<Lane>>>,
+    lanes: watch::Receiver<Arc<Vec<Route>>>,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Publisher<NatsBus>> {
     for l in lanes.borrow().iter() {

@@ -90,6 +90,14 @@ impl Admission {
         true
     }
 
+    /// A record start seen elsewhere (a cluster collector's mark): W moves
+    /// with the next batch as if a record starting then had been admitted,
+    /// but nothing is counted. Records of that batch are still judged by
+    /// the W announced before it.
+    pub fn observe_mark(&mut self, stime: i64, now_ms: i64) {
+        self.watermark.observe(stime, now_ms);
+    }
+
     /// Count records admitted while no W can exist (infinite lateness):
     /// nothing is late, only the disorder is measured.
     pub fn admit_unwatermarked(&mut self, stimes: impl IntoIterator<Item = i64>) {
@@ -179,6 +187,22 @@ mod tests {
         assert_eq!(a.raise(50), None);
         assert_eq!(a.raise(150), Some(150));
         assert_eq!(a.current(), Some(150));
+    }
+
+    #[test]
+    fn a_mark_moves_w_with_the_next_batch_and_counts_nothing() {
+        let mut a = Admission::new(Watermark::new(Some(10), i64::MAX), LatePolicy::Drop);
+        a.admit(&mut recs(&[100]), 0);
+        a.observe_mark(200, 0);
+        // An empty batch carrying only the mark: W moves to 190.
+        let step = a.admit(&mut Vec::<Record>::new(), 0);
+        assert_eq!((step.push_w, step.advance_to), (Some(90), Some(190)));
+        // A record of the batch after it is judged by that W.
+        let mut b = recs(&[150, 195]);
+        a.admit(&mut b, 0);
+        assert_eq!(b.iter().map(|r| r.stime).collect::<Vec<_>>(), [195]);
+        let s = a.stats();
+        assert_eq!((s.records, s.late, s.max_behind), (3, 1, 0));
     }
 
     #[test]
