@@ -20,7 +20,7 @@ fn unit_has_required_directives() {
         ("Type", "notify"),
         (
             "ExecStart",
-            "/usr/local/bin/flowy serve --config /etc/flowy/flowy.toml",
+            "/usr/bin/flowy serve --config /etc/flowy/flowy.toml",
         ),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("DynamicUser", "yes"),
@@ -118,7 +118,7 @@ fn verify(name: &str, text: &str) {
     let unit = dir.path().join(name);
     let bin = env!("CARGO_BIN_EXE_flowy");
     assert!(Path::new(bin).exists());
-    std::fs::write(&unit, text.replace("/usr/local/bin/flowy", bin)).expect("write unit");
+    std::fs::write(&unit, text.replace("/usr/bin/flowy", bin)).expect("write unit");
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
