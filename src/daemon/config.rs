@@ -2,7 +2,7 @@
 //! `FLOWY__SECTION__KEY` environment overrides and command-line overrides,
 //! merged in that order and validated into typed values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
 pub use crate::engine::LatePolicy;
+use crate::output::rotate::{PathTemplate, Target, CONVERSIONS};
 use crate::value::Prefix;
 
 /// The configuration compiled into the binary (also the documented example).
@@ -26,7 +27,7 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(config::ConfigError),
     #[error("configuration key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
 impl From<config::ConfigError> for ConfigError {
@@ -35,9 +36,9 @@ impl From<config::ConfigError> for ConfigError {
     }
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.to_string(),
         message: message.into(),
     }
 }
@@ -142,6 +143,27 @@ pub struct OutputSettings {
     /// Bytes the output queue may hold.
     pub buffer: usize,
     pub when_full: WhenFull,
+    /// Rotation interval in ms (`path` is then a strftime template).
+    pub rotate: Option<i64>,
+}
+
+impl OutputSettings {
+    /// Where the sink writes.
+    pub fn target(&self) -> Target {
+        Target {
+            path: self.path.clone(),
+            rotate: self.rotate,
+        }
+    }
+
+    /// How metrics and logs name the sink: its path (template), or "stdout".
+    pub fn label(&self) -> &str {
+        if self.path == "-" {
+            "stdout"
+        } else {
+            &self.path
+        }
+    }
 }
 
 /// The validated daemon configuration.
@@ -152,6 +174,9 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub queries: QuerySource,
     pub output: OutputSettings,
+    /// Queries with a sink of their own (`[queries.NAME.output]`), by name;
+    /// the others write to `output`.
+    pub query_outputs: BTreeMap<String, OutputSettings>,
     /// `None` = metrics disabled.
     pub metrics_listen: Option<SocketAddr>,
     pub log_level: String,
@@ -188,7 +213,7 @@ pub struct ClusterSettings {
 }
 
 /// A duration or size: TOML integer or a string with a unit.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
 enum Human {
     Int(i64),
@@ -240,12 +265,15 @@ struct RawEngine {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawQueries {
     paths: Vec<String>,
+    /// `[queries.NAME]` tables: checked by hand, for messages that name
+    /// the query (serde cannot deny unknown fields next to a flatten).
+    #[serde(flatten)]
+    each: HashMap<String, config::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     path: String,
@@ -254,6 +282,35 @@ struct RawOutput {
     max_records: u64,
     buffer: Human,
     when_full: String,
+    rotate: Human,
+}
+
+/// A query's own output: each key absent falls back to `[output]`'s.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueryOutput {
+    path: Option<String>,
+    format: Option<String>,
+    records: Option<bool>,
+    max_records: Option<u64>,
+    buffer: Option<Human>,
+    when_full: Option<String>,
+    rotate: Option<Human>,
+}
+
+impl RawQueryOutput {
+    fn over(self, base: &RawOutput) -> RawOutput {
+        let b = base.clone();
+        RawOutput {
+            path: self.path.unwrap_or(b.path),
+            format: self.format.unwrap_or(b.format),
+            records: self.records.unwrap_or(b.records),
+            max_records: self.max_records.unwrap_or(b.max_records),
+            buffer: self.buffer.unwrap_or(b.buffer),
+            when_full: self.when_full.unwrap_or(b.when_full),
+            rotate: self.rotate.unwrap_or(b.rotate),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +381,7 @@ pub fn load_with_env(
     let raw: Raw = builder.add_source(env_source).build()?.try_deserialize()?;
     let mut settings = validate(raw)?;
     apply_overrides(&mut settings, overrides)?;
+    check_sinks(&settings)?;
     Ok(settings)
 }
 
@@ -336,6 +394,12 @@ fn apply_overrides(s: &mut Settings, o: &Overrides) -> Result<(), ConfigError> {
     }
     if let Some(out) = &o.output {
         s.output.path = out.clone();
+        // `--output FILE` names one file: a configured rotation applies
+        // only to a path that varies with time.
+        let varies = PathTemplate::parse(out).is_ok_and(|t| t.varies());
+        if !varies {
+            s.output.rotate = None;
+        }
     }
     if let Some(p) = &o.partitions {
         s.cluster.worker_partitions =
@@ -345,12 +409,14 @@ fn apply_overrides(s: &mut Settings, o: &Overrides) -> Result<(), ConfigError> {
 }
 
 fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+    let query_outputs = validate_query_outputs(raw.queries.each, &raw.output)?;
     Ok(Settings {
         collector: validate_collector(raw.collector)?,
         decoder: validate_decoder(raw.decoder)?,
         engine: validate_engine(raw.engine)?,
-        queries: validate_queries(raw.queries)?,
-        output: validate_output(raw.output)?,
+        queries: validate_queries(raw.queries.paths)?,
+        output: validate_output(raw.output, "output")?,
+        query_outputs,
         metrics_listen: parse_optional_addr("metrics.listen", &raw.metrics.listen)?,
         log_level: raw.log.level,
         daemon: DaemonSettings {
@@ -465,7 +531,7 @@ fn validate_decoder(d: RawDecoder) -> Result<DecoderSettings, ConfigError> {
 }
 
 /// A duration that must be finite.
-fn duration(key: &'static str, v: &Human) -> Result<i64, ConfigError> {
+fn duration(key: &str, v: &Human) -> Result<i64, ConfigError> {
     optional_duration(key, v)?.ok_or_else(|| invalid(key, "must be a duration, not \"none\""))
 }
 
@@ -531,9 +597,8 @@ fn validate_engine(e: RawEngine) -> Result<EngineSettings, ConfigError> {
     })
 }
 
-fn validate_queries(q: RawQueries) -> Result<QuerySource, ConfigError> {
-    let paths: Vec<String> = q
-        .paths
+fn validate_queries(paths: Vec<String>) -> Result<QuerySource, ConfigError> {
+    let paths: Vec<String> = paths
         .into_iter()
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
@@ -545,45 +610,154 @@ fn validate_queries(q: RawQueries) -> Result<QuerySource, ConfigError> {
     Ok(QuerySource::Globs(paths))
 }
 
-fn validate_output(o: RawOutput) -> Result<OutputSettings, ConfigError> {
+fn validate_output(o: RawOutput, prefix: &str) -> Result<OutputSettings, ConfigError> {
+    let key = |k: &str| format!("{prefix}.{k}");
     let format = match o.format.as_str() {
         "json" => Format::Json,
         "text" => Format::Text,
         "csv" => Format::Csv,
         other => {
             return Err(invalid(
-                "output.format",
+                &key("format"),
                 format!("'{other}' is not \"json\", \"text\" or \"csv\""),
             ))
         }
     };
     if o.path.trim().is_empty() {
-        return Err(invalid("output.path", "empty (use \"-\" for stdout)"));
+        return Err(invalid(&key("path"), "empty (use \"-\" for stdout)"));
     }
     let when_full = match o.when_full.as_str() {
         "block" => WhenFull::Block,
         "drop" => WhenFull::Drop,
         other => {
             return Err(invalid(
-                "output.when_full",
+                &key("when_full"),
                 format!("'{other}' is not \"block\" or \"drop\""),
             ))
         }
     };
     if o.max_records == 0 {
-        return Err(invalid("output.max_records", "must be at least 1"));
+        return Err(invalid(&key("max_records"), "must be at least 1"));
+    }
+    let rotate = optional_duration(&key("rotate"), &o.rotate)?;
+    if rotate.is_some_and(|ms| ms < 1_000) {
+        return Err(invalid(&key("rotate"), "must be at least 1s (or \"none\")"));
     }
     Ok(OutputSettings {
         path: o.path,
         format,
         records: o.records,
         max_records: usize::try_from(o.max_records).unwrap_or(usize::MAX),
-        buffer: size("output.buffer", &o.buffer)?,
+        buffer: size(&key("buffer"), &o.buffer)?,
         when_full,
+        rotate,
     })
 }
 
-fn parse_addrs(key: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+/// `[queries.NAME]` tables: `output = "PATH"` or an `output` table with
+/// the keys of `[output]`, each absent one taken from `[output]`.
+fn validate_query_outputs(
+    each: HashMap<String, config::Value>,
+    base: &RawOutput,
+) -> Result<BTreeMap<String, OutputSettings>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in each {
+        let prefix = format!("queries.{name}");
+        let mut table = value.into_table().map_err(|_| {
+            invalid(
+                &prefix,
+                "expected a table naming the query's output ([queries.NAME] output = \"PATH\"); \
+                 query files are listed in queries.paths",
+            )
+        })?;
+        let output = table
+            .remove("output")
+            .ok_or_else(|| invalid(&prefix, "expected an `output` key"))?;
+        if let Some(other) = table.keys().next() {
+            return Err(invalid(
+                &format!("{prefix}.{other}"),
+                "unknown key (a query's table holds `output`)",
+            ));
+        }
+        let prefix = format!("{prefix}.output");
+        let part = match output.kind {
+            config::ValueKind::String(path) => RawQueryOutput {
+                path: Some(path),
+                ..RawQueryOutput::default()
+            },
+            config::ValueKind::Table(_) => output
+                .try_deserialize::<RawQueryOutput>()
+                .map_err(|e| invalid(&prefix, e.to_string()))?,
+            _ => {
+                return Err(invalid(
+                    &prefix,
+                    "expected a path or a table with the keys of [output]",
+                ))
+            }
+        };
+        out.insert(name, validate_output(part.over(base), &prefix)?);
+    }
+    Ok(out)
+}
+
+/// Every sink: a rotation needs a path that varies with time and a path
+/// with conversions needs a rotation; no two sinks share a path.
+fn check_sinks(s: &Settings) -> Result<(), ConfigError> {
+    let sinks = std::iter::once(("output".to_string(), &s.output)).chain(
+        s.query_outputs
+            .iter()
+            .map(|(name, o)| (format!("queries.{name}.output"), o)),
+    );
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for (prefix, o) in sinks {
+        check_rotation(&prefix, o)?;
+        if let Some((first, _)) = seen.iter().find(|(_, p)| *p == o.path) {
+            return Err(invalid(
+                &format!("{prefix}.path"),
+                format!(
+                    "'{}' is also {first}.path: every sink needs a file of its own \
+                     (a query without its own output writes to [output])",
+                    o.path
+                ),
+            ));
+        }
+        seen.push((prefix, &o.path));
+    }
+    Ok(())
+}
+
+fn check_rotation(prefix: &str, o: &OutputSettings) -> Result<(), ConfigError> {
+    let key = format!("{prefix}.path");
+    match o.rotate {
+        Some(_) if o.path == "-" => Err(invalid(
+            &format!("{prefix}.rotate"),
+            "stdout cannot rotate: name a file",
+        )),
+        Some(_) => match PathTemplate::parse(&o.path) {
+            Err(e) => Err(invalid(&key, format!("'{}': {e}", o.path))),
+            Ok(t) if !t.varies() => Err(invalid(
+                &key,
+                format!(
+                    "'{}' has no time conversion, so {prefix}.rotate would write one file; \
+                     use e.g. %Y%m%d-%H%M (known: {CONVERSIONS})",
+                    o.path
+                ),
+            )),
+            Ok(_) => Ok(()),
+        },
+        None if o.path.contains('%') => Err(invalid(
+            &key,
+            format!(
+                "'{}' holds '%' conversions but {prefix}.rotate is not set; \
+                 set it (e.g. rotate = \"5m\") or leave '%' out of the path",
+                o.path
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn parse_addrs(key: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
     list.iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
@@ -594,7 +768,7 @@ fn parse_addrs(key: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, Co
         .collect()
 }
 
-fn parse_optional_addr(key: &'static str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+fn parse_optional_addr(key: &str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(None);
@@ -604,14 +778,14 @@ fn parse_optional_addr(key: &'static str, s: &str) -> Result<Option<SocketAddr>,
         .map_err(|e| invalid(key, format!("'{s}' is not an IP:port address: {e}")))
 }
 
-fn positive(key: &'static str, v: i64, max: usize) -> Result<usize, ConfigError> {
+fn positive(key: &str, v: i64, max: usize) -> Result<usize, ConfigError> {
     match usize::try_from(v) {
         Ok(n) if n >= 1 && n <= max => Ok(n),
         _ => Err(invalid(key, format!("{v} is not in 1..={max}"))),
     }
 }
 
-fn size(key: &'static str, v: &Human) -> Result<usize, ConfigError> {
+fn size(key: &str, v: &Human) -> Result<usize, ConfigError> {
     let bytes = match v {
         Human::Int(n) => u64::try_from(*n).map_err(|_| invalid(key, "negative size"))?,
         Human::Str(s) => parse_size(s).map_err(|m| invalid(key, m))?,
@@ -619,7 +793,7 @@ fn size(key: &'static str, v: &Human) -> Result<usize, ConfigError> {
     usize::try_from(bytes).map_err(|_| invalid(key, "size too large"))
 }
 
-fn optional_duration(key: &'static str, v: &Human) -> Result<Option<i64>, ConfigError> {
+fn optional_duration(key: &str, v: &Human) -> Result<Option<i64>, ConfigError> {
     match v {
         Human::Int(n) if *n >= 0 => Ok(Some(*n)),
         Human::Int(n) => Err(invalid(key, format!("negative duration {n}"))),
@@ -881,6 +1055,112 @@ mod tests {
         };
         let err = load_with_env(&o, env(&[])).expect_err("typo").to_string();
         assert!(err.contains("latenes"), "{err}");
+    }
+
+    fn load_file(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, text).expect("write");
+        let o = Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        };
+        load_with_env(&o, env(&[]))
+    }
+
+    #[test]
+    fn query_outputs_fall_back_to_output() {
+        let s = load_file(
+            "[output]\nformat = \"csv\"\nrecords = false\n\
+             [queries.http-download]\noutput = \"/tmp/http.jsonl\"\n\
+             [queries.skype.output]\npath = \"/tmp/s/%Y%m%d-%H%M%S.txt\"\nformat = \"text\"\nrotate = \"2s\"\n",
+        )
+        .expect("valid");
+        assert!(s.uses_default_queries());
+        let http = &s.query_outputs["http-download"];
+        assert_eq!(http.path, "/tmp/http.jsonl");
+        assert_eq!(http.format, Format::Csv);
+        assert!(!http.records);
+        assert_eq!(http.rotate, None);
+        let skype = &s.query_outputs["skype"];
+        assert_eq!(skype.format, Format::Text);
+        assert_eq!(skype.rotate, Some(2_000));
+        assert_eq!(skype.buffer, s.output.buffer);
+        assert_eq!(s.query_outputs.len(), 2);
+        assert_eq!(s.output.rotate, None);
+    }
+
+    #[test]
+    fn rotation_and_sink_paths_are_checked() {
+        let cases = [
+            (
+                "[output]\npath = \"/tmp/m.jsonl\"\nrotate = \"5m\"\n",
+                "output.path",
+                "no time conversion",
+            ),
+            (
+                "[output]\npath = \"/tmp/m-%H.jsonl\"\n",
+                "output.path",
+                "rotate is not set",
+            ),
+            (
+                "[output]\npath = \"/tmp/m-%Q.jsonl\"\nrotate = \"1h\"\n",
+                "output.path",
+                "unknown conversion '%Q'",
+            ),
+            (
+                "[output]\nrotate = \"1h\"\n",
+                "output.rotate",
+                "stdout cannot rotate",
+            ),
+            (
+                "[output]\npath = \"/tmp/m-%S\"\nrotate = \"500ms\"\n",
+                "output.rotate",
+                "at least 1s",
+            ),
+            (
+                "[queries.a]\noutput = \"-\"\n",
+                "queries.a.output.path",
+                "also output.path",
+            ),
+            (
+                "[queries.a.output]\nformat = \"csv\"\n",
+                "queries.a.output.path",
+                "also output.path",
+            ),
+            (
+                "[queries.a.output]\npth = \"/tmp/x\"\n",
+                "queries.a.output",
+                "pth",
+            ),
+            ("[queries.a]\nsink = \"/tmp/x\"\n", "queries.a", "output"),
+            (
+                "[queries.a.output]\npath = \"/tmp/a-%M\"\n",
+                "queries.a.output.path",
+                "rotate is not set",
+            ),
+            (
+                "[queries.a.output]\nformat = \"xml\"\npath = \"/tmp/a\"\n",
+                "queries.a.output.format",
+                "xml",
+            ),
+        ];
+        for (text, key, says) in cases {
+            let err = load_file(text).expect_err(text).to_string();
+            assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+        }
+        // --output replaces the path; a fixed file does not rotate.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "[output]\npath = \"/tmp/m-%H%M\"\nrotate = \"5m\"\n")
+            .expect("write");
+        let o = Overrides {
+            config: Some(path),
+            output: Some("-".into()),
+            ..Overrides::default()
+        };
+        let s = load_with_env(&o, env(&[])).expect("valid");
+        assert_eq!((s.output.path.as_str(), s.output.rotate), ("-", None));
     }
 
     #[test]

@@ -49,6 +49,19 @@ pub struct MergerMetrics {
     pub closed_early: AtomicU64,
 }
 
+/// Counters of one output sink (`[output]` or a query's own), labelled
+/// `sink`: its path, or "stdout". The [`Metrics`] fields of the same names
+/// are the totals over every sink.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    pub lines: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub matches: AtomicU64,
+    pub queue_bytes: AtomicU64,
+    pub dropped: AtomicU64,
+    pub not_written: AtomicU64,
+}
+
 /// What the kernel says about the sockets of one collector address.
 #[derive(Debug, Default)]
 pub struct SocketMetrics {
@@ -68,6 +81,7 @@ struct Registry {
     mergers: Vec<(String, Arc<MergerMetrics>)>,
     collector: Vec<Sample>,
     sockets: Vec<(String, Arc<SocketMetrics>)>,
+    sinks: Vec<(String, Arc<SinkMetrics>)>,
 }
 
 #[derive(Debug)]
@@ -84,8 +98,6 @@ pub struct Metrics {
     pub output_write_errors: AtomicU64,
     /// Matches the mergers handed to the output.
     pub output_matches: AtomicU64,
-    /// Bytes of formatted lines queued or being written.
-    pub output_queue_bytes: AtomicU64,
     /// Matches dropped because the queue was full (`when_full = "drop"`).
     pub output_dropped: AtomicU64,
     /// Matches lost: dropped, failed writes, or abandoned at the shutdown
@@ -121,7 +133,6 @@ impl Default for Metrics {
             output_lines: AtomicU64::new(0),
             output_write_errors: AtomicU64::new(0),
             output_matches: AtomicU64::new(0),
-            output_queue_bytes: AtomicU64::new(0),
             output_dropped: AtomicU64::new(0),
             output_not_written: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
@@ -334,6 +345,27 @@ impl Metrics {
         m
     }
 
+    /// The counters of the output sink labelled `sink`; a sink of the same
+    /// label (a reload that removed and added it again) counts on.
+    pub fn register_sink(&self, sink: &str) -> Arc<SinkMetrics> {
+        let mut reg = self.registry();
+        if let Some((_, m)) = reg.sinks.iter().find(|(l, _)| l == sink) {
+            return m.clone();
+        }
+        let m = Arc::new(SinkMetrics::default());
+        reg.sinks.push((sink.to_string(), m.clone()));
+        m
+    }
+
+    /// Every output sink's counters.
+    pub fn sinks(&self) -> Vec<Arc<SinkMetrics>> {
+        self.registry()
+            .sinks
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
     /// Replace the collector's (decoder's) labelled samples.
     pub fn publish_collector(&self, samples: Vec<Sample>) {
         self.registry().collector = samples;
@@ -345,6 +377,7 @@ impl Metrics {
         let reg = self.registry();
         out.extend(reg.collector.iter().cloned());
         out.extend(socket_samples(&reg.sockets));
+        out.extend(sink_samples(&reg.sinks));
         for (q, b, m) in &reg.branches {
             out.extend(branch_samples(q, b, m));
         }
@@ -411,42 +444,6 @@ impl Metrics {
                 "late records discarded because engine.late = drop",
                 Counter,
                 &self.records_dropped,
-            ),
-            c(
-                "flowy_output_lines_total",
-                "matches written to the output",
-                Counter,
-                &self.output_lines,
-            ),
-            c(
-                "flowy_output_write_errors_total",
-                "matches lost to failed output writes",
-                Counter,
-                &self.output_write_errors,
-            ),
-            c(
-                "flowy_output_matches_total",
-                "matches handed to the output by the mergers",
-                Counter,
-                &self.output_matches,
-            ),
-            c(
-                "flowy_output_queue_bytes",
-                "bytes of formatted matches queued for the output or being written",
-                Gauge,
-                &self.output_queue_bytes,
-            ),
-            c(
-                "flowy_output_dropped_total",
-                "matches dropped because the output queue was full (output.when_full = drop)",
-                Counter,
-                &self.output_dropped,
-            ),
-            c(
-                "flowy_output_not_written_total",
-                "matches lost: dropped, failed writes, or still queued at the shutdown deadline",
-                Counter,
-                &self.output_not_written,
             ),
             c(
                 "flowy_reloads_total",
@@ -553,6 +550,65 @@ fn socket_samples(sockets: &[(String, Arc<SocketMetrics>)]) -> Vec<Sample> {
                 value: get(&m.drops),
             }),
     );
+    out
+}
+
+fn sink_samples(sinks: &[(String, Arc<SinkMetrics>)]) -> Vec<Sample> {
+    use Kind::*;
+    type Family = (
+        &'static str,
+        &'static str,
+        Kind,
+        fn(&SinkMetrics) -> &AtomicU64,
+    );
+    const FAMILIES: [Family; 6] = [
+        (
+            "flowy_output_lines_total",
+            "matches written to the output",
+            Counter,
+            |m| &m.lines,
+        ),
+        (
+            "flowy_output_write_errors_total",
+            "matches lost to failed output writes",
+            Counter,
+            |m| &m.write_errors,
+        ),
+        (
+            "flowy_output_matches_total",
+            "matches handed to the output by the mergers",
+            Counter,
+            |m| &m.matches,
+        ),
+        (
+            "flowy_output_queue_bytes",
+            "bytes of formatted matches queued for the output or being written",
+            Gauge,
+            |m| &m.queue_bytes,
+        ),
+        (
+            "flowy_output_dropped_total",
+            "matches dropped because the output queue was full (output.when_full = drop)",
+            Counter,
+            |m| &m.dropped,
+        ),
+        (
+            "flowy_output_not_written_total",
+            "matches lost: dropped, failed writes, or still queued at the shutdown deadline",
+            Counter,
+            |m| &m.not_written,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, help, kind, field) in FAMILIES {
+        out.extend(sinks.iter().map(|(label, m)| Sample {
+            name,
+            help,
+            kind,
+            labels: vec![("sink", label.clone())],
+            value: get(field(m)),
+        }));
+    }
     out
 }
 

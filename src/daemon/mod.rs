@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! socket tasks ─► decode thread ─► dispatcher ─► query tasks ─► formatter ─► writer
-//!  (per socket)    (rec_id, one)    (admission,   (QueryDriver,  (lines)     (one sink)
-//!                                    fan-out)      per query)
+//!  (per socket)    (rec_id, one)    (admission,   (QueryDriver,  (lines, per sink: [output]
+//!                                    fan-out)      per query)     and each query's own)
 //! ```
 //! Every hop is a bounded channel: a slow stage slows the one before it and,
 //! at the end, the kernel socket buffer absorbs the burst. Nothing that has
@@ -52,7 +52,7 @@ use config::{Overrides, Role, Scope, Settings};
 use dispatch::{Control, Dispatcher};
 use health::Health;
 use metrics::{add, get, set, Metrics};
-use output::{Output, OutputTx};
+use output::{OutputTx, Outputs};
 use pipeline::RunningQuery;
 use reload::{Compiled, LoadError};
 use shutdown::Handles;
@@ -117,9 +117,10 @@ pub fn check_config(args: ServeArgs) -> anyhow::Result<String> {
     };
     Ok(match c.role {
         Role::Standalone => format!(
-            "configuration ok: {queries_part}, listening on {}, output {}",
+            "configuration ok: {queries_part}, listening on {}, output {}; sinks: {}",
             listen.join(", "),
-            settings.output.path,
+            describe_sink(&settings.output),
+            sinks_summary(&settings, &names),
         ),
         Role::Collector => format!(
             "configuration ok: cluster collector {} on {}: {queries_part}, listening on {}, publishing lanes: {}",
@@ -135,14 +136,46 @@ pub fn check_config(args: ServeArgs) -> anyhow::Result<String> {
         Role::Worker => {
             let (lo, hi) = c.worker_partitions.unwrap_or((0, c.partitions - 1));
             format!(
-                "configuration ok: cluster worker on {}, partitions {lo}-{hi} of {}: {queries_part}, lanes: {}, output {}",
+                "configuration ok: cluster worker on {}, partitions {lo}-{hi} of {}: {queries_part}, lanes: {}, output {}; sinks: {}",
                 c.nats,
                 c.partitions,
                 lanes(),
-                settings.output.path,
+                describe_sink(&settings.output),
+                sinks_summary(&settings, &names),
             )
         }
     })
+}
+
+/// Each query and the sink its matches go to.
+fn sinks_summary(settings: &Settings, names: &[&str]) -> String {
+    let each: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let o = settings.query_outputs.get(*n).unwrap_or(&settings.output);
+            format!("{n} → {}", describe_sink(o))
+        })
+        .collect();
+    each.join(", ")
+}
+
+/// `PATH`, `stdout`, or `TEMPLATE (every 5m)`.
+fn describe_sink(o: &config::OutputSettings) -> String {
+    let Some(ms) = o.rotate else {
+        return o.label().to_string();
+    };
+    let every = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ]
+    .iter()
+    .find(|(unit, _)| ms % unit == 0)
+    .map_or(format!("{ms}ms"), |(unit, name)| {
+        format!("{}{name}", ms / unit)
+    });
+    format!("{} (every {every})", o.label())
 }
 
 /// Run the daemon until SIGTERM/SIGINT and tell whether every match was
@@ -211,7 +244,7 @@ struct Daemon {
     overrides: Overrides,
     running: Vec<RunningQuery>,
     output_tx: OutputTx,
-    output: Output,
+    outputs: Outputs,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -239,13 +272,7 @@ impl Daemon {
         let signals = Signals::install().context("cannot install signal handlers")?;
         let cap = settings.engine.channel_capacity;
 
-        let out = &settings.output;
-        let beats = (
-            health.register("output formatter"),
-            health.register("output writer"),
-        );
-        let (output, out_tx, threads) = Output::start(out, cap, metrics.clone(), beats)
-            .with_context(|| format!("cannot open output {} (output.path)", out.path))?;
+        let (outputs, out_tx) = Outputs::start(&settings, cap, &metrics, &health)?;
 
         let collector = settings.cluster.role == Role::Collector;
         let lane_set = Arc::new(lane::routes(queries.iter().map(|c| c.plan.as_ref())));
@@ -311,7 +338,7 @@ impl Daemon {
             overrides,
             running,
             output_tx: out_tx,
-            output,
+            outputs,
             control: ctl_tx,
             metrics,
             health,
@@ -322,8 +349,6 @@ impl Daemon {
                 receivers,
                 decoder,
                 dispatcher,
-                formatter: threads.formatter,
-                written: threads.written,
                 metrics_task,
                 watchdog_task,
             },
@@ -349,12 +374,15 @@ impl Daemon {
         let Daemon {
             running,
             output_tx,
+            outputs,
             control,
             metrics,
             handles,
             ..
         } = self;
-        handles.drain(running, output_tx, control, &metrics).await;
+        handles
+            .drain(running, output_tx, outputs, control, &metrics)
+            .await;
         match shutdown::report(&metrics, false) {
             Some(outcome) => Ok(outcome),
             // The deadline thread reported first and is ending the process.
@@ -369,16 +397,16 @@ impl Daemon {
             Ok(()) => add(&self.metrics.reloads, 1),
             Err(e) => {
                 add(&self.metrics.reload_failures, 1);
-                tracing::error!("reload rejected, the running queries stay in force:\n{e}");
+                tracing::error!("reload rejected, the running queries stay in force:\n{e:#}");
+                // Every SIGHUP reopens the outputs (logrotate), also one
+                // whose reload was rejected; an accepted one did already.
+                self.outputs.reopen();
             }
         }
-        // Every SIGHUP reopens the output (logrotate), whether or not the
-        // rest of the reload was accepted.
-        self.output.reload(&self.settings.output);
         notify::ready();
     }
 
-    async fn try_reload(&mut self) -> Result<(), LoadError> {
+    async fn try_reload(&mut self) -> anyhow::Result<()> {
         let settings = config::load(&self.overrides)?;
         let (compiled, fallback) = reload::load(&settings)?;
         if fallback {
@@ -391,6 +419,7 @@ impl Daemon {
             }
             let n = set.len();
             lanes.send_replace(Arc::new(set));
+            self.outputs.apply(&settings, &Default::default())?;
             reload::warn_unapplied(&self.settings, &settings, 0);
             self.settings = settings;
             tracing::info!(lanes = n, "reload complete");
@@ -406,6 +435,14 @@ impl Daemon {
             .map(|c| (c.text.name.as_str(), c.text.source.as_str()))
             .collect();
         let diff = reload::diff(&running, &new);
+        let retiring: std::collections::HashSet<String> = diff
+            .retire
+            .iter()
+            .filter_map(|&i| self.running.get(i).map(|q| q.name.clone()))
+            .collect();
+        // Sinks first: one that cannot be opened rejects the reload
+        // before any query changed.
+        let lingering = self.outputs.apply(&settings, &retiring)?;
 
         let engine_cfg = engine_config(&settings.engine);
         let cap = settings.engine.channel_capacity;
@@ -451,12 +488,14 @@ impl Daemon {
         if self.control.send(swap).await.is_ok() {
             let _ = done_rx.await;
         }
-        // Retired queries drain and flush in the background.
+        // Retired queries drain and flush in the background, into the
+        // sinks they had.
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             for q in retired {
                 q.join(&metrics).await;
             }
+            lingering.drop_routes();
         });
         self.shutdown_timeout
             .store(settings.daemon.shutdown_timeout as u64, Ordering::Relaxed);

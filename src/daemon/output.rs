@@ -7,22 +7,28 @@
 //! rather than on the runtime that serves the sockets; and they are two
 //! threads so that a sink that blocks never stops the formatter from
 //! applying the queue's policy (drop or wait).
+//!
+//! There is one such sink for `[output]` and one for each query with an
+//! output of its own (`[queries.NAME.output]`); [`OutputTx`] routes each
+//! query's matches to its sink by the query's name.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::Match;
-use crate::output::{LineSink, MatchFormatter, OutputFormat, WriteFailure, WRITE_CHUNK};
+use crate::output::rotate::{system_clock, RotatingSink, Target};
+use crate::output::{MatchFormatter, OutputFormat, WriteFailure, WRITE_CHUNK};
 use crate::query::plan::Plan;
 
-use super::config::{Format, OutputSettings, WhenFull};
-use super::health::Beat;
-use super::metrics::{add, Metrics};
-use super::outqueue::{Chunk, Item, Pushed, Queue};
+use super::config::{Format, OutputSettings, Settings, WhenFull};
+use super::health::{Beat, Health};
+use super::metrics::Metrics;
+use super::outqueue::{Chunk, Counters, Item, Pushed, Queue};
 
 pub enum OutMsg {
     Matches {
@@ -35,32 +41,72 @@ pub enum OutMsg {
     Barrier(oneshot::Sender<()>),
 }
 
+/// One sink's channel, and its counters.
+#[derive(Clone)]
+struct SinkTx {
+    tx: mpsc::Sender<OutMsg>,
+    counters: Counters,
+}
+
+/// Which sink takes each query's matches.
+struct Routes {
+    default: SinkTx,
+    /// Queries with a sink of their own, by name.
+    own: HashMap<String, SinkTx>,
+}
+
 /// What the mergers hold: every match handed over is counted, so the
-/// matches that never reach the sink can be told at the end.
+/// matches that never reach the sink can be told at the end. A sink ends
+/// once no route and no clone of this leads to it.
 #[derive(Clone)]
 pub struct OutputTx {
-    tx: mpsc::Sender<OutMsg>,
-    metrics: Arc<Metrics>,
+    routes: Arc<RwLock<Routes>>,
 }
 
 impl OutputTx {
-    /// Hand `matches` to the formatter; false when the output is gone.
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Routes> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn route(&self, query: &str) -> SinkTx {
+        let r = self.routes();
+        r.own.get(query).unwrap_or(&r.default).clone()
+    }
+
+    /// Hand `matches` to the query's sink; false when the output is gone.
     pub async fn send(&self, plan: Arc<Plan>, matches: Vec<Match>) -> bool {
-        add(&self.metrics.output_matches, matches.len() as u64);
-        self.tx
+        let sink = self.route(&plan.name);
+        sink.counters.handed(matches.len() as u64);
+        sink.tx
             .send(OutMsg::Matches { plan, matches })
             .await
             .is_ok()
     }
 
-    /// Wait until every match handed over so far has been written (or
-    /// failed and been counted); false when the output is gone.
+    /// Wait until every match handed over so far, to any sink, has been
+    /// written (or failed and been counted); false when an output is gone.
     pub async fn written(&self) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(OutMsg::Barrier(tx)).await.is_err() {
-            return false;
+        let sinks: Vec<SinkTx> = {
+            let r = self.routes();
+            std::iter::once(&r.default)
+                .chain(r.own.values())
+                .cloned()
+                .collect()
+        };
+        let mut waits = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let (tx, rx) = oneshot::channel();
+            if sink.tx.send(OutMsg::Barrier(tx)).await.is_err() {
+                return false;
+            }
+            waits.push(rx);
         }
-        rx.await.is_ok()
+        for rx in waits {
+            if rx.await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -85,10 +131,11 @@ fn style(s: &OutputSettings) -> Style {
     }
 }
 
-/// The daemon's side of the running output: what a reload changes.
+/// The daemon's side of one running sink: what a reload changes.
 pub struct Output {
     queue: Arc<Queue>,
     style: Arc<Mutex<Style>>,
+    settings: OutputSettings,
 }
 
 /// What shutdown waits for.
@@ -100,18 +147,19 @@ pub struct OutputThreads {
 
 impl Output {
     /// Open the sink and start the formatter and writer threads; the
-    /// formatter ends when every [`OutputTx`] is gone, the writer after it.
-    pub fn start(
+    /// formatter ends when the returned sender and its clones are gone,
+    /// the writer after it.
+    fn start(
         s: &OutputSettings,
         capacity: usize,
-        metrics: Arc<Metrics>,
+        counters: Counters,
         beats: (Beat, Beat),
-    ) -> std::io::Result<(Output, OutputTx, OutputThreads)> {
-        let sink = LineSink::open(&s.path)?;
+    ) -> std::io::Result<(Output, mpsc::Sender<OutMsg>, OutputThreads)> {
+        let sink = RotatingSink::open(&s.target(), system_clock())?;
         let queue = Arc::new(Queue::new(
             s.buffer,
             s.when_full == WhenFull::Drop,
-            metrics.clone(),
+            counters.clone(),
         ));
         let style = Arc::new(Mutex::new(style(s)));
         let (tx, rx) = mpsc::channel(capacity);
@@ -119,8 +167,9 @@ impl Output {
         let (format_beat, write_beat) = beats;
         let writer = Writer {
             sink,
+            label: s.label().to_string(),
             queue: queue.clone(),
-            metrics: metrics.clone(),
+            counters,
             losses: LossReport::default(),
             beat: write_beat,
         };
@@ -143,15 +192,208 @@ impl Output {
             formatter,
             written: done_rx,
         };
-        Ok((Output { queue, style }, OutputTx { tx, metrics }, threads))
+        let out = Output {
+            queue,
+            style,
+            settings: s.clone(),
+        };
+        Ok((out, tx, threads))
     }
 
     /// Apply what a reload changed: format, records, policy, and reopen the
-    /// path (every SIGHUP, for logrotate). Never waits on the sink.
-    pub fn reload(&self, s: &OutputSettings) {
+    /// path (every SIGHUP, for logrotate). Never waits on the sink. The
+    /// queue's size is fixed: a changed `buffer` waits for a restart.
+    fn reload(&mut self, s: &OutputSettings) {
         *self.style.lock().unwrap_or_else(|p| p.into_inner()) = style(s);
         self.queue.set_drop_when_full(s.when_full == WhenFull::Drop);
-        self.queue.push_control(Item::Reopen(s.path.clone()));
+        self.queue.push_control(Item::Reopen(s.target()));
+        self.settings = s.clone();
+    }
+}
+
+/// Every sink of the daemon: `[output]` and the queries' own.
+pub struct Outputs {
+    routes: Arc<RwLock<Routes>>,
+    default: Output,
+    own: BTreeMap<String, Output>,
+    /// Of every sink started, removed ones included: shutdown waits for all.
+    threads: Vec<OutputThreads>,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// Routes a reload removed while the query they serve was being retired:
+/// the retired instance writes its last matches to its own sink, and the
+/// route goes once it has finished (see [`Outputs::drop_routes`]).
+pub struct Lingering {
+    routes: Arc<RwLock<Routes>>,
+    names: Vec<(String, SinkTx)>,
+}
+
+impl Lingering {
+    /// Remove the routes, unless a later reload replaced them.
+    pub fn drop_routes(self) {
+        let mut r = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        for (name, sink) in self.names {
+            if r.own
+                .get(&name)
+                .is_some_and(|s| s.tx.same_channel(&sink.tx))
+            {
+                r.own.remove(&name);
+            }
+        }
+    }
+}
+
+impl Outputs {
+    /// Open every sink the settings name; an error names the key.
+    pub fn start(
+        s: &Settings,
+        capacity: usize,
+        metrics: &Arc<Metrics>,
+        health: &Arc<Health>,
+    ) -> anyhow::Result<(Outputs, OutputTx)> {
+        let counters = Counters::new(metrics.clone(), s.output.label());
+        let beats = (
+            health.register("output formatter"),
+            health.register("output writer"),
+        );
+        let (default, tx, threads) = Output::start(&s.output, capacity, counters.clone(), beats)
+            .with_context(|| format!("cannot open output {} (output.path)", s.output.path))?;
+        let routes = Routes {
+            default: SinkTx { tx, counters },
+            own: HashMap::new(),
+        };
+        let mut outputs = Outputs {
+            routes: Arc::new(RwLock::new(routes)),
+            default,
+            own: BTreeMap::new(),
+            threads: vec![threads],
+            capacity,
+            metrics: metrics.clone(),
+            health: health.clone(),
+        };
+        let mut started = Vec::new();
+        for (name, o) in &s.query_outputs {
+            started.push(outputs.start_own(name, o)?);
+        }
+        outputs.install(started);
+        let tx = OutputTx {
+            routes: outputs.routes.clone(),
+        };
+        Ok((outputs, tx))
+    }
+
+    fn start_own(
+        &mut self,
+        name: &str,
+        o: &OutputSettings,
+    ) -> anyhow::Result<(String, Output, SinkTx)> {
+        let label = o.label();
+        let counters = Counters::new(self.metrics.clone(), label);
+        let beats = (
+            self.health.register(format!("output formatter {label}")),
+            self.health.register(format!("output writer {label}")),
+        );
+        let (out, tx, threads) = Output::start(o, self.capacity, counters.clone(), beats)
+            .with_context(|| {
+                format!("cannot open output {} (queries.{name}.output.path)", o.path)
+            })?;
+        // Kept before the route exists: a sink whose siblings failed to
+        // open ends (its sender dropped) and is still waited for.
+        self.threads.push(threads);
+        Ok((name.to_string(), out, SinkTx { tx, counters }))
+    }
+
+    fn install(&mut self, started: Vec<(String, Output, SinkTx)>) {
+        let mut r = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        for (name, out, sink) in started {
+            tracing::info!(query = %name, sink = out.settings.label(), "query output");
+            r.own.insert(name.clone(), sink);
+            self.own.insert(name, out);
+        }
+    }
+
+    /// SIGHUP: start the sinks the settings add (all or none: one that
+    /// cannot be opened rejects the reload before anything changed), route
+    /// queries whose output was removed to `[output]`, and apply the
+    /// rest and reopen every file. A removed route of a query in
+    /// `retiring` stays until that query has finished.
+    pub fn apply(&mut self, s: &Settings, retiring: &HashSet<String>) -> anyhow::Result<Lingering> {
+        let mut started = Vec::new();
+        for (name, o) in &s.query_outputs {
+            if !self.own.contains_key(name) {
+                started.push(self.start_own(name, o)?);
+            }
+        }
+        let removed: Vec<String> = self
+            .own
+            .keys()
+            .filter(|n| !s.query_outputs.contains_key(*n))
+            .cloned()
+            .collect();
+        let mut lingering = Vec::new();
+        {
+            let mut r = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            for name in removed {
+                self.own.remove(&name);
+                tracing::info!(query = %name, "query output removed: its matches go to [output]");
+                match r.own.remove(&name) {
+                    Some(sink) if retiring.contains(&name) => {
+                        r.own.insert(name.clone(), sink.clone());
+                        lingering.push((name, sink));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let fresh: HashSet<String> = started.iter().map(|(n, _, _)| n.clone()).collect();
+        self.install(started);
+        self.default.reload(&s.output);
+        for (name, out) in &mut self.own {
+            if fresh.contains(name) {
+                continue;
+            }
+            if let Some(o) = s.query_outputs.get(name) {
+                if o.buffer != out.settings.buffer {
+                    tracing::warn!(
+                        "queries.{name}.output.buffer changed: a reload cannot apply it; it takes effect at the next restart"
+                    );
+                }
+                out.reload(o);
+            }
+        }
+        Ok(Lingering {
+            routes: self.routes.clone(),
+            names: lingering,
+        })
+    }
+
+    /// Reopen every sink as it is (a SIGHUP whose reload was rejected).
+    pub fn reopen(&mut self) {
+        let s = self.default.settings.clone();
+        self.default.reload(&s);
+        for out in self.own.values_mut() {
+            let s = out.settings.clone();
+            out.reload(&s);
+        }
+    }
+
+    /// Once every [`OutputTx`] is gone: wait until every sink has written
+    /// (or failed) all it was handed.
+    pub async fn finish(self) {
+        let Outputs {
+            routes, threads, ..
+        } = self;
+        drop(routes);
+        for t in threads {
+            let joined = tokio::task::spawn_blocking(move || t.formatter.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("output thread failed");
+            }
+            let _ = t.written.await;
+        }
     }
 }
 
@@ -237,9 +479,11 @@ fn push(queue: &Queue, chunk: Chunk) {
 }
 
 struct Writer {
-    sink: LineSink,
+    sink: RotatingSink,
+    /// The sink's name in logs (its path or template, or "stdout").
+    label: String,
     queue: Arc<Queue>,
-    metrics: Arc<Metrics>,
+    counters: Counters,
     losses: LossReport,
     beat: Beat,
 }
@@ -249,7 +493,7 @@ impl Writer {
         while let Some(item) = self.queue.pop() {
             match item {
                 Item::Lines(chunk) => self.write(chunk),
-                Item::Reopen(path) => self.reopen(&path),
+                Item::Reopen(target) => self.reopen(&target),
                 Item::Barrier(done) => {
                     let _ = done.send(());
                 }
@@ -265,27 +509,32 @@ impl Writer {
         self.queue.release(chunk.buf.len());
         let n = chunk.matches();
         match result {
-            Ok(()) => add(&self.metrics.output_lines, n),
+            Ok(()) => self.counters.written(n),
             Err(WriteFailure { written, error }) => {
                 let written = written as u64;
                 let lost = n - written;
-                add(&self.metrics.output_lines, written);
-                add(&self.metrics.output_write_errors, lost);
-                add(&self.metrics.output_not_written, lost);
-                self.losses
-                    .lost(lost, &format!("output write failed: {error}"));
+                self.counters.written(written);
+                self.counters.failed(lost);
+                self.losses.lost(
+                    lost,
+                    &format!("output write failed: {error} (sink {})", self.label),
+                );
             }
         }
     }
 
-    fn reopen(&mut self, path: &str) {
-        match self.sink.reopen(path) {
-            Ok(sink) => {
-                self.sink = sink;
-                tracing::info!(path = %path, "output reopened");
+    fn reopen(&mut self, target: &Target) {
+        match self.sink.reopen(target) {
+            Ok(()) => {
+                self.label = if target.path == "-" {
+                    "stdout".into()
+                } else {
+                    target.path.clone()
+                };
+                tracing::info!(path = %self.sink.path(), "output reopened");
             }
             Err(e) => {
-                tracing::error!(path = %path, error = %e, "cannot reopen output; keeping the old one")
+                tracing::error!(path = %target.path, error = %e, "cannot reopen output; keeping the old one")
             }
         }
     }

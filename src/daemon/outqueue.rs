@@ -7,7 +7,55 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::metrics::{add, set, Metrics};
+use crate::output::rotate::Target;
+
+use super::metrics::{add, set, Metrics, SinkMetrics};
+
+/// One sink's counters and the totals over every sink, bumped together.
+#[derive(Clone)]
+pub struct Counters {
+    pub all: Arc<Metrics>,
+    pub sink: Arc<SinkMetrics>,
+}
+
+impl Counters {
+    /// The counters of the sink labelled `label`.
+    pub fn new(all: Arc<Metrics>, label: &str) -> Counters {
+        let sink = all.register_sink(label);
+        Counters { all, sink }
+    }
+
+    /// Matches handed to the sink.
+    pub fn handed(&self, n: u64) {
+        add(&self.all.output_matches, n);
+        add(&self.sink.matches, n);
+    }
+
+    pub fn written(&self, n: u64) {
+        add(&self.all.output_lines, n);
+        add(&self.sink.lines, n);
+    }
+
+    /// Matches lost to a failed write.
+    pub fn failed(&self, n: u64) {
+        add(&self.all.output_write_errors, n);
+        add(&self.all.output_not_written, n);
+        add(&self.sink.write_errors, n);
+        add(&self.sink.not_written, n);
+    }
+
+    /// Matches dropped with the queue full.
+    pub fn dropped(&self, n: u64) {
+        add(&self.all.output_dropped, n);
+        add(&self.all.output_not_written, n);
+        add(&self.sink.dropped, n);
+        add(&self.sink.not_written, n);
+    }
+
+    fn queued(&self, bytes: usize) {
+        set(&self.sink.queue_bytes, bytes as u64);
+    }
+}
 
 /// Formatted matches: `ends` are the offsets where each match ends.
 #[derive(Debug, Default)]
@@ -27,8 +75,9 @@ impl Chunk {
 
 pub enum Item {
     Lines(Chunk),
-    /// Reopen the output path (logrotate moved the file away).
-    Reopen(String),
+    /// Reopen the output (logrotate moved the file away, or a reload
+    /// changed where it goes).
+    Reopen(Target),
     /// Fire once every item before it is written.
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
@@ -48,7 +97,7 @@ pub struct Queue {
     changed: Condvar,
     capacity: usize,
     drop_when_full: AtomicBool,
-    metrics: Arc<Metrics>,
+    counters: Counters,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -59,13 +108,13 @@ pub enum Pushed {
 }
 
 impl Queue {
-    pub fn new(capacity: usize, drop_when_full: bool, metrics: Arc<Metrics>) -> Self {
+    pub fn new(capacity: usize, drop_when_full: bool, counters: Counters) -> Self {
         Queue {
             state: Mutex::default(),
             changed: Condvar::new(),
             capacity,
             drop_when_full: AtomicBool::new(drop_when_full),
-            metrics,
+            counters,
         }
     }
 
@@ -88,15 +137,14 @@ impl Queue {
         loop {
             if st.bytes == 0 || st.bytes + len <= self.capacity {
                 st.bytes += len;
-                set(&self.metrics.output_queue_bytes, st.bytes as u64);
+                self.counters.queued(st.bytes);
                 st.items.push_back(Item::Lines(chunk));
                 self.changed.notify_all();
                 return Pushed::Queued;
             }
             if self.drop_when_full.load(Ordering::Relaxed) {
                 let n = chunk.matches();
-                add(&self.metrics.output_dropped, n);
-                add(&self.metrics.output_not_written, n);
+                self.counters.dropped(n);
                 return Pushed::Dropped(n);
             }
             st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -133,7 +181,7 @@ impl Queue {
     pub fn release(&self, len: usize) {
         let mut st = self.lock();
         st.bytes = st.bytes.saturating_sub(len);
-        set(&self.metrics.output_queue_bytes, st.bytes as u64);
+        self.counters.queued(st.bytes);
         self.changed.notify_all();
     }
 }
@@ -150,26 +198,30 @@ mod tests {
         }
     }
 
+    fn counters() -> Counters {
+        Counters::new(Arc::new(Metrics::default()), "out")
+    }
+
     #[test]
     fn drop_policy_counts_what_does_not_fit() {
-        let m = Arc::new(Metrics::default());
-        let q = Queue::new(100, true, m.clone());
+        let c = counters();
+        let q = Queue::new(100, true, c.clone());
         assert_eq!(q.push(chunk(60, 2)), Pushed::Queued);
         assert_eq!(q.push(chunk(60, 3)), Pushed::Dropped(3));
         assert_eq!(q.push(chunk(40, 1)), Pushed::Queued);
-        assert_eq!(super::super::metrics::get(&m.output_queue_bytes), 100);
-        assert_eq!(super::super::metrics::get(&m.output_dropped), 3);
-        let Some(Item::Lines(c)) = q.pop() else {
+        assert_eq!(super::super::metrics::get(&c.sink.queue_bytes), 100);
+        assert_eq!(super::super::metrics::get(&c.sink.dropped), 3);
+        assert_eq!(super::super::metrics::get(&c.all.output_dropped), 3);
+        let Some(Item::Lines(popped)) = q.pop() else {
             panic!("a chunk")
         };
-        q.release(c.buf.len());
-        assert_eq!(super::super::metrics::get(&m.output_queue_bytes), 40);
+        q.release(popped.buf.len());
+        assert_eq!(super::super::metrics::get(&c.sink.queue_bytes), 40);
     }
 
     #[test]
     fn block_policy_waits_for_room_and_takes_oversized_chunks_alone() {
-        let m = Arc::new(Metrics::default());
-        let q = Arc::new(Queue::new(100, false, m));
+        let q = Arc::new(Queue::new(100, false, counters()));
         assert_eq!(q.push(chunk(500, 1)), Pushed::Queued);
         let producer = {
             let q = q.clone();

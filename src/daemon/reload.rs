@@ -44,6 +44,13 @@ pub enum LoadError {
         first: String,
         second: String,
     },
+    #[error("configuration key `queries.{name}`: no query is named '{name}'{hint}; the queries are: {known}")]
+    UnknownQuery {
+        name: String,
+        /// ` (did you mean 'x'?)` or empty.
+        hint: String,
+        known: String,
+    },
     /// Every diagnostic of every failing file, rustc-style.
     #[error("query compilation failed:\n{0}")]
     Compile(String),
@@ -143,7 +150,27 @@ pub fn compile_all(texts: Vec<QueryText>) -> Result<Vec<Compiled>, LoadError> {
 /// Read and compile the whole set.
 pub fn load(settings: &Settings) -> Result<(Vec<Compiled>, bool), LoadError> {
     let (texts, fallback) = read_texts(settings)?;
+    check_query_outputs(settings, &texts)?;
     Ok((compile_all(texts)?, fallback))
+}
+
+/// Every `[queries.NAME]` must name a query of the set.
+fn check_query_outputs(settings: &Settings, texts: &[QueryText]) -> Result<(), LoadError> {
+    let names: Vec<&str> = texts.iter().map(|t| t.name.as_str()).collect();
+    for name in settings.query_outputs.keys() {
+        if names.contains(&name.as_str()) {
+            continue;
+        }
+        let hint = crate::query::suggest::did_you_mean(name, names.iter().copied())
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(LoadError::UnknownQuery {
+            name: name.clone(),
+            hint,
+            known: names.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// How a new set relates to the running one, by index.

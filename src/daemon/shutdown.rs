@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::dispatch::Control;
 use super::metrics::{add, get, Metrics};
-use super::output::OutputTx;
+use super::output::{OutputTx, Outputs};
 use super::pipeline::RunningQuery;
 
 pub struct Handles {
@@ -21,9 +21,6 @@ pub struct Handles {
     pub receivers: Vec<JoinHandle<()>>,
     pub decoder: std::thread::JoinHandle<()>,
     pub dispatcher: JoinHandle<()>,
-    pub formatter: std::thread::JoinHandle<()>,
-    /// Fires once the writer has dealt with every queued match.
-    pub written: oneshot::Receiver<()>,
     pub metrics_task: Option<JoinHandle<()>>,
     pub watchdog_task: Option<JoinHandle<()>>,
 }
@@ -47,11 +44,12 @@ async fn join_thread(name: &str, t: std::thread::JoinHandle<()>) {
 impl Handles {
     /// Each step ends when the one before it has closed its channel:
     /// sockets → decoder → dispatcher (which finishes every query) →
-    /// query tasks → formatter → writer.
+    /// query tasks → formatter → writer, of every sink.
     pub async fn drain(
         self,
         running: Vec<RunningQuery>,
         output: OutputTx,
+        outputs: Outputs,
         control: mpsc::Sender<Control>,
         metrics: &Arc<Metrics>,
     ) {
@@ -70,8 +68,7 @@ impl Handles {
         // Queries retired by a late reload hold their own senders and end
         // on their own; the formatter ends once the last sender is gone.
         drop(output);
-        join_thread("output", self.formatter).await;
-        let _ = self.written.await;
+        outputs.finish().await;
         for t in [self.metrics_task, self.watchdog_task]
             .into_iter()
             .flatten()
@@ -115,6 +112,10 @@ pub fn report(metrics: &Metrics, deadline_passed: bool) -> Option<Outcome> {
     let failed = get(&metrics.output_write_errors);
     let pending = not_written.saturating_sub(dropped + failed);
     add(&metrics.output_not_written, pending);
+    for sink in metrics.sinks() {
+        let lost = get(&sink.dropped) + get(&sink.write_errors) + get(&sink.lines);
+        add(&sink.not_written, get(&sink.matches).saturating_sub(lost));
+    }
     if not_written == 0 && !deadline_passed {
         tracing::info!("shutdown complete: {}", super::status_line(metrics));
         return Some(Outcome::Clean);

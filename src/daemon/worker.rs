@@ -20,7 +20,7 @@ use crate::query::plan::Plan;
 use super::config::{self, ClusterSettings, Overrides, Settings};
 use super::health::Health;
 use super::metrics::{add, set, Metrics};
-use super::output::Output;
+use super::output::Outputs;
 use super::reload::Compiled;
 use super::signals::{Event, Signals};
 use super::{
@@ -72,13 +72,8 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
     let health = Arc::new(Health::default());
     let (queries, _) = reload::load(&settings)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let beats = (
-        health.register("output formatter"),
-        health.register("output writer"),
-    );
     let cap = settings.engine.channel_capacity;
-    let (output, out_tx, threads) = Output::start(&settings.output, cap, metrics.clone(), beats)
-        .with_context(|| format!("cannot open output {} (output.path)", settings.output.path))?;
+    let (mut outputs, out_tx) = Outputs::start(&settings, cap, &metrics, &health)?;
     let c = &settings.cluster;
     let bus = NatsBus::connect(&c.nats, &c.stream)
         .await
@@ -87,7 +82,7 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
         bus,
         output: out_tx,
         metrics: metrics.clone(),
-        written: Arc::new(written_ids(&settings.output.path)),
+        written: Arc::new(written_ids(&settings)),
         publish_matches: c.publish_matches,
     };
     let mut worker = Worker {
@@ -123,15 +118,21 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
             ev = events.recv() => match ev {
                 Some(Event::Reload) => {
                     notify::reloading();
-                    match worker.reload().await {
+                    // Retired lanes have drained when reload() returns:
+                    // no query is left to write to a removed sink.
+                    let applied = match worker.reload().await {
+                        Ok(()) => outputs.apply(&worker.settings, &Default::default()).map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    match applied {
                         Ok(()) => add(&metrics.reloads, 1),
                         Err(e) => {
                             add(&metrics.reload_failures, 1);
                             tracing::error!("reload rejected, the running queries stay in force:\n{e:#}");
+                            // Every SIGHUP reopens the outputs (logrotate).
+                            outputs.reopen();
                         }
                     }
-                    // Every SIGHUP reopens the output (logrotate).
-                    output.reload(&worker.settings.output);
                     timeout.store(
                         worker.settings.daemon.shutdown_timeout as u64,
                         std::sync::atomic::Ordering::Relaxed,
@@ -149,8 +150,7 @@ pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<O
         worker.drain_lane(run).await;
     }
     drop(worker);
-    let _ = tokio::task::spawn_blocking(move || threads.formatter.join()).await;
-    let _ = threads.written.await;
+    outputs.finish().await;
     for t in [metrics_task, watchdog_task].into_iter().flatten() {
         t.abort();
     }
@@ -439,9 +439,21 @@ fn by_lane(queries: Vec<Compiled>) -> Vec<(Lane, Vec<Compiled>)> {
 /// output hold.
 const READ_BACK: u64 = 64 << 20;
 
+/// The `match_id`s in the current files of every sink.
+fn written_ids(s: &Settings) -> HashSet<u64> {
+    let now = crate::output::now_ms();
+    let mut ids = HashSet::new();
+    for o in std::iter::once(&s.output).chain(s.query_outputs.values()) {
+        if let Ok(path) = o.target().file_at(now) {
+            ids.extend(written_ids_in(&path));
+        }
+    }
+    ids
+}
+
 /// The `match_id`s in the last [`READ_BACK`] bytes of the output file
 /// (none for stdout or a file that does not exist yet).
-fn written_ids(path: &str) -> HashSet<u64> {
+fn written_ids_in(path: &str) -> HashSet<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let mut ids = HashSet::new();
     if path == "-" {

@@ -3,6 +3,7 @@
 
 mod csv;
 mod json;
+pub mod rotate;
 mod stamp;
 mod text;
 mod writer;

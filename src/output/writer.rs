@@ -158,6 +158,11 @@ impl LineSink {
         })
     }
 
+    /// The path this sink writes (`-`: stdout).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Open `path` to replace this sink (SIGHUP). The same path, still
     /// holding what was written (no rotation) or not a file (stdout, a
     /// pipe), carries on where this sink was: no second header.
