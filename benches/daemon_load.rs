@@ -12,7 +12,8 @@
 //!   4M records/s still lasts 3 s; shorter bursts fit in the socket buffers
 //!   and hide loss)
 //! - `FLOWY_LOAD_STEP_SECS` seconds of sending per step (default 3; capped by the capture)
-//! - `FLOWY_LOAD_QUERIES` query glob for `flowy` (default: the example queries)
+//! - `FLOWY_LOAD_QUERIES` query glob for `flowy` (default: `config/queries/*.flowy`,
+//!   the example queries and the detection library)
 //! - `FLOWY_LOAD_COLLECTORS` any of `flowy` (the queries above), `flowy-ingest`
 //!   (one query no record passes: receive, decode, dispatch and filter only)
 //!   and `nfcapd` (default all three)

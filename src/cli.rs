@@ -34,7 +34,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon (defaults: UDP 2055, the example queries, stdout).
+    /// Run the daemon (defaults: UDP 2055, the queries of config/queries/, stdout).
     Serve(ServeArgs),
     /// Run a query once over flow files.
     Query(QueryArgs),

@@ -72,6 +72,10 @@ fn check_prints_each_query_partition_key() {
         ("config/queries/http-download.flowy", "{srcip, dstip}"),
         ("config/queries/skype.flowy", "srcip"),
         ("config/queries/ipv6-failure.flowy", "srcip"),
+        ("config/queries/syn-scan.flowy", "srcip"),
+        ("config/queries/ssh-bruteforce.flowy", "srcip"),
+        ("config/queries/dns-amplification.flowy", "dstip"),
+        ("config/queries/lopsided-transfer.flowy", "{srcip, dstip}"),
         ("tests/data/udp-by-srcip.flowy", "srcip"),
         ("tests/data/tcp-busy-dstport.flowy", "dstport"),
         (

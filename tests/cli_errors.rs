@@ -293,7 +293,7 @@ fn serve_check_config_validates_without_running() {
     let out = String::from_utf8_lossy(&ok.stdout).into_owned();
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(
-        out.contains("configuration ok: 3 queries") && out.contains("127.0.0.1:2999"),
+        out.contains("configuration ok: 7 queries") && out.contains("127.0.0.1:2999"),
         "{out}"
     );
 

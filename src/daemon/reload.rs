@@ -14,7 +14,9 @@ use crate::query::plan::Plan;
 use super::config::{query_files, ConfigError, QuerySource, Settings};
 
 /// Example queries compiled into the binary, used when the default query
-/// pattern matches nothing (the daemon started outside the source tree).
+/// pattern matches nothing (the daemon started outside the source tree):
+/// the same set as `config/queries/`, so that a daemon runs the same
+/// detections wherever it starts.
 pub const EMBEDDED_QUERIES: &[(&str, &str)] = &[
     (
         "http-download",
@@ -25,6 +27,22 @@ pub const EMBEDDED_QUERIES: &[(&str, &str)] = &[
         include_str!("../../config/queries/ipv6-failure.flowy"),
     ),
     ("skype", include_str!("../../config/queries/skype.flowy")),
+    (
+        "syn-scan",
+        include_str!("../../config/queries/syn-scan.flowy"),
+    ),
+    (
+        "ssh-bruteforce",
+        include_str!("../../config/queries/ssh-bruteforce.flowy"),
+    ),
+    (
+        "dns-amplification",
+        include_str!("../../config/queries/dns-amplification.flowy"),
+    ),
+    (
+        "lopsided-transfer",
+        include_str!("../../config/queries/lopsided-transfer.flowy"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -348,6 +366,28 @@ mod tests {
         let compiled = compile_all(embedded()).expect("built-in queries compile");
         assert_eq!(compiled.len(), EMBEDDED_QUERIES.len());
         assert!(compiled.iter().any(|c| c.plan.name == "http-download"));
+    }
+
+    /// The fallback runs what the default pattern would have found.
+    #[test]
+    fn embedded_queries_are_the_query_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/queries");
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .expect("config/queries")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "flowy"))
+            .map(|p| {
+                let name = p.file_stem().expect("stem").to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).expect("query text"))
+            })
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<(String, String)> = EMBEDDED_QUERIES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        built_in.sort();
+        assert_eq!(built_in, on_disk);
     }
 
     #[test]

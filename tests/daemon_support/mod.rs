@@ -8,3 +8,4 @@ pub mod nats;
 pub mod netflow;
 pub mod packets;
 pub mod softflowd;
+pub mod traffic;

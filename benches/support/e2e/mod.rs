@@ -79,7 +79,7 @@ pub struct Case {
 }
 
 /// Every case, by name, in the order they run.
-pub const CASES: [&str; 8] = [
+pub const CASES: [&str; 9] = [
     "filter-1M",
     "filter-10M",
     "http-1x",
@@ -88,6 +88,7 @@ pub const CASES: [&str; 8] = [
     "merger-key-1M",
     "merger-during-100k",
     "merger-during-1M",
+    "library-1x",
 ];
 
 /// The filter of the filter-only case, in nfdump's syntax.
@@ -142,6 +143,13 @@ pub fn case(env: &Env, name: &str) -> anyhow::Result<Case> {
                 cmds: vec![env.flowy_query(&q, &input)],
             })
         }
+        "library" => Ok(Case {
+            name: name.into(),
+            what: "each query of config/queries/ alone, synthetic HTTP trace (flow-tools .ftz)"
+                .into(),
+            records: traces::HTTP_RECORDS as u64,
+            cmds: library_cmds(env, &traces::http_file(&env.data)?)?,
+        }),
         _ => {
             // The plans of benches/merger_growth.rs, by their names there.
             let (plan, query) = match kind {
@@ -163,6 +171,27 @@ pub fn case(env: &Env, name: &str) -> anyhow::Result<Case> {
             })
         }
     }
+}
+
+/// `flowy query` of every `config/queries/*.flowy` over `input`, labelled
+/// `flowy NAME`, in name order.
+fn library_cmds(env: &Env, input: &Path) -> anyhow::Result<Vec<Cmd>> {
+    let dir = env.query("config/queries");
+    let mut queries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "flowy"))
+        .collect();
+    queries.sort();
+    Ok(queries
+        .iter()
+        .map(|q| {
+            let name = q.file_stem().unwrap_or_default().to_string_lossy();
+            let mut cmd = env.flowy_query(q, input);
+            cmd.tool = format!("flowy {name}");
+            cmd
+        })
+        .collect())
 }
 
 /// Names chosen by `FLOWY_E2E_CASES` (comma-separated substrings; default all).

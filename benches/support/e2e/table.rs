@@ -55,7 +55,7 @@ fn measure_case(case: &Case, runs: usize, scratch: &Path) -> anyhow::Result<Vec<
 /// flowy: its summary line (records read, matches); nfdump: the flows its
 /// filter matched, counted in a separate, unmeasured run.
 fn what_it_said(cmd: &Cmd, stderr: &Path, case: &Case) -> anyhow::Result<String> {
-    if cmd.tool == "flowy" {
+    if cmd.tool == "flowy" || cmd.tool.starts_with("flowy ") {
         let text = std::fs::read_to_string(stderr)?;
         // SPEC §3.1's summary line; a reworded one is shown, not checked.
         let Some(summary) = text.lines().rfind(|l| l.starts_with("flowy query:")) else {
