@@ -81,6 +81,9 @@ pub struct CollectorSettings {
     pub allow: Vec<Prefix>,
     /// ms ahead of the host clock beyond which a record time is implausible.
     pub max_future: i64,
+    /// ms without a datagram after which an exporter is forgotten; `None`
+    /// = never.
+    pub exporter_idle: Option<i64>,
 }
 
 /// The decoder's global state budget (SPEC §4.5).
@@ -209,6 +212,7 @@ struct RawCollector {
     queue: i64,
     allow: Vec<String>,
     max_future: Human,
+    exporter_idle: Human,
 }
 
 #[derive(Debug, Deserialize)]
@@ -506,6 +510,15 @@ fn validate_collector(c: RawCollector) -> Result<CollectorSettings, ConfigError>
             .map(|p| p.parse().map_err(|m| invalid("collector.allow", m)))
             .collect::<Result<_, _>>()?,
         max_future: duration("collector.max_future", &c.max_future)?,
+        exporter_idle: match optional_duration("collector.exporter_idle", &c.exporter_idle)? {
+            Some(0) => {
+                return Err(invalid(
+                    "collector.exporter_idle",
+                    "must be positive (or \"none\")",
+                ))
+            }
+            v => v,
+        },
     })
 }
 
