@@ -387,6 +387,9 @@ impl Decoder {
             s.template_cache_size = s.template_cache_size.saturating_sub(gone.cache_size);
         }
         self.v5_seq.remove_source(ip);
+        if let Some(store) = &self.store {
+            store.forget_exporter(ip);
+        }
         s.exporters = self.exporters.len() as u64;
     }
 

@@ -30,6 +30,9 @@ const BATCH_RECORDS: usize = 1024;
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// How often the decoder's counters are copied into the metrics.
 const STATS_EVERY: Duration = Duration::from_millis(250);
+/// Least time between two publications: building the per-exporter samples
+/// costs O(exporters), too much to repeat for every datagram of a trickle.
+const PUBLISH_MIN: Duration = Duration::from_millis(50);
 
 pub struct Datagram {
     pub data: Vec<u8>,
@@ -137,17 +140,21 @@ fn decode_loop(
     // Scrapes see every decoder series (at 0) from the start.
     publish(&mut decoder, &mut implausible, &metrics);
     let mut last_publish = Instant::now();
+    // Decoded since the last publication (published within `PUBLISH_MIN`).
+    let mut unpublished = false;
     loop {
         // Wake up now and then while no datagram comes, so that held data
         // expires even when every exporter falls silent.
         // The timer is made inside `block_on`, where the runtime's clock is.
-        let next = runtime.block_on(async { tokio::time::timeout(IDLE_SWEEP, rx.recv()).await });
+        let wait = if unpublished { PUBLISH_MIN } else { IDLE_SWEEP };
+        let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
         let first = match next {
             Ok(Some(d)) => d,
             Ok(None) => break,
             Err(_) => {
                 decoder.expire_held(now_ms());
                 publish(&mut decoder, &mut implausible, &metrics);
+                (last_publish, unpublished) = (Instant::now(), false);
                 continue;
             }
         };
@@ -174,11 +181,14 @@ fn decode_loop(
             })
             .collect();
         add(&metrics.records_received, batch.len() as u64);
-        // Publish when about to idle (so scrapes see the last datagram) or
-        // periodically under load.
-        if rx.is_empty() || last_publish.elapsed() >= STATS_EVERY {
+        // Publish when about to idle (so scrapes see the last datagram, at
+        // most `PUBLISH_MIN` late) or periodically under load.
+        let since = last_publish.elapsed();
+        if (rx.is_empty() && since >= PUBLISH_MIN) || since >= STATS_EVERY {
             publish(&mut decoder, &mut implausible, &metrics);
-            last_publish = Instant::now();
+            (last_publish, unpublished) = (Instant::now(), false);
+        } else {
+            unpublished = true;
         }
         if !batch.is_empty() && out.blocking_send(batch).is_err() {
             tracing::error!("dispatcher gone; decoder stops");

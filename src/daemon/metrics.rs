@@ -458,7 +458,7 @@ impl Metrics {
                 &self.datagrams_received,
             ),
             c(
-                "flowy_bytes_received_total",
+                "flowy_received_bytes_total",
                 "UDP payload bytes read from the sockets",
                 Counter,
                 &self.bytes_received,
