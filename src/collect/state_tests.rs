@@ -89,6 +89,9 @@ fn exporters_are_counted_apart_and_age_out() {
     let s = d.stats();
     assert!(!s.by_exporter.contains_key(&a.ip()));
     assert_eq!(s.by_exporter[&b.ip()].templates, 2);
-    assert_eq!((s.exporters_aged_out, s.template_cache_size, s.exporters), (1, 2, 1));
+    assert_eq!(
+        (s.exporters_aged_out, s.template_cache_size, s.exporters),
+        (1, 2, 1)
+    );
     assert!(d.take_aged().is_empty());
 }

@@ -139,7 +139,9 @@ fn decode_loop(
     let mut implausible = ImplausibleCounts::default();
     // Scrapes see every decoder series (at 0) from the start.
     publish(&mut decoder, &mut implausible, &metrics);
-    let mut last_publish = Instant::now();
+    // The last publication after a datagram (idle ones do not count: the
+    // first datagram after a quiet spell is always published at once).
+    let mut last_publish: Option<Instant> = None;
     // Decoded since the last publication (published within `PUBLISH_MIN`).
     let mut unpublished = false;
     loop {
@@ -154,7 +156,7 @@ fn decode_loop(
             Err(_) => {
                 decoder.expire_held(now_ms());
                 publish(&mut decoder, &mut implausible, &metrics);
-                (last_publish, unpublished) = (Instant::now(), false);
+                unpublished = false;
                 continue;
             }
         };
@@ -183,10 +185,10 @@ fn decode_loop(
         add(&metrics.records_received, batch.len() as u64);
         // Publish when about to idle (so scrapes see the last datagram, at
         // most `PUBLISH_MIN` late) or periodically under load.
-        let since = last_publish.elapsed();
+        let since = last_publish.map_or(Duration::MAX, |t| t.elapsed());
         if (rx.is_empty() && since >= PUBLISH_MIN) || since >= STATS_EVERY {
             publish(&mut decoder, &mut implausible, &metrics);
-            (last_publish, unpublished) = (Instant::now(), false);
+            (last_publish, unpublished) = (Some(Instant::now()), false);
         } else {
             unpublished = true;
         }
