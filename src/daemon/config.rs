@@ -768,6 +768,7 @@ mod tests {
         assert_eq!(s.log_level, "info");
         assert!(s.collector.allow.is_empty());
         assert_eq!(s.collector.max_future, 600_000);
+        assert_eq!(s.collector.exporter_idle, Some(86_400_000));
         assert_eq!(s.decoder.max_state, 256 << 20);
         assert_eq!(s.decoder.pending_ttl, 60_000);
         assert_eq!(s.engine.max_state, 2 << 30);
@@ -855,6 +856,14 @@ mod tests {
     }
 
     #[test]
+    fn exporter_idle_may_be_none() {
+        let s = load_env(&[("FLOWY__COLLECTOR__EXPORTER_IDLE", "none")]).expect("valid");
+        assert_eq!(s.collector.exporter_idle, None);
+        let s = load_env(&[("FLOWY__COLLECTOR__EXPORTER_IDLE", "2s")]).expect("valid");
+        assert_eq!(s.collector.exporter_idle, Some(2_000));
+    }
+
+    #[test]
     fn csv_is_an_output_format() {
         let s = load_env(&[("FLOWY__OUTPUT__FORMAT", "csv")]).expect("valid");
         assert_eq!(s.output.format, Format::Csv);
@@ -864,6 +873,11 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             ("FLOWY__ENGINE__LATENESS", "ten seconds", "engine.lateness"),
+            (
+                "FLOWY__COLLECTOR__EXPORTER_IDLE",
+                "0",
+                "collector.exporter_idle",
+            ),
             ("FLOWY__ENGINE__LATE", "keep", "engine.late"),
             (
                 "FLOWY__COLLECTOR__RECV_BUFFER",

@@ -7,6 +7,7 @@
 //! writes the text format (a custom `Collector`: the atomics stay the
 //! storage, so counting costs one relaxed add).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -743,24 +744,27 @@ struct Scrape(Vec<Sample>);
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         // One HELP/TYPE per family: samples of one name are grouped, in
-        // first-seen order.
-        let mut names: Vec<&'static str> = Vec::new();
+        // first-seen order (a stable sort by that order, not a scan per name:
+        // a large fleet has tens of thousands of samples).
+        let mut order: HashMap<&'static str, usize> = HashMap::new();
         for s in &self.0 {
-            if !names.contains(&s.name) {
-                names.push(s.name);
-            }
+            let next = order.len();
+            order.entry(s.name).or_insert(next);
         }
-        for name in names {
-            let mut family = self.0.iter().filter(|s| s.name == name).peekable();
-            let Some(first) = family.peek() else { continue };
+        let mut sorted: Vec<&Sample> = self.0.iter().collect();
+        sorted.sort_by_key(|s| order.get(s.name).copied());
+        for family in sorted.chunk_by(|a, b| a.name == b.name) {
+            let Some(first) = family.first() else {
+                continue;
+            };
             let (base, metric_type) = match first.kind {
                 // The encoder appends `_total` to counters itself.
                 Kind::Counter => (
-                    name.strip_suffix("_total").unwrap_or(name),
+                    first.name.strip_suffix("_total").unwrap_or(first.name),
                     MetricType::Counter,
                 ),
-                Kind::Gauge => (name, MetricType::Gauge),
-                Kind::Histogram => (name, MetricType::Histogram),
+                Kind::Gauge => (first.name, MetricType::Gauge),
+                Kind::Histogram => (first.name, MetricType::Histogram),
             };
             let mut metric = encoder.encode_descriptor(base, first.help, None, metric_type)?;
             for s in family {
