@@ -73,6 +73,8 @@ impl<'a> CollectorInput<'a> {
             max_state: if tiny { 64 << 10 } else { 4 << 20 },
             pending_ttl_ms: 2_000,
             template_store: None,
+            // Short, so that ageing runs on fuzzed timestamps too.
+            exporter_idle_ms: 10_000,
         }
     }
 }

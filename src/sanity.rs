@@ -127,6 +127,11 @@ impl ImplausibleCounts {
         self.total
     }
 
+    /// Drop the counts of an exporter that was aged out (`total` keeps them).
+    pub fn forget(&mut self, exporter: IpAddr) {
+        self.by_key.retain(|(ip, _), _| *ip != exporter);
+    }
+
     /// Counts by reason over all exporters.
     pub fn by_reason(&self) -> [(Implausible, u64); 4] {
         Implausible::ALL.map(|why| {

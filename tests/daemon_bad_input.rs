@@ -177,7 +177,7 @@ fn bad_input_barrage_is_counted_and_survived() {
     }
     let expected = (bad.len() + 3 * FLOOD_SOURCES as usize) as f64;
     d.wait_until("every datagram read", Duration::from_secs(30), |d| {
-        d.metric("flowy_decoder_datagrams_total", "") >= expected
+        d.metric("flowy_exporter_datagrams_total", "") >= expected
     });
 
     let m = d.scrape();
@@ -194,15 +194,22 @@ fn bad_input_barrage_is_counted_and_survived() {
         "{m:#?}"
     );
     let max: f64 = MAX_EXPORTERS.parse().expect("number");
-    assert!(sum_metric(&m, "flowy_exporters", "") <= max, "{m:#?}");
+    assert!(sum_metric(&m, "flowy_decoder_streams", "") <= max, "{m:#?}");
     assert!(
-        sum_metric(&m, "flowy_exporters_evicted_total", "") > 0.0,
+        sum_metric(&m, "flowy_decoder_evictions_total", "") > 0.0,
         "{m:#?}"
     );
     assert!(
-        sum_metric(&m, "flowy_template_cache_size", "") <= max * 25.0,
+        sum_metric(&m, "flowy_exporter_templates", "") <= max * 25.0,
         "{m:#?}"
     );
+    // Per-exporter series are capped too: at most max_exporters addresses
+    // and the overflow entry (0.0.0.0).
+    let exporter_series = m
+        .keys()
+        .filter(|k| k.starts_with("flowy_exporter_datagrams_total{"))
+        .count();
+    assert!(exporter_series as f64 <= max + 1.0, "{m:#?}");
     let rss = d.rss_kib();
     assert!(
         rss < rss_start + 64 * 1024,

@@ -71,7 +71,7 @@ fn template_flood_stays_within_max_state_and_held_data_expires() {
     sock.send_to(&ipfix(1, &[set(999, &[0; 40])]), d.udp)
         .expect("send");
     d.wait_until("the flood decoded", Duration::from_secs(10), |d| {
-        d.metric("flowy_decoder_datagrams_total", "") >= 41.0
+        d.metric("flowy_exporter_datagrams_total", "") >= 41.0
     });
     // No further datagram: the idle decode thread sweeps on its own.
     d.wait_until("held data expired", Duration::from_secs(10), |d| {

@@ -35,9 +35,14 @@ fn names(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// The metric family of a sample name.
+/// The metric family of a sample name (a histogram's `_bucket`, `_sum` and
+/// `_count` series belong to the histogram; no other flowy metric ends so).
 fn family(sample: &str) -> &str {
-    sample.split('{').next().unwrap_or(sample)
+    let name = sample.split('{').next().unwrap_or(sample);
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
 }
 
 fn documented(readme: &BTreeSet<String>, fam: &str) -> bool {
@@ -91,17 +96,79 @@ fn every_metric_the_grafana_dashboard_queries_is_exposed() {
     }
     assert!(queried.len() >= 20, "{queried:?}");
     let exposed = exposed_families();
-    let missing: Vec<&String> = queried.iter().filter(|q| !exposed.contains(*q)).collect();
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|q| !exposed.contains(family(q)))
+        .collect();
     assert!(
         missing.is_empty(),
         "queried by the dashboard, not exposed: {missing:?}"
     );
 }
 
+/// The first metric name in a table cell (the one in its first backquotes).
+fn first_name(cell: &str) -> Option<String> {
+    let quoted = cell.split('`').nth(1)?;
+    names(quoted).into_iter().next()
+}
+
+/// The README's "Renamed in this version" table: its rows, and the README
+/// without them (the old names are gone from the code).
+fn rename_table(readme: &str) -> (Vec<(String, Option<String>)>, String) {
+    let Some(at) = readme.find("*Renamed in this version*") else {
+        return (Vec::new(), readme.to_string());
+    };
+    let mut rest = readme[..at].to_string();
+    let mut rows = Vec::new();
+    // Only the first table after the heading: later tables stay checked.
+    let mut table_over = false;
+    for line in readme[at..].lines() {
+        if line.starts_with('|') && !table_over {
+            let mut cells = line.split('|').skip(1);
+            if let (Some(old), Some(new)) = (cells.next(), cells.next()) {
+                if let Some(old) = first_name(old) {
+                    rows.push((old, first_name(new)));
+                }
+            }
+            continue;
+        }
+        table_over |= !rows.is_empty();
+        rest.push_str(line);
+        rest.push('\n');
+    }
+    (rows, rest)
+}
+
+fn readme() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("README.md")).expect("README")
+}
+
+/// The README without its rename table.
+fn readme_text() -> String {
+    rename_table(&readme()).1
+}
+
+#[test]
+fn renamed_metrics_are_gone_and_their_successors_exposed() {
+    let (table, _) = rename_table(&readme());
+    assert!(table.len() >= 8, "{table:?}");
+    let exposed = exposed_families();
+    for (old, new) in &table {
+        // A row whose name stays (only its labels changed) is not a rename.
+        if new.as_ref() != Some(old) {
+            assert!(!exposed.contains(old), "{old} is still exposed");
+        }
+        // Cluster families exist on cluster members only.
+        if let Some(new) = new.as_ref().filter(|n| !n.starts_with("flowy_cluster_")) {
+            assert!(exposed.contains(new), "{new} (for {old}) is not exposed");
+        }
+    }
+}
+
 #[test]
 fn every_exposed_metric_is_in_the_readme() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = names(&std::fs::read_to_string(root.join("README.md")).expect("README"));
+    let readme = names(&readme_text());
     let exposed = exposed_families();
     assert!(exposed.len() > 40, "{exposed:?}");
     let missing: Vec<&String> = exposed.iter().filter(|f| !documented(&readme, f)).collect();
@@ -114,7 +181,7 @@ fn every_exposed_metric_is_in_the_readme() {
 #[test]
 fn every_metric_the_readme_names_exists_in_the_code() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = names(&std::fs::read_to_string(root.join("README.md")).expect("README"));
+    let readme = names(&readme_text());
     let mut code = String::new();
     let mut dirs = vec![root.join("src")];
     while let Some(dir) = dirs.pop() {

@@ -40,7 +40,7 @@ use super::fair::{EvictReason, FairTable, Limits};
 use super::fastpath;
 use super::packets::{ipfix_packet, v9_packet, Ctx};
 use super::sequence::{SeqEvent, SequenceTracker};
-use super::stats::{bump, DecodeStats, OVERFLOW_IP};
+use super::stats::{bump, entry_capped, DecodeStats, OVERFLOW_IP};
 use super::templates::FileTemplateStore;
 use super::times;
 use super::{DecoderConfig, TemplateScope};
@@ -61,6 +61,8 @@ pub struct Decoder {
     evicted: Vec<(ScopeKey, Box<Exporter>, EvictReason)>,
     held_lens: Vec<usize>,
     next_sweep_ms: i64,
+    /// Exporters aged out since the caller last took them (`take_aged`).
+    aged: Vec<IpAddr>,
     store: Option<Arc<FileTemplateStore>>,
     stats: DecodeStats,
     buf: Vec<u8>,
@@ -96,6 +98,7 @@ impl Decoder {
             evicted: Vec::new(),
             held_lens: Vec::new(),
             next_sweep_ms: i64::MIN,
+            aged: Vec::new(),
             store,
             stats: DecodeStats::default(),
             buf: Vec::with_capacity(64),
@@ -135,8 +138,32 @@ impl Decoder {
         now_ms: i64,
         out: &mut Vec<Record>,
     ) {
-        // Flow times come from the export headers; `now_ms` only ages held data.
+        // Flow times come from the export headers; `now_ms` only ages held
+        // data and exporters, and is the receive time of the export delay.
         self.expire_held(now_ms);
+        let errors_before = self.stats.errors.clone();
+        let first = out.len();
+        self.decode_messages(datagram, from, now_ms, out);
+        let cap = self.cfg.max_exporters;
+        let exp = entry_capped(&mut self.stats.by_exporter, from.ip(), cap);
+        exp.datagrams += 1;
+        exp.last_seen_ms = now_ms;
+        exp.errors.add_delta(&self.stats.errors, &errors_before);
+        for r in &out[first..] {
+            // 0 is "no time field": no delay to measure.
+            if r.etime > 0 {
+                exp.delay.observe(now_ms.saturating_sub(r.etime));
+            }
+        }
+    }
+
+    fn decode_messages(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) {
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
         let mut rest = datagram;
@@ -324,7 +351,67 @@ impl Decoder {
             (n > 0).then(|| exp.state_bytes())
         });
         self.stats.pending_expired += expired;
+        self.age_out(now_ms);
         self.stats.state_bytes = self.state_bytes() as u64;
+    }
+
+    /// Forget every exporter address that sent nothing for
+    /// `exporter_idle_ms`: its counters, templates and sequence state, so
+    /// its metric series disappear and the maps do not keep what spoofed or
+    /// retired exporters left behind.
+    fn age_out(&mut self, now_ms: i64) {
+        let idle = self.cfg.exporter_idle_ms;
+        if idle <= 0 {
+            return;
+        }
+        let gone: Vec<IpAddr> = self
+            .stats
+            .by_exporter
+            .iter()
+            .filter(|(_, e)| now_ms.saturating_sub(e.last_seen_ms) >= idle)
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in gone {
+            self.forget_exporter(ip);
+            self.aged.push(ip);
+        }
+    }
+
+    fn forget_exporter(&mut self, ip: IpAddr) {
+        let s = &mut self.stats;
+        s.by_exporter.remove(&ip);
+        s.records.retain(|(e, _), _| *e != ip);
+        s.sequence_gaps.remove(&ip);
+        s.exporters_aged_out += 1;
+        for (_, gone) in self.exporters.remove_source(ip) {
+            s.template_cache_size = s.template_cache_size.saturating_sub(gone.cache_size);
+        }
+        self.v5_seq.remove_source(ip);
+        if let Some(store) = &self.store {
+            store.forget_exporter(ip);
+        }
+        s.exporters = self.exporters.len() as u64;
+    }
+
+    /// Exporter addresses aged out since the last call (for the caller's
+    /// own per-exporter state).
+    pub fn take_aged(&mut self) -> Vec<IpAddr> {
+        std::mem::take(&mut self.aged)
+    }
+
+    /// Set each exporter's template count from its streams (before a
+    /// scrape: streams change on many paths, the count is wanted rarely).
+    pub fn refresh_templates(&mut self) {
+        let cap = self.cfg.max_exporters;
+        let by_exporter = &mut self.stats.by_exporter;
+        for e in by_exporter.values_mut() {
+            e.templates = 0;
+        }
+        for (ip, exp) in self.exporters.iter() {
+            if exp.cache_size > 0 {
+                entry_capped(by_exporter, ip, cap).templates += exp.cache_size;
+            }
+        }
     }
 
     /// Accounted bytes of all decoder state now (see `DecoderConfig::max_state`).

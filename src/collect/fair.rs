@@ -178,6 +178,23 @@ impl<K: Hash + Eq + Clone, V> FairTable<K, V> {
         Some(slot.value)
     }
 
+    /// Remove every stream of `source`.
+    pub(super) fn remove_source(&mut self, source: IpAddr) -> Vec<(K, V)> {
+        let keys: Vec<K> = self
+            .sources
+            .get(&source)
+            .map(|s| s.order.values().cloned().collect())
+            .unwrap_or_default();
+        keys.into_iter()
+            .filter_map(|k| self.remove(&k).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Every stream with its source address.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (IpAddr, &V)> {
+        self.slots.values().map(|s| (s.source, &s.value))
+    }
+
     /// Run `f` on every stream; where it returns a new size, account it.
     pub(super) fn update_all(&mut self, mut f: impl FnMut(&mut V) -> Option<usize>) {
         let changed: Vec<(K, usize)> = self

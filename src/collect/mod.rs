@@ -80,6 +80,11 @@ pub struct DecoderConfig {
     pub pending_ttl_ms: i64,
     /// File where templates persist across restarts.
     pub template_store: Option<PathBuf>,
+    /// An exporter address that sent nothing for this long (ms, by `now_ms`)
+    /// is forgotten: counters, templates, sequence state. 0 = never (the
+    /// default, for files read once; the daemon sets
+    /// `collector.exporter_idle`).
+    pub exporter_idle_ms: i64,
 }
 
 impl Default for DecoderConfig {
@@ -93,6 +98,7 @@ impl Default for DecoderConfig {
             max_state: 256 << 20,
             pending_ttl_ms: 60_000,
             template_store: None,
+            exporter_idle_ms: 0,
         }
     }
 }

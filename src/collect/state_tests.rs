@@ -60,3 +60,38 @@ fn template_churn_is_linear_in_fields() {
     assert_eq!(d.stats().errors.total(), 0, "{:?}", d.stats());
     assert_eq!(d.stats().template_cache_size, 63);
 }
+
+/// Per-exporter counters follow the datagram's source, and an exporter
+/// silent for `exporter_idle_ms` loses its counters and templates.
+#[test]
+fn exporters_are_counted_apart_and_age_out() {
+    let mut d = Decoder::new(DecoderConfig {
+        exporter_idle_ms: 10_000,
+        ..DecoderConfig::default()
+    });
+    let a = SocketAddr::from(([192, 0, 2, 1], 4739));
+    let b = SocketAddr::from(([192, 0, 2, 2], 4739));
+    let mut out = Vec::new();
+    d.decode(&churn(3, 4, &[4], 4), a, 0, &mut out);
+    d.decode(&churn(2, 4, &[4], 4), b, 5_000, &mut out);
+    d.decode(&[0, 10, 0], b, 6_000, &mut out);
+    d.refresh_templates();
+    let s = d.stats();
+    let (ea, eb) = (&s.by_exporter[&a.ip()], &s.by_exporter[&b.ip()]);
+    assert_eq!((ea.datagrams, ea.templates, ea.errors.total()), (1, 3, 0));
+    assert_eq!((eb.datagrams, eb.templates, eb.errors.truncated), (2, 2, 1));
+    assert_eq!(eb.last_seen_ms, 6_000);
+
+    // 10 s after a's only datagram (b was seen 4 s before): a goes.
+    d.expire_held(10_000);
+    assert_eq!(d.take_aged(), vec![a.ip()]);
+    d.refresh_templates();
+    let s = d.stats();
+    assert!(!s.by_exporter.contains_key(&a.ip()));
+    assert_eq!(s.by_exporter[&b.ip()].templates, 2);
+    assert_eq!(
+        (s.exporters_aged_out, s.template_cache_size, s.exporters),
+        (1, 2, 1)
+    );
+    assert!(d.take_aged().is_empty());
+}

@@ -150,6 +150,33 @@ impl FileTemplateStore {
     }
 
     /// Accounted bytes of the stored templates.
+    /// Drop the templates of every stream of exporter `ip` (it was aged
+    /// out): a full store refuses new templates, so a retired exporter's
+    /// must not hold their place for ever.
+    pub fn forget_exporter(&self, ip: std::net::IpAddr) {
+        let Ok(mut e) = self.inner.lock() else {
+            return;
+        };
+        let of_ip = |scope: &str| {
+            scope
+                .split_once('/')
+                .and_then(|(addr, _)| {
+                    let a = addr.parse::<std::net::SocketAddr>().map(|a| a.ip());
+                    a.or_else(|_| addr.parse::<std::net::IpAddr>()).ok()
+                })
+                .is_some_and(|a| a == ip)
+        };
+        let mut freed = 0;
+        e.map.retain(|k, v| {
+            let keep = !of_ip(&k.scope);
+            if !keep {
+                freed += entry_bytes(k, v);
+            }
+            keep
+        });
+        e.bytes = e.bytes.saturating_sub(freed);
+    }
+
     pub fn bytes(&self) -> usize {
         self.inner.lock().map(|e| e.bytes).unwrap_or(0)
     }
@@ -290,6 +317,27 @@ mod tests {
         s.remove(&key(2)).ok();
         s.put(&key(3), &[0; 1]).ok();
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn an_aged_exporter_leaves_the_store() {
+        let s = FileTemplateStore::default();
+        let key = |scope: &str| TemplateStoreKey::new(scope, TemplateKind::V9Data, 256);
+        for scope in [
+            "10.0.0.1:0/9/1",
+            "10.0.0.1:2055/10/0",
+            "10.0.0.10:0/9/1",
+            "[::1]:0/10/0",
+        ] {
+            s.put(&key(scope), &[0; 8]).ok();
+        }
+        s.forget_exporter("10.0.0.1".parse().expect("literal"));
+        assert_eq!(s.len(), 2);
+        assert!(s.get(&key("10.0.0.10:0/9/1")).ok().flatten().is_some());
+        let left = ["10.0.0.10:0/9/1", "[::1]:0/10/0"].map(|k| entry_bytes(&key(k), &[0; 8]));
+        assert_eq!(s.bytes(), left.iter().sum::<usize>());
+        s.forget_exporter("::1".parse().expect("literal"));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct CollectorSettings {
     pub allow: Vec<Prefix>,
     /// ms ahead of the host clock beyond which a record time is implausible.
     pub max_future: i64,
+    /// ms without a datagram after which an exporter is forgotten; `None`
+    /// = never.
+    pub exporter_idle: Option<i64>,
 }
 
 /// The decoder's global state budget (SPEC §4.5).
@@ -234,6 +237,7 @@ struct RawCollector {
     queue: i64,
     allow: Vec<String>,
     max_future: Human,
+    exporter_idle: Human,
 }
 
 #[derive(Debug, Deserialize)]
@@ -572,6 +576,15 @@ fn validate_collector(c: RawCollector) -> Result<CollectorSettings, ConfigError>
             .map(|p| p.parse().map_err(|m| invalid("collector.allow", m)))
             .collect::<Result<_, _>>()?,
         max_future: duration("collector.max_future", &c.max_future)?,
+        exporter_idle: match optional_duration("collector.exporter_idle", &c.exporter_idle)? {
+            Some(0) => {
+                return Err(invalid(
+                    "collector.exporter_idle",
+                    "must be positive (or \"none\")",
+                ))
+            }
+            v => v,
+        },
     })
 }
 
@@ -929,6 +942,7 @@ mod tests {
         assert_eq!(s.log_level, "info");
         assert!(s.collector.allow.is_empty());
         assert_eq!(s.collector.max_future, 600_000);
+        assert_eq!(s.collector.exporter_idle, Some(86_400_000));
         assert_eq!(s.decoder.max_state, 256 << 20);
         assert_eq!(s.decoder.pending_ttl, 60_000);
         assert_eq!(s.engine.max_state, 2 << 30);
@@ -1016,6 +1030,14 @@ mod tests {
     }
 
     #[test]
+    fn exporter_idle_may_be_none() {
+        let s = load_env(&[("FLOWY__COLLECTOR__EXPORTER_IDLE", "none")]).expect("valid");
+        assert_eq!(s.collector.exporter_idle, None);
+        let s = load_env(&[("FLOWY__COLLECTOR__EXPORTER_IDLE", "2s")]).expect("valid");
+        assert_eq!(s.collector.exporter_idle, Some(2_000));
+    }
+
+    #[test]
     fn csv_is_an_output_format() {
         let s = load_env(&[("FLOWY__OUTPUT__FORMAT", "csv")]).expect("valid");
         assert_eq!(s.output.format, Format::Csv);
@@ -1025,6 +1047,11 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             ("FLOWY__ENGINE__LATENESS", "ten seconds", "engine.lateness"),
+            (
+                "FLOWY__COLLECTOR__EXPORTER_IDLE",
+                "0",
+                "collector.exporter_idle",
+            ),
             ("FLOWY__ENGINE__LATE", "keep", "engine.late"),
             (
                 "FLOWY__COLLECTOR__RECV_BUFFER",

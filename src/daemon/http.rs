@@ -131,11 +131,7 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
     let head = read_head(&mut stream).await?;
     let request = parse_request_line(&head);
     let (status, ctype, body) = match request.as_ref().map(|(_, p)| p.as_str()) {
-        Some("/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
+        Some("/metrics") => ("200 OK", metrics::CONTENT_TYPE, metrics.render()),
         Some("/") => (
             "200 OK",
             "text/plain; charset=utf-8",

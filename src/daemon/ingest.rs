@@ -19,7 +19,7 @@ use crate::sanity::{ImplausibleCounts, TimeSanity};
 use crate::value::Prefix;
 
 use super::health::Beat;
-use super::metrics::{add, Kind, Metrics, Sample};
+use super::metrics::{add, Kind, Metrics, Sample, Value};
 
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -30,6 +30,9 @@ const BATCH_RECORDS: usize = 1024;
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// How often the decoder's counters are copied into the metrics.
 const STATS_EVERY: Duration = Duration::from_millis(250);
+/// Least time between two publications: building the per-exporter samples
+/// costs O(exporters), too much to repeat for every datagram of a trickle.
+const PUBLISH_MIN: Duration = Duration::from_millis(50);
 
 pub struct Datagram {
     pub data: Vec<u8>,
@@ -135,19 +138,25 @@ fn decode_loop(
     let mut records: Vec<Record> = Vec::new();
     let mut implausible = ImplausibleCounts::default();
     // Scrapes see every decoder series (at 0) from the start.
-    metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
-    let mut last_publish = Instant::now();
+    publish(&mut decoder, &mut implausible, &metrics);
+    // The last publication after a datagram (idle ones do not count: the
+    // first datagram after a quiet spell is always published at once).
+    let mut last_publish: Option<Instant> = None;
+    // Decoded since the last publication (published within `PUBLISH_MIN`).
+    let mut unpublished = false;
     loop {
         // Wake up now and then while no datagram comes, so that held data
         // expires even when every exporter falls silent.
         // The timer is made inside `block_on`, where the runtime's clock is.
-        let next = runtime.block_on(async { tokio::time::timeout(IDLE_SWEEP, rx.recv()).await });
+        let wait = if unpublished { PUBLISH_MIN } else { IDLE_SWEEP };
+        let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
         let first = match next {
             Ok(Some(d)) => d,
             Ok(None) => break,
             Err(_) => {
                 decoder.expire_held(now_ms());
-                metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
+                publish(&mut decoder, &mut implausible, &metrics);
+                unpublished = false;
                 continue;
             }
         };
@@ -174,11 +183,14 @@ fn decode_loop(
             })
             .collect();
         add(&metrics.records_received, batch.len() as u64);
-        // Publish when about to idle (so scrapes see the last datagram) or
-        // periodically under load.
-        if rx.is_empty() || last_publish.elapsed() >= STATS_EVERY {
-            metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
-            last_publish = Instant::now();
+        // Publish when about to idle (so scrapes see the last datagram, at
+        // most `PUBLISH_MIN` late) or periodically under load.
+        let since = last_publish.map_or(Duration::MAX, |t| t.elapsed());
+        if (rx.is_empty() && since >= PUBLISH_MIN) || since >= STATS_EVERY {
+            publish(&mut decoder, &mut implausible, &metrics);
+            (last_publish, unpublished) = (Some(Instant::now()), false);
+        } else {
+            unpublished = true;
         }
         if !batch.is_empty() && out.blocking_send(batch).is_err() {
             tracing::error!("dispatcher gone; decoder stops");
@@ -186,10 +198,20 @@ fn decode_loop(
         }
         beat.idle();
     }
-    metrics.publish_collector(collector_samples(decoder.stats(), &implausible));
+    publish(&mut decoder, &mut implausible, &metrics);
     if let Err(e) = decoder.save_templates() {
         tracing::warn!(error = %e, "cannot save templates");
     }
+}
+
+/// Copy the decoder's counters into the metrics; exporters the decoder
+/// aged out leave the implausible counts too.
+fn publish(decoder: &mut Decoder, implausible: &mut ImplausibleCounts, metrics: &Metrics) {
+    for ip in decoder.take_aged() {
+        implausible.forget(ip);
+    }
+    decoder.refresh_templates();
+    metrics.publish_collector(collector_samples(decoder.stats(), implausible));
 }
 
 fn sample(
@@ -204,7 +226,7 @@ fn sample(
         help,
         kind,
         labels,
-        value,
+        value: Value::Int(value),
     }
 }
 
@@ -246,45 +268,23 @@ fn implausible_sample(
 /// The decoder's counters as metric samples.
 pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
     use Kind::*;
-    let e = &s.errors;
+    let ev = &s.evictions;
     let mut out: Vec<Sample> = [
-        ("truncated", e.truncated),
-        ("bad_version", e.bad_version),
-        ("bad_length", e.bad_length),
-        ("template", e.template),
-        ("too_many_fields", e.too_many_fields),
-        ("no_template", e.no_template),
-        ("other", e.other),
+        ("max_state", ev.max_state),
+        ("max_exporters", ev.max_exporters),
+        ("per_source", ev.per_source),
     ]
     .into_iter()
-    .map(|(kind, v)| {
+    .map(|(reason, v)| {
         sample(
-            "flowy_decode_errors_total",
-            "malformed datagrams or sets, by kind",
+            "flowy_decoder_evictions_total",
+            "exporter streams dropped to keep a decoder limit, by limit",
             Counter,
-            vec![("kind", kind.to_string())],
+            vec![("reason", reason.to_string())],
             v,
         )
     })
     .collect();
-    let ev = &s.evictions;
-    out.extend(
-        [
-            ("max_state", ev.max_state),
-            ("max_exporters", ev.max_exporters),
-            ("per_source", ev.per_source),
-        ]
-        .into_iter()
-        .map(|(reason, v)| {
-            sample(
-                "flowy_decoder_evictions_total",
-                "exporter streams dropped to keep a decoder limit, by limit",
-                Counter,
-                vec![("reason", reason.to_string())],
-                v,
-            )
-        }),
-    );
     let mut records: Vec<_> = s.records.iter().collect();
     records.sort();
     out.extend(records.into_iter().map(|((ip, version), n)| {
@@ -310,30 +310,13 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
             *n,
         )
     }));
+    out.extend(super::exporter_metrics::samples(&s.by_exporter));
     let plain = [
-        (
-            "flowy_decoder_datagrams_total",
-            "datagrams decoded",
-            Counter,
-            s.datagrams,
-        ),
-        (
-            "flowy_decoder_bytes_total",
-            "bytes decoded",
-            Counter,
-            s.bytes,
-        ),
         (
             "flowy_options_records_total",
             "options data records seen",
             Counter,
             s.options_records,
-        ),
-        (
-            "flowy_template_cache_size",
-            "templates cached over all exporters",
-            Gauge,
-            s.template_cache_size,
         ),
         (
             "flowy_template_misses_total",
@@ -378,16 +361,16 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
             s.sequence_resets,
         ),
         (
-            "flowy_exporters",
-            "exporter streams with state",
+            "flowy_decoder_streams",
+            "exporter streams (address + source id / observation domain) with decoder state",
             Gauge,
             s.exporters,
         ),
         (
-            "flowy_exporters_evicted_total",
-            "exporter streams evicted to keep a decoder limit",
+            "flowy_exporters_aged_out_total",
+            "exporters forgotten after collector.exporter_idle without a datagram",
             Counter,
-            s.exporters_evicted,
+            s.exporters_aged_out,
         ),
         (
             "flowy_template_store_errors_total",

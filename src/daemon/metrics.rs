@@ -1,32 +1,118 @@
-//! Daemon metrics (SPEC §4.4) and their Prometheus text rendering.
+//! Daemon metrics (SPEC §4.4) and their Prometheus exposition.
 //!
 //! Hot-path counters are atomics bumped by the task that owns the event;
 //! components with their own stats structs (decoder, engines) publish
-//! snapshots here, so a scrape never waits on the pipeline.
+//! snapshots here, so a scrape never waits on the pipeline. At scrape time
+//! every value is read into a [`Sample`] and the `prometheus-client` crate
+//! writes the text format (a custom `Collector`: the atomics stay the
+//! storage, so counting costs one relaxed add).
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 
 use crate::engine::{Eviction, StateBudget};
 
 /// Watermark gauge value before the first record.
 const NO_WATERMARK: i64 = i64::MIN;
 
+/// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
-/// One labelled sample published by a component.
+/// A histogram's state: per-bucket (not cumulative) counts by upper bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buckets {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(u64),
+    Float(f64),
+    Histogram(Buckets),
+}
+
+impl Value {
+    /// The value as a number (a histogram's count).
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Value::Int(v) => *v as f64,
+            Value::Float(v) => *v,
+            Value::Histogram(h) => h.count as f64,
+        }
+    }
+}
+
+/// One labelled sample. `name` is the full series name (`…_total` for
+/// counters, as Prometheus shows it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
     pub labels: Vec<(&'static str, String)>,
-    pub value: u64,
+    pub value: Value,
+}
+
+impl Sample {
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: u64,
+    ) -> Sample {
+        Sample {
+            name,
+            help,
+            kind: Kind::Counter,
+            labels,
+            value: Value::Int(value),
+        }
+    }
+
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: u64,
+    ) -> Sample {
+        Sample {
+            name,
+            help,
+            kind: Kind::Gauge,
+            labels,
+            value: Value::Int(value),
+        }
+    }
+
+    /// A gauge in a base unit that needs a fraction (seconds).
+    pub fn gauge_f64(
+        name: &'static str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: f64,
+    ) -> Sample {
+        Sample {
+            name,
+            help,
+            kind: Kind::Gauge,
+            labels,
+            value: Value::Float(value),
+        }
+    }
 }
 
 /// Counters of one (query, branch) task, copied from the engine's stats.
@@ -113,6 +199,8 @@ pub struct Metrics {
     /// Cluster collector and worker counters (zero when standalone).
     pub cluster: ClusterMetrics,
     watermark: AtomicI64,
+    /// `engine.lateness`, ms (`NO_WATERMARK`: none).
+    lateness: AtomicI64,
     /// The engine state budget all queries share (`engine.max_state`);
     /// its account is the `flowy_engine_state_bytes` gauge.
     engine_state: Arc<StateBudget>,
@@ -142,6 +230,7 @@ impl Default for Metrics {
             metrics_requests_timed_out: AtomicU64::new(0),
             cluster: ClusterMetrics::default(),
             watermark: AtomicI64::new(NO_WATERMARK),
+            lateness: AtomicI64::new(NO_WATERMARK),
             engine_state: StateBudget::unlimited(),
             registry: Mutex::new(Registry::default()),
         }
@@ -184,13 +273,7 @@ pub struct ClusterMetrics {
 }
 
 fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
-    let c = |name, help, v: &AtomicU64| Sample {
-        name,
-        help,
-        kind: Kind::Counter,
-        labels: Vec::new(),
-        value: get(v),
-    };
+    let c = |name, help, v: &AtomicU64| Sample::counter(name, help, Vec::new(), get(v));
     vec![
         c(
             "flowy_cluster_published_records_total",
@@ -217,11 +300,13 @@ fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
             "collector: records not published because no query's filter accepts them",
             &m.unrouted_records,
         ),
-        c(
-            "flowy_cluster_publish_latency_milliseconds_total",
-            "collector: publish-to-stored time summed over messages",
-            &m.publish_latency_ms,
-        ),
+        Sample {
+            name: "flowy_cluster_publish_latency_seconds_total",
+            help: "collector: publish-to-stored time summed over messages",
+            kind: Kind::Counter,
+            labels: Vec::new(),
+            value: Value::Float(get(&m.publish_latency_ms) as f64 / 1000.0),
+        },
         c(
             "flowy_cluster_consumed_messages_total",
             "worker: record batches taken from the bus",
@@ -267,13 +352,12 @@ fn cluster_samples(m: &ClusterMetrics) -> Vec<Sample> {
             "worker: matches published to flowy.matches.<query> (cluster.publish_matches)",
             &m.published_matches,
         ),
-        Sample {
-            name: "flowy_cluster_partitions_held",
-            help: "worker: partitions (of every lane) this worker runs",
-            kind: Kind::Gauge,
-            labels: Vec::new(),
-            value: get(&m.partitions_held),
-        },
+        Sample::gauge(
+            "flowy_cluster_partitions_held",
+            "worker: partitions (of every lane) this worker runs",
+            Vec::new(),
+            get(&m.partitions_held),
+        ),
     ]
 }
 
@@ -301,6 +385,17 @@ impl Metrics {
     pub fn set_watermark(&self, w: Option<i64>) {
         self.watermark
             .store(w.unwrap_or(NO_WATERMARK), Ordering::Relaxed);
+    }
+
+    /// `engine.lateness` in ms (`None`: infinite, the gauge is absent).
+    pub fn set_lateness(&self, l: Option<i64>) {
+        self.lateness
+            .store(l.unwrap_or(NO_WATERMARK), Ordering::Relaxed);
+    }
+
+    pub fn lateness(&self) -> Option<i64> {
+        let l = self.lateness.load(Ordering::Relaxed);
+        (l != NO_WATERMARK).then_some(l)
     }
 
     pub fn watermark(&self) -> Option<i64> {
@@ -394,7 +489,7 @@ impl Metrics {
             help,
             kind,
             labels: Vec::new(),
-            value: get(v),
+            value: Value::Int(get(v)),
         };
         let mut out = vec![
             c(
@@ -404,7 +499,7 @@ impl Metrics {
                 &self.datagrams_received,
             ),
             c(
-                "flowy_bytes_received_total",
+                "flowy_received_bytes_total",
                 "UDP payload bytes read from the sockets",
                 Counter,
                 &self.bytes_received,
@@ -480,31 +575,32 @@ impl Metrics {
         out.extend(super::process::samples());
         out.extend(engine_state_samples(&self.engine_state));
         if let Some(w) = self.watermark() {
-            out.push(Sample {
-                name: "flowy_watermark_milliseconds",
-                help: "current watermark W, ms since the epoch",
-                kind: Gauge,
-                labels: Vec::new(),
-                value: u64::try_from(w).unwrap_or(0),
-            });
+            out.push(Sample::gauge_f64(
+                "flowy_watermark_seconds",
+                "current watermark W, seconds since the epoch",
+                Vec::new(),
+                w as f64 / 1000.0,
+            ));
+        }
+        if let Some(l) = self.lateness() {
+            out.push(Sample::gauge_f64(
+                "flowy_engine_lateness_seconds",
+                "engine.lateness: how far behind the latest stime the watermark runs",
+                Vec::new(),
+                l as f64 / 1000.0,
+            ));
         }
         out
     }
 
     /// The Prometheus text exposition of every sample.
     pub fn render(&self) -> String {
-        render(&self.samples())
+        render(self.samples())
     }
 }
 
 fn engine_state_samples(b: &StateBudget) -> Vec<Sample> {
-    let gauge = |name, help, value: usize| Sample {
-        name,
-        help,
-        kind: Kind::Gauge,
-        labels: Vec::new(),
-        value: value as u64,
-    };
+    let gauge = |name, help, value: usize| Sample::gauge(name, help, Vec::new(), value as u64);
     let mut out = vec![
         gauge(
             "flowy_engine_state_bytes",
@@ -517,12 +613,13 @@ fn engine_state_samples(b: &StateBudget) -> Vec<Sample> {
             b.max(),
         ),
     ];
-    out.extend(Eviction::ALL.iter().map(|k| Sample {
-        name: "flowy_engine_state_evictions_total",
-        help: "engine state given up early because engine.max_state was reached",
-        kind: Kind::Counter,
-        labels: vec![("kind", k.label().to_string())],
-        value: b.evictions(*k),
+    out.extend(Eviction::ALL.iter().map(|k| {
+        Sample::counter(
+            "flowy_engine_state_evictions_total",
+            "engine state given up early because engine.max_state was reached",
+            vec![("kind", k.label().to_string())],
+            b.evictions(*k),
+        )
     }));
     out
 }
@@ -530,24 +627,26 @@ fn engine_state_samples(b: &StateBudget) -> Vec<Sample> {
 fn socket_samples(sockets: &[(String, Arc<SocketMetrics>)]) -> Vec<Sample> {
     let mut out: Vec<Sample> = sockets
         .iter()
-        .map(|(label, m)| Sample {
-            name: "flowy_socket_receive_buffer_bytes",
-            help: "receive buffer the kernel granted (SO_RCVBUF read back; Linux reports twice the usable size)",
-            kind: Kind::Gauge,
-            labels: vec![("socket", label.clone())],
-            value: get(&m.receive_buffer),
+        .map(|(label, m)| {
+            Sample::gauge(
+                "flowy_socket_receive_buffer_bytes",
+                "receive buffer the kernel granted (SO_RCVBUF read back; Linux reports twice the usable size)",
+                vec![("socket", label.clone())],
+                get(&m.receive_buffer),
+            )
         })
         .collect();
     out.extend(
         sockets
             .iter()
             .filter(|(_, m)| m.drops_known.load(Ordering::Relaxed))
-            .map(|(label, m)| Sample {
-                name: "flowy_socket_drops_total",
-                help: "datagrams the kernel dropped because flowy did not read them in time (receive buffer full)",
-                kind: Kind::Counter,
-                labels: vec![("socket", label.clone())],
-                value: get(&m.drops),
+            .map(|(label, m)| {
+                Sample::counter(
+                    "flowy_socket_drops_total",
+                    "datagrams the kernel dropped because flowy did not read them in time (receive buffer full)",
+                    vec![("socket", label.clone())],
+                    get(&m.drops),
+                )
             }),
     );
     out
@@ -606,7 +705,7 @@ fn sink_samples(sinks: &[(String, Arc<SinkMetrics>)]) -> Vec<Sample> {
             help,
             kind,
             labels: vec![("sink", label.clone())],
-            value: get(field(m)),
+            value: Value::Int(get(field(m))),
         }));
     }
     out
@@ -620,7 +719,7 @@ fn branch_samples(query: &str, branch: &str, m: &BranchMetrics) -> Vec<Sample> {
         help,
         kind,
         labels: labels.clone(),
-        value: get(v),
+        value: Value::Int(get(v)),
     };
     vec![
         s(
@@ -630,7 +729,7 @@ fn branch_samples(query: &str, branch: &str, m: &BranchMetrics) -> Vec<Sample> {
             &m.records_in,
         ),
         s(
-            "flowy_branch_records_filtered_total",
+            "flowy_branch_records_passed_total",
             "records that passed the branch filter",
             Counter,
             &m.records_passed,
@@ -676,7 +775,7 @@ fn merger_samples(query: &str, m: &MergerMetrics) -> Vec<Sample> {
         help,
         kind,
         labels: labels.clone(),
-        value: get(v),
+        value: Value::Int(get(v)),
     };
     vec![
         s(
@@ -700,44 +799,71 @@ fn merger_samples(query: &str, m: &MergerMetrics) -> Vec<Sample> {
     ]
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The samples of one scrape, handed to `prometheus-client` as a custom
+/// collector.
+#[derive(Debug)]
+struct Scrape(Vec<Sample>);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        // One HELP/TYPE per family: samples of one name are grouped, in
+        // first-seen order (a stable sort by that order, not a scan per name:
+        // a large fleet has tens of thousands of samples).
+        let mut order: HashMap<&'static str, usize> = HashMap::new();
+        for s in &self.0 {
+            let next = order.len();
+            order.entry(s.name).or_insert(next);
+        }
+        let mut sorted: Vec<&Sample> = self.0.iter().collect();
+        sorted.sort_by_key(|s| order.get(s.name).copied());
+        for family in sorted.chunk_by(|a, b| a.name == b.name) {
+            let Some(first) = family.first() else {
+                continue;
+            };
+            let (base, metric_type) = match first.kind {
+                // The encoder appends `_total` to counters itself.
+                Kind::Counter => (
+                    first.name.strip_suffix("_total").unwrap_or(first.name),
+                    MetricType::Counter,
+                ),
+                Kind::Gauge => (first.name, MetricType::Gauge),
+                Kind::Histogram => (first.name, MetricType::Histogram),
+            };
+            let mut metric = encoder.encode_descriptor(base, first.help, None, metric_type)?;
+            for s in family {
+                if s.labels.is_empty() {
+                    encode_value(&s.value, s.kind, &mut metric)?;
+                } else {
+                    let mut labelled = metric.encode_family(&s.labels)?;
+                    encode_value(&s.value, s.kind, &mut labelled)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Prometheus text format; HELP/TYPE once per metric name (samples of one
-/// name are grouped, in first-seen order).
-pub fn render(samples: &[Sample]) -> String {
-    let mut names: Vec<&'static str> = Vec::new();
-    for s in samples {
-        if !names.contains(&s.name) {
-            names.push(s.name);
+fn encode_value(value: &Value, kind: Kind, m: &mut MetricEncoder) -> std::fmt::Result {
+    match (value, kind) {
+        (Value::Int(v), Kind::Counter) => m.encode_counter::<NoLabelSet, _, u64>(v, None),
+        (Value::Float(v), Kind::Counter) => m.encode_counter::<NoLabelSet, _, f64>(v, None),
+        (Value::Int(v), _) => m.encode_gauge(v),
+        (Value::Float(v), _) => m.encode_gauge(v),
+        (Value::Histogram(h), _) => {
+            m.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
         }
     }
+}
+
+/// Prometheus text format (0.0.4) of `samples`.
+pub fn render(samples: Vec<Sample>) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Scrape(samples)));
     let mut out = String::new();
-    for name in names {
-        let mut first = true;
-        for s in samples.iter().filter(|s| s.name == name) {
-            if first {
-                let kind = match s.kind {
-                    Kind::Counter => "counter",
-                    Kind::Gauge => "gauge",
-                };
-                let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", s.help);
-                first = false;
-            }
-            out.push_str(name);
-            if !s.labels.is_empty() {
-                let labels: Vec<String> = s
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                    .collect();
-                let _ = write!(out, "{{{}}}", labels.join(","));
-            }
-            let _ = writeln!(out, " {}", s.value);
-        }
+    // Writing into a String cannot fail; a collector error would leave a
+    // partial exposition, which Prometheus rejects as a failed scrape.
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "metrics exposition failed");
     }
     out
 }
@@ -818,10 +944,47 @@ mod tests {
     #[test]
     fn watermark_appears_once_known() {
         let m = Metrics::default();
-        assert!(!m.render().contains("flowy_watermark_milliseconds "));
-        m.set_watermark(Some(1_700_000_000_000));
+        assert!(!m.render().contains("flowy_watermark_seconds "));
+        m.set_watermark(Some(1_700_000_000_250));
+        assert!(m.render().contains(
+            "# TYPE flowy_watermark_seconds gauge\nflowy_watermark_seconds 1700000000.25\n"
+        ));
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let h = Sample {
+            name: "flowy_export_delay_seconds",
+            help: "h",
+            kind: Kind::Histogram,
+            labels: vec![("exporter", "10.0.0.1".into())],
+            value: Value::Histogram(Buckets {
+                sum: 3.5,
+                count: 3,
+                buckets: vec![(0.1, 1), (1.0, 0), (5.0, 2)],
+            }),
+        };
+        let text = render(vec![h]);
+        for line in [
+            "# TYPE flowy_export_delay_seconds histogram\n",
+            "flowy_export_delay_seconds_bucket{exporter=\"10.0.0.1\",le=\"0.1\"} 1\n",
+            "flowy_export_delay_seconds_bucket{exporter=\"10.0.0.1\",le=\"1\"} 1\n",
+            "flowy_export_delay_seconds_bucket{exporter=\"10.0.0.1\",le=\"5\"} 3\n",
+            "flowy_export_delay_seconds_bucket{exporter=\"10.0.0.1\",le=\"+Inf\"} 3\n",
+            "flowy_export_delay_seconds_sum{exporter=\"10.0.0.1\"} 3.5\n",
+            "flowy_export_delay_seconds_count{exporter=\"10.0.0.1\"} 3\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn lateness_gauge_in_seconds() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("flowy_engine_lateness_seconds"));
+        m.set_lateness(Some(90_000));
         assert!(m
             .render()
-            .contains("flowy_watermark_milliseconds 1700000000000\n"));
+            .contains("\nflowy_engine_lateness_seconds 90.0\n"));
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod dispatch;
+mod exporter_metrics;
 pub mod health;
 pub mod http;
 pub mod ingest;
@@ -233,6 +234,7 @@ pub fn decoder_config(s: &config::CollectorSettings, d: &config::DecoderSettings
         max_state: d.max_state,
         pending_ttl_ms: d.pending_ttl,
         template_store: s.template_store.clone(),
+        exporter_idle_ms: s.exporter_idle.unwrap_or(0),
         ..DecoderConfig::default()
     }
 }
@@ -260,6 +262,7 @@ struct Daemon {
 impl Daemon {
     async fn start(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
+        metrics.set_lateness(settings.engine.lateness);
         let health = Arc::new(Health::default());
         let (queries, fallback) = reload::load(&settings)?;
         if fallback {

@@ -2,26 +2,19 @@
 //! `/proc/self` on Linux) and `flowy_build_info`. Read at scrape time: a
 //! scrape costs a few small file reads.
 
-use super::metrics::{Kind, Sample};
+use super::metrics::Sample;
 
 fn gauge(name: &'static str, help: &'static str, value: u64) -> Sample {
-    Sample {
-        name,
-        help,
-        kind: Kind::Gauge,
-        labels: Vec::new(),
-        value,
-    }
+    Sample::gauge(name, help, Vec::new(), value)
 }
 
 pub fn samples() -> Vec<Sample> {
-    let mut out = vec![Sample {
-        name: "flowy_build_info",
-        help: "always 1; the labels say which build runs",
-        kind: Kind::Gauge,
-        labels: vec![("version", env!("CARGO_PKG_VERSION").to_string())],
-        value: 1,
-    }];
+    let mut out = vec![Sample::gauge(
+        "flowy_build_info",
+        "always 1; the labels say which build runs",
+        vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+        1,
+    )];
     // SAFETY: sysconf has no preconditions.
     let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     if let Some((virt, rss)) = statm() {
@@ -103,7 +96,11 @@ mod tests {
     #[test]
     fn the_process_reports_itself() {
         let s = samples();
-        let get = |n: &str| s.iter().find(|x| x.name == n).map(|x| x.value);
+        let get = |n: &str| {
+            s.iter()
+                .find(|x| x.name == n)
+                .map(|x| x.value.as_f64() as u64)
+        };
         assert_eq!(get("flowy_build_info"), Some(1));
         assert!(get("process_resident_memory_bytes").is_some_and(|v| v > 1 << 20));
         assert!(get("process_open_fds").is_some_and(|v| v >= 3));

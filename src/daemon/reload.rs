@@ -236,7 +236,7 @@ pub fn unapplied(old: &Settings, new: &Settings) -> Vec<(&'static str, Effect)> 
     use Effect::*;
     let (c, n) = (&old.collector, &new.collector);
     let (e, f) = (&old.engine, &new.engine);
-    let checks: [(&'static str, bool, Effect); 22] = [
+    let checks: [(&'static str, bool, Effect); 23] = [
         ("collector.listen", c.listen != n.listen, Restart),
         ("collector.sockets", c.sockets != n.sockets, Restart),
         (
@@ -260,6 +260,11 @@ pub fn unapplied(old: &Settings, new: &Settings) -> Vec<(&'static str, Effect)> 
             Restart,
         ),
         ("collector.allow", c.allow != n.allow, Restart),
+        (
+            "collector.exporter_idle",
+            c.exporter_idle != n.exporter_idle,
+            Restart,
+        ),
         (
             "collector.max_future",
             c.max_future != n.max_future,

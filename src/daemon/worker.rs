@@ -69,6 +69,7 @@ struct Worker {
 
 pub async fn serve(settings: Settings, overrides: Overrides) -> anyhow::Result<Outcome> {
     let metrics = Arc::new(Metrics::default());
+    metrics.set_lateness(settings.engine.lateness);
     let health = Arc::new(Health::default());
     let (queries, _) = reload::load(&settings)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
