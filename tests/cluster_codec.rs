@@ -345,11 +345,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut ok_v1 = vec![1];
     ok_v1.extend_from_slice(&ok_first[1..21]);
     ok_v1.extend_from_slice(&ok_first[HEADER_LEN..]);
-    let mut ok_mark_only = Vec::new();
-    encode_marked_batch(3, sent, Some(sent - 1_000), [], &mut ok_mark_only);
+    let mut ok_marked = Vec::new();
+    encode_marked_batch(3, sent, Some(sent - 1_000), &first[..8], &mut ok_marked);
     vec![
         ("ok-v1-trace-2009-first-64.bin", ok_v1),
-        ("ok-mark-only.bin", ok_mark_only),
+        ("ok-marked-trace-2009-first-8.bin", ok_marked),
         ("ok-trace-2009-first-64.bin", ok_first),
         ("ok-trace-2009-every-5th.bin", ok_subset),
         ("ok-v6-extras-extreme-times.bin", ok_unusual),
