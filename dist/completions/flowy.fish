@@ -26,7 +26,7 @@ end
 
 complete -c flowy -n "__fish_flowy_needs_command" -s h -l help -d 'Print help'
 complete -c flowy -n "__fish_flowy_needs_command" -s V -l version -d 'Print version'
-complete -c flowy -n "__fish_flowy_needs_command" -f -a "serve" -d 'Run the daemon (defaults: UDP 2055, the example queries, stdout)'
+complete -c flowy -n "__fish_flowy_needs_command" -f -a "serve" -d 'Run the daemon (defaults: UDP 2055, the queries of config/queries/, stdout)'
 complete -c flowy -n "__fish_flowy_needs_command" -f -a "query" -d 'Run a query once over flow files'
 complete -c flowy -n "__fish_flowy_needs_command" -f -a "check" -d 'Compile queries and print each one\'s plan and partition key'
 complete -c flowy -n "__fish_flowy_needs_command" -f -a "replay" -d 'Send the UDP payloads of a capture of exports to a collector'
@@ -58,7 +58,7 @@ complete -c flowy -n "__fish_flowy_using_subcommand replay" -l speed -d 'Time sc
 complete -c flowy -n "__fish_flowy_using_subcommand replay" -s h -l help -d 'Print help'
 complete -c flowy -n "__fish_flowy_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c flowy -n "__fish_flowy_using_subcommand man" -s h -l help -d 'Print help'
-complete -c flowy -n "__fish_flowy_using_subcommand help; and not __fish_seen_subcommand_from serve query check replay completions man help" -f -a "serve" -d 'Run the daemon (defaults: UDP 2055, the example queries, stdout)'
+complete -c flowy -n "__fish_flowy_using_subcommand help; and not __fish_seen_subcommand_from serve query check replay completions man help" -f -a "serve" -d 'Run the daemon (defaults: UDP 2055, the queries of config/queries/, stdout)'
 complete -c flowy -n "__fish_flowy_using_subcommand help; and not __fish_seen_subcommand_from serve query check replay completions man help" -f -a "query" -d 'Run a query once over flow files'
 complete -c flowy -n "__fish_flowy_using_subcommand help; and not __fish_seen_subcommand_from serve query check replay completions man help" -f -a "check" -d 'Compile queries and print each one\'s plan and partition key'
 complete -c flowy -n "__fish_flowy_using_subcommand help; and not __fish_seen_subcommand_from serve query check replay completions man help" -f -a "replay" -d 'Send the UDP payloads of a capture of exports to a collector'
