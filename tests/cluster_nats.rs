@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::daemon::{example_query, flowy_query, read_matches, Daemon};
+use support::daemon::{example_query, flowy_query_as_daemon, read_matches, Daemon};
 use support::nats::NatsServer;
 use support::netflow::now_ms;
 use support::packets::{write_export_pcap, write_pcap};
@@ -214,7 +214,8 @@ fn three_workers_give_the_matches_of_flowy_query() {
     assert_eq!(ids.len(), ids.iter().collect::<BTreeSet<_>>().len());
 
     for (name, q) in &queries {
-        let batch = flowy_query(q, &exports, &dir.path().join(format!("{name}.batch.jsonl")));
+        let batch =
+            flowy_query_as_daemon(q, &exports, &dir.path().join(format!("{name}.batch.jsonl")));
         let cluster = normalised(
             outputs
                 .iter()
@@ -425,7 +426,7 @@ fn assert_matches_flowy_query(
     let exports = dir.join("exports.pcap");
     write_export_pcap(&exports, sa("127.0.0.1:9995"), sa("127.0.0.1:2055"), sent);
     for (name, q) in queries {
-        let batch = flowy_query(q, &exports, &dir.join(format!("{name}.batch.jsonl")));
+        let batch = flowy_query_as_daemon(q, &exports, &dir.join(format!("{name}.batch.jsonl")));
         assert!(!batch.is_empty(), "{name}: the trace must give matches");
         let cluster = normalised(matches.iter().filter(|m| m["query"] == *name).cloned());
         assert_eq!(cluster, normalised(batch.into_iter()), "{name}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::daemon::{example_query, flowy_query, read_matches, Daemon};
+use support::daemon::{example_query, flowy_query_as_daemon, read_matches, Daemon};
 use support::netflow::now_ms;
 use support::packets::{write_export_pcap, write_pcap};
 use support::softflowd::{
@@ -183,7 +183,7 @@ fn run_version(version: &str, extra: &[&str]) {
     );
     for (name, _) in &qfiles[1..] {
         let q = dir.path().join(format!("{name}.flowy"));
-        let batch = flowy_query(
+        let batch = flowy_query_as_daemon(
             &q,
             &exports,
             &dir.path().join(format!("{name}.batch.jsonl")),

@@ -328,6 +328,26 @@ pub fn read_matches(path: &Path) -> Vec<serde_json::Value> {
 /// `flowy query QUERY --input INPUT --output OUT` (JSON Lines); returns the
 /// matches.
 pub fn flowy_query(query: &Path, input: &Path, out: &Path) -> Vec<serde_json::Value> {
+    flowy_query_with(query, input, out, &[])
+}
+
+/// The daemon's default tumbling window (`engine.window`): a daemon
+/// compared with `flowy query` starts a new group at every multiple of it,
+/// so the batch run must use the same window whenever a trace may cross one.
+pub const DAEMON_WINDOW: &str = "5m";
+
+/// [`flowy_query`] with the daemon's default window.
+pub fn flowy_query_as_daemon(query: &Path, input: &Path, out: &Path) -> Vec<serde_json::Value> {
+    flowy_query_with(query, input, out, &["--window", DAEMON_WINDOW])
+}
+
+/// [`flowy_query`] with more arguments.
+pub fn flowy_query_with(
+    query: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
     let status = Command::new(BIN)
         .arg("query")
         .arg(query)
@@ -335,6 +355,7 @@ pub fn flowy_query(query: &Path, input: &Path, out: &Path) -> Vec<serde_json::Va
         .arg(input)
         .args(["--input-format", "pcap", "--output"])
         .arg(out)
+        .args(extra)
         .status()
         .expect("run flowy query");
     assert!(status.success(), "flowy query {} failed", query.display());
