@@ -19,7 +19,7 @@ use crate::sanity::{ImplausibleCounts, TimeSanity};
 use crate::value::Prefix;
 
 use super::health::Beat;
-use super::metrics::{add, Kind, Metrics, Sample, Value};
+use super::metrics::{add, Kind, Metrics, Sample};
 
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -214,22 +214,6 @@ fn publish(decoder: &mut Decoder, implausible: &mut ImplausibleCounts, metrics: 
     metrics.publish_collector(collector_samples(decoder.stats(), implausible));
 }
 
-fn sample(
-    name: &'static str,
-    help: &'static str,
-    kind: Kind,
-    labels: Vec<(&'static str, String)>,
-    value: u64,
-) -> Sample {
-    Sample {
-        name,
-        help,
-        kind,
-        labels,
-        value: Value::Int(value),
-    }
-}
-
 /// The decoder's counters and the implausible records as metric samples.
 fn collector_samples(s: &DecodeStats, implausible: &ImplausibleCounts) -> Vec<Sample> {
     let mut out = decoder_samples(s);
@@ -256,7 +240,7 @@ fn implausible_sample(
         labels.push(("exporter", ip.to_string()));
     }
     labels.push(("reason", why.label().to_string()));
-    sample(
+    Sample::int(
         "flowy_records_implausible_total",
         "records dropped before any query because their times are implausible, by exporter and reason",
         Kind::Counter,
@@ -276,7 +260,7 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
     ]
     .into_iter()
     .map(|(reason, v)| {
-        sample(
+        Sample::int(
             "flowy_decoder_evictions_total",
             "exporter streams dropped to keep a decoder limit, by limit",
             Counter,
@@ -288,7 +272,7 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
     let mut records: Vec<_> = s.records.iter().collect();
     records.sort();
     out.extend(records.into_iter().map(|((ip, version), n)| {
-        sample(
+        Sample::int(
             "flowy_records_decoded_total",
             "flow records decoded, by exporter and export version",
             Counter,
@@ -302,7 +286,7 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
     let mut gaps: Vec<_> = s.sequence_gaps.iter().collect();
     gaps.sort();
     out.extend(gaps.into_iter().map(|(ip, n)| {
-        sample(
+        Sample::int(
             "flowy_sequence_gaps_total",
             "flows/packets/records missing by sequence number, by exporter",
             Counter,
@@ -382,7 +366,7 @@ pub fn decoder_samples(s: &DecodeStats) -> Vec<Sample> {
     out.extend(
         plain
             .into_iter()
-            .map(|(n, h, k, v)| sample(n, h, k, Vec::new(), v)),
+            .map(|(n, h, k, v)| Sample::int(n, h, k, Vec::new(), v)),
     );
     out
 }

@@ -68,19 +68,30 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn counter(
+    /// An integer sample of any kind.
+    pub fn int(
         name: &'static str,
         help: &'static str,
+        kind: Kind,
         labels: Vec<(&'static str, String)>,
         value: u64,
     ) -> Sample {
         Sample {
             name,
             help,
-            kind: Kind::Counter,
+            kind,
             labels,
             value: Value::Int(value),
         }
+    }
+
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: u64,
+    ) -> Sample {
+        Sample::int(name, help, Kind::Counter, labels, value)
     }
 
     pub fn gauge(
@@ -89,13 +100,7 @@ impl Sample {
         labels: Vec<(&'static str, String)>,
         value: u64,
     ) -> Sample {
-        Sample {
-            name,
-            help,
-            kind: Kind::Gauge,
-            labels,
-            value: Value::Int(value),
-        }
+        Sample::int(name, help, Kind::Gauge, labels, value)
     }
 
     /// A gauge in a base unit that needs a fraction (seconds).
@@ -700,12 +705,14 @@ fn sink_samples(sinks: &[(String, Arc<SinkMetrics>)]) -> Vec<Sample> {
     ];
     let mut out = Vec::new();
     for (name, help, kind, field) in FAMILIES {
-        out.extend(sinks.iter().map(|(label, m)| Sample {
-            name,
-            help,
-            kind,
-            labels: vec![("sink", label.clone())],
-            value: Value::Int(get(field(m))),
+        out.extend(sinks.iter().map(|(label, m)| {
+            Sample::int(
+                name,
+                help,
+                kind,
+                vec![("sink", label.clone())],
+                get(field(m)),
+            )
         }));
     }
     out
