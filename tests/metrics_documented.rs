@@ -79,6 +79,13 @@ fn exposed_families() -> BTreeSet<String> {
         std::time::Duration::from_secs(10),
         |d| d.metric("flowy_records_implausible_total", "") > 0.0,
     );
+    // The decode thread publishes its samples at most every 50 ms: wait
+    // for the malformed datagram's error series too.
+    d.wait_until(
+        "decode error counted",
+        std::time::Duration::from_secs(10),
+        |d| d.metric("flowy_decode_errors_total", "") > 0.0,
+    );
     d.scrape().keys().map(|k| family(k).to_string()).collect()
 }
 
