@@ -185,6 +185,34 @@ proptest! {
         prop_assert_eq!(&daemon, &reference);
         prop_assert_eq!(&batch, &reference);
     }
+
+    /// `flowy query`'s overlapped first pass: the engine starts with
+    /// infinite lateness and learns the measured disorder after some
+    /// batches (`Engine::set_lateness`); it still gives the reference.
+    #[test]
+    fn lateness_learned_midway_gives_the_reference(
+        seed in any::<u64>(),
+        n in 100usize..1500,
+        q in 0usize..3,
+        learned_after in 0usize..6,
+        window in prop::option::of(5_000i64..120_000),
+        s in schedule(false),
+    ) {
+        let recs = trace_gen::generate(n, 600_000, 40, seed);
+        let plan = plan(QUERIES[q]);
+        let reference = sorted(keys(&run_batch(plan.clone(), recs.clone(), window)));
+        let mut e = Engine::new(plan.clone(), EngineConfig::batch(window));
+        let mut out = Vec::new();
+        for (i, batch) in batches(&recs, &s.cuts).into_iter().enumerate() {
+            if i == learned_after {
+                e.set_lateness(trace_gen::disorder(&recs));
+            }
+            e.push_batch(batch, &mut out);
+        }
+        e.finish(&mut out);
+        prop_assert_eq!(e.admission().late, 0);
+        prop_assert_eq!(sorted(keys(&out)), reference);
+    }
 }
 
 /// The exact streaming run holds less than the whole trace: groups that

@@ -72,14 +72,17 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         from: args.from,
         to: args.to,
     };
+    let mut pending = None;
     let lateness = match args.lateness {
         Some(d) => Some(d),
         // Single-record groups, no merger: nothing depends on order.
         None if order_free(&plan) => Some(0),
-        None => match measure_disorder(&args.input, &opts, &progress) {
-            Ok(d) => d,
-            Err(e) => return Ok(input_failed(&progress, &e)),
-        },
+        // Standard input can only be read once: held until the end.
+        None if reads_stdin(&args.input) => None,
+        None => {
+            pending = Some(Disorder::measure(&args.input, &opts));
+            None
+        }
     };
     let sink = open_batch_output(&args.output)
         .with_context(|| format!("cannot open output '{}'", args.output))?;
@@ -97,8 +100,11 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         writer: ChunkWriter::new(sink, formatter, Arc::clone(&plan), args.format.header()),
         out: Vec::new(),
         implausible: ImplausibleCounts::default(),
+        pending,
+        failed: None,
     };
-    let read = read_into(&args.input, &opts, &progress, &mut run);
+    let read = read_into(&args.input, &opts, &progress, &mut run)
+        .and_then(|read| run.settle_lateness(true).map(|()| read));
     let read = match read {
         Ok(read) => read,
         Err(e) => return Ok(input_failed(&progress, &e)),
@@ -144,26 +150,56 @@ fn order_free(plan: &Plan) -> bool {
     plan.merger.is_none() && plan.branches.iter().all(|b| b.grouper.is_none())
 }
 
+fn reads_stdin(inputs: &[std::path::PathBuf]) -> bool {
+    inputs.iter().any(|p| p.as_os_str() == input::source::STDIN)
+}
+
 /// Exact by default (SPEC §3.1): a first pass measures how far any record
 /// lies behind the largest `stime` read before it, and that is the
 /// lateness: no record is then late, so every group sees every record it
-/// would in the evaluation that holds the whole input. Standard input can
-/// only be read once: its records are held until the end instead.
+/// would in the evaluation that holds the whole input.
+///
+/// The first pass runs on a thread of its own while the second already
+/// feeds the engine with no W (infinite lateness, nothing released), as
+/// long as the engine's state stays under [`HOLD_STATE`]; past that the
+/// second pass waits for the measurement. Memory stays bounded, and on a
+/// single large file the two passes overlap instead of adding up.
+struct Disorder(std::thread::JoinHandle<Result<i64, input::InputError>>);
+
+/// State the engine may build up before the disorder is known.
+const HOLD_STATE: usize = 16 << 20;
+
+impl Disorder {
+    fn measure(inputs: &[std::path::PathBuf], opts: &InputOptions) -> Self {
+        let (inputs, opts) = (inputs.to_vec(), opts.clone());
+        Disorder(std::thread::spawn(move || measure_disorder(&inputs, &opts)))
+    }
+
+    fn is_done(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    fn wait(self) -> Result<i64, input::InputError> {
+        self.0
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// The largest distance a record's `stime` lies behind the largest `stime`
+/// read before it (records whose times are implausible left out, as the
+/// second pass leaves them out).
 fn measure_disorder(
     inputs: &[std::path::PathBuf],
     opts: &InputOptions,
-    progress: &Progress,
-) -> Result<Option<i64>, input::InputError> {
-    if inputs.iter().any(|p| p.as_os_str() == input::source::STDIN) {
-        return Ok(None);
-    }
+) -> Result<i64, input::InputError> {
     let sanity = TimeSanity::files();
     let mut max_stime: Option<i64> = None;
     let mut behind = 0i64;
     stream_inputs(
         inputs,
         opts,
-        |src| progress.scanning(src),
+        |_| {},
         |rec| {
             if sanity.check(rec.stime, rec.etime, 0).is_err() {
                 return;
@@ -174,7 +210,7 @@ fn measure_disorder(
             max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
         },
     )?;
-    Ok(Some(behind))
+    Ok(behind)
 }
 
 /// Read the inputs on a thread of their own while this one runs the engine
@@ -239,12 +275,24 @@ struct StreamingRun {
     writer: ChunkWriter,
     out: Vec<engine::Match>,
     implausible: ImplausibleCounts,
+    /// The first pass, until its measurement is applied.
+    pending: Option<Disorder>,
+    /// The first pass failed: the run stops with its error.
+    failed: Option<input::InputError>,
 }
 
 impl StreamingRun {
     /// Records whose times cannot be computed or written (SPEC §4.5: every
     /// time written is RFC 3339) are left out, and the run says how many.
     fn push_batch(&mut self, mut batch: Vec<Record>) {
+        let full = self.engine.budget().used() >= HOLD_STATE;
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.settle_lateness(full) {
+            self.failed = Some(e);
+            return;
+        }
         let implausible = &mut self.implausible;
         batch.retain(|r| match TimeSanity::files().check(r.stime, r.etime, 0) {
             Ok(()) => true,
@@ -257,6 +305,22 @@ impl StreamingRun {
         for m in self.out.drain(..) {
             self.writer.append(&m);
         }
+    }
+
+    /// Apply the first pass's measurement once it is there (waiting for
+    /// it if `wait`). Its failure is the run's (the first one is kept).
+    fn settle_lateness(&mut self, wait: bool) -> Result<(), input::InputError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match self.pending.take() {
+            Some(d) if wait || d.is_done() => match d.wait() {
+                Ok(lateness) => self.engine.set_lateness(lateness),
+                Err(e) => return Err(e),
+            },
+            other => self.pending = other,
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> (AdmissionStats, u64, std::io::Result<()>) {
@@ -344,13 +408,6 @@ impl Progress {
     fn reading(&self, src: &Source) {
         self.0
             .set_message(format!("evaluating over {}", src.label().display()));
-    }
-
-    fn scanning(&self, src: &Source) {
-        self.0.set_message(format!(
-            "measuring the disorder of {}",
-            src.label().display()
-        ));
     }
 
     fn clear(&self) {

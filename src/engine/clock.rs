@@ -37,6 +37,14 @@ impl Watermark {
         self
     }
 
+    /// Give a watermark created with infinite lateness its lateness (a
+    /// batch run whose first pass measured the disorder while records were
+    /// already admitted): W appears at once if a record was seen.
+    pub fn set_lateness(&mut self, lateness: i64) {
+        self.lateness = Some(lateness);
+        self.raise(self.base());
+    }
+
     /// A record with this `stime` arrived at wall time `now_ms`.
     pub fn observe(&mut self, stime: i64, now_ms: i64) {
         let stime = if self.wall_clock_bound {

@@ -63,6 +63,13 @@ impl Engine {
         self.driver.step_owned(batch, step, out);
     }
 
+    /// End infinite lateness: W trails the largest `stime` by `lateness`
+    /// from the next batch on (see [`Admission::set_lateness`]).
+    pub fn set_lateness(&mut self, lateness: i64) {
+        self.admission.set_lateness(lateness);
+        self.infinite_lateness = false;
+    }
+
     /// Move W to `w` (no effect unless it is higher than the current W):
     /// e.g. an idle advance computed by the caller from wall time.
     pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {

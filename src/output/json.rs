@@ -2,7 +2,7 @@
 //! Written straight into a byte buffer: the output path runs once per
 //! record of every match, so nothing here allocates per value.
 
-use super::stamp::{write_ip, write_json_str, write_set, write_time, write_uint};
+use super::stamp::{write_ip, write_json_str, write_key, write_set, write_time, write_uint};
 use super::{for_each_group_field, for_each_record_field};
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
@@ -85,8 +85,7 @@ fn group(out: &mut Vec<u8>, plan: &Plan, g: &Group) {
             out.push(b',');
         }
         first = false;
-        write_json_str(out, name);
-        out.push(b':');
+        write_key(out, name);
         self::value(out, ty, &value);
     });
     out.extend_from_slice(b"}}");
@@ -95,8 +94,7 @@ fn group(out: &mut Vec<u8>, plan: &Plan, g: &Group) {
 /// `,"name":value`
 fn field(out: &mut Vec<u8>, name: &str, ty: FieldType, v: &Value) {
     out.push(b',');
-    write_json_str(out, name);
-    out.push(b':');
+    write_key(out, name);
     value(out, ty, v);
 }
 

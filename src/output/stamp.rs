@@ -2,12 +2,28 @@
 //! lists for the output hot path. Both must produce exactly the bytes of the slow paths
 //! they replace (`format_time`, `serde_json::to_string`).
 
+use std::cell::Cell;
+
 use crate::record::{FieldType, SetOf, Time};
 use crate::value::{Value, ValueSet};
 
 /// The last millisecond of year 9999: beyond it the four-digit year of the
 /// fast path would no longer match `format_time`.
 const MAX_FAST_MS: i64 = 253_402_300_799_999;
+
+thread_local! {
+    /// `YYYY-MM-DDT` of the day written last: the times of a run's matches
+    /// fall on few days, and the calendar arithmetic was most of the cost
+    /// of a timestamp.
+    static DAY: Cell<(i64, [u8; 11])> = const { Cell::new((-1, [0; 11])) };
+}
+
+/// "00" to "99", two bytes each.
+const TWO_DIGITS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Append `format_time(ms)` to `out` without allocating (except for times
 /// outside 1970..=9999, which take the `time` crate path).
@@ -17,17 +33,41 @@ pub(crate) fn write_time(out: &mut Vec<u8>, ms: Time) {
         return;
     }
     let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
-    let (year, month, day) = civil_from_days(days);
+    let date = DAY.with(|cached| match cached.get() {
+        (d, date) if d == days => date,
+        _ => {
+            let date = date_part(days);
+            cached.set((days, date));
+            date
+        }
+    });
     let secs = ms_of_day / 1000;
     let mut b = *b"0000-00-00T00:00:00.000Z";
+    b[..11].copy_from_slice(&date);
+    two_digits(&mut b[11..13], secs / 3600);
+    two_digits(&mut b[14..16], secs / 60 % 60);
+    two_digits(&mut b[17..19], secs % 60);
+    let milli = ms_of_day % 1000;
+    b[20] = b'0' + (milli / 100) as u8;
+    two_digits(&mut b[21..23], milli % 100);
+    out.extend_from_slice(&b);
+}
+
+/// `YYYY-MM-DDT` of a day count since 1970-01-01 (days >= 0).
+fn date_part(days: i64) -> [u8; 11] {
+    let (year, month, day) = civil_from_days(days);
+    let mut b = *b"0000-00-00T";
     digits(&mut b[0..4], year);
     digits(&mut b[5..7], month);
     digits(&mut b[8..10], day);
-    digits(&mut b[11..13], secs / 3600);
-    digits(&mut b[14..16], secs / 60 % 60);
-    digits(&mut b[17..19], secs % 60);
-    digits(&mut b[20..23], ms_of_day % 1000);
-    out.extend_from_slice(&b);
+    b
+}
+
+/// `v` (0..=99) as two digits.
+fn two_digits(dst: &mut [u8], v: i64) {
+    // Callers pass 0..=99 (hours, minutes, seconds, a remainder of 100).
+    let i = (v as usize % 100) * 2;
+    dst.copy_from_slice(&TWO_DIGITS[i..i + 2]);
 }
 
 /// Zero-padded decimal of `v` filling `dst` (v fits: callers bound it).
@@ -67,6 +107,18 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
+}
+
+/// `"name":` for an object key that is a field name: an identifier of
+/// the grammar or a name of the IANA table, so nothing in it needs escaping
+/// (the per-byte check of [`write_json_str`] showed up per field).
+pub(crate) fn write_key(out: &mut Vec<u8>, name: &str) {
+    debug_assert!(name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 /// Decimal integer without going through `fmt`.

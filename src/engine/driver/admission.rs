@@ -107,6 +107,13 @@ impl Admission {
         }
     }
 
+    /// Records admitted so far with infinite lateness were not late; from
+    /// the next batch on, W trails the largest `stime` by `lateness` and
+    /// moves after that batch.
+    pub fn set_lateness(&mut self, lateness: i64) {
+        self.watermark.set_lateness(lateness);
+    }
+
     /// W at wall time `now_ms` (idle advance): `Some(w)` when it moved past
     /// what was announced.
     pub fn tick(&mut self, now_ms: i64) -> Option<i64> {
