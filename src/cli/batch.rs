@@ -97,7 +97,12 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     };
     let mut run = StreamingRun {
         engine: engine::Engine::new(Arc::clone(&plan), cfg),
-        writer: ChunkWriter::new(sink, formatter, Arc::clone(&plan), args.format.header()),
+        writer: Output::start(ChunkWriter::new(
+            sink,
+            formatter,
+            Arc::clone(&plan),
+            args.format.header(),
+        )),
         out: Vec::new(),
         implausible: ImplausibleCounts::default(),
         pending,
@@ -272,7 +277,7 @@ const READ_AHEAD: usize = 4;
 /// the output as they are found.
 struct StreamingRun {
     engine: engine::Engine,
-    writer: ChunkWriter,
+    writer: Output,
     out: Vec<engine::Match>,
     implausible: ImplausibleCounts,
     /// The first pass, until its measurement is applied.
@@ -302,9 +307,7 @@ impl StreamingRun {
             }
         });
         self.engine.push_batch(batch, &mut self.out);
-        for m in self.out.drain(..) {
-            self.writer.append(&m);
-        }
+        self.writer.send(&mut self.out);
     }
 
     /// Apply the first pass's measurement once it is there (waiting for
@@ -325,14 +328,13 @@ impl StreamingRun {
 
     fn finish(mut self) -> (AdmissionStats, u64, std::io::Result<()>) {
         let writer = &mut self.writer;
-        let mut drain =
-            |out: &mut Vec<engine::Match>| out.drain(..).for_each(|m| writer.append(&m));
+        let mut drain = |out: &mut Vec<engine::Match>| writer.send(out);
         self.engine.finish_with(&mut self.out, &mut drain);
         drain(&mut self.out);
         report_implausible(&self.implausible);
         let admitted = self.engine.admission();
-        let matches = self.writer.matches;
-        (admitted, matches, self.writer.finish())
+        let (matches, written) = self.writer.finish();
+        (admitted, matches, written)
     }
 }
 
@@ -432,12 +434,83 @@ fn report_implausible(counts: &ImplausibleCounts) {
     );
 }
 
+/// Where the matches go: a thread of its own that formats and writes them
+/// (formatting a filter-only query's matches costs about what finding them
+/// does), or this thread if none can be started.
+enum Output {
+    Thread {
+        tx: std::sync::mpsc::SyncSender<Vec<engine::Match>>,
+        handle: std::thread::JoinHandle<Option<ChunkWriter>>,
+    },
+    Inline(ChunkWriter),
+}
+
+/// Batches of matches on their way to the output thread: bounds what a
+/// slow output holds.
+const WRITE_AHEAD: usize = 8;
+
+impl Output {
+    fn start(writer: ChunkWriter) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<engine::Match>>(WRITE_AHEAD);
+        // The writer is handed over once the thread exists: a refused
+        // spawn would otherwise take it down with the closure.
+        let (hand_over, handed) = std::sync::mpsc::channel::<ChunkWriter>();
+        let spawned = std::thread::Builder::new()
+            .name("flowy-write".into())
+            .spawn(move || {
+                let mut writer = handed.recv().ok()?;
+                for batch in rx {
+                    batch.iter().for_each(|m| writer.append(m));
+                }
+                Some(writer)
+            });
+        match spawned {
+            Ok(handle) => match hand_over.send(writer) {
+                Ok(()) => Output::Thread { tx, handle },
+                Err(std::sync::mpsc::SendError(writer)) => Output::Inline(writer),
+            },
+            Err(_) => Output::Inline(writer),
+        }
+    }
+
+    /// Hand on the matches in `out`, leaving it empty.
+    fn send(&mut self, out: &mut Vec<engine::Match>) {
+        if out.is_empty() {
+            return;
+        }
+        match self {
+            Output::Thread { tx, .. } => {
+                // The thread lives until `finish` drops the sender.
+                let _ = tx.send(std::mem::take(out));
+            }
+            Output::Inline(writer) => out.drain(..).for_each(|m| writer.append(&m)),
+        }
+    }
+
+    /// Matches written and the outcome of writing them.
+    fn finish(self) -> (u64, std::io::Result<()>) {
+        let writer = match self {
+            Output::Thread { tx, handle } => {
+                drop(tx);
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            Output::Inline(writer) => Some(writer),
+        };
+        match writer {
+            Some(w) => (w.matches, w.finish()),
+            None => (0, Ok(())),
+        }
+    }
+}
+
 /// Formats matches as the engine hands them over and writes them in chunks
 /// of about [`WRITE_CHUNK`] bytes. The first write error ends the writing;
 /// the run goes on (the engine cannot be stopped midway) and `finish`
 /// reports the error.
 struct ChunkWriter {
-    sink: Box<dyn Write>,
+    sink: Box<dyn Write + Send>,
     formatter: MatchFormatter,
     plan: Arc<Plan>,
     buf: Vec<u8>,
@@ -449,7 +522,7 @@ impl ChunkWriter {
     /// `header` (CSV's column names) starts the output even if no match
     /// follows: an empty result still names its columns.
     fn new(
-        sink: Box<dyn Write>,
+        sink: Box<dyn Write + Send>,
         formatter: MatchFormatter,
         plan: Arc<Plan>,
         header: Option<&[u8]>,
