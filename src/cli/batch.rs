@@ -165,13 +165,13 @@ fn measure_disorder(
         opts,
         |src| progress.scanning(src),
         |rec| {
-            if sanity.check(rec.stime, rec.etime, 0).is_err() {
+            if sanity.check(rec.stime(), rec.etime(), 0).is_err() {
                 return;
             }
             if let Some(m) = max_stime {
-                behind = behind.max(m.saturating_sub(rec.stime));
+                behind = behind.max(m.saturating_sub(rec.stime()));
             }
-            max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
+            max_stime = Some(max_stime.map_or(rec.stime(), |m| m.max(rec.stime())));
         },
     )?;
     Ok(Some(behind))
@@ -246,13 +246,15 @@ impl StreamingRun {
     /// time written is RFC 3339) are left out, and the run says how many.
     fn push_batch(&mut self, mut batch: Vec<Record>) {
         let implausible = &mut self.implausible;
-        batch.retain(|r| match TimeSanity::files().check(r.stime, r.etime, 0) {
-            Ok(()) => true,
-            Err(why) => {
-                implausible.count(r.exporter, why);
-                false
-            }
-        });
+        batch.retain(
+            |r| match TimeSanity::files().check(r.stime(), r.etime(), 0) {
+                Ok(()) => true,
+                Err(why) => {
+                    implausible.count(r.exporter(), why);
+                    false
+                }
+            },
+        );
         self.engine.push_batch(batch, &mut self.out);
         for m in self.out.drain(..) {
             self.writer.append(&m);
