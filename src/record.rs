@@ -311,7 +311,8 @@ pub struct RecordFields {
     pub extra: Vec<(u16, Value)>,
 }
 
-// Bits of `Record::has`: which optional fields are present (the first 18),
+// Bits of `Record::has`: which optional fields are present (the first 18;
+// bits 0–3 are the address slots exporter, srcip, dstip, nexthop),
 // then which of them live in the aside rather than inline.
 const EXPORTER: u32 = 1 << 0;
 const SRCPORT: u32 = 1 << 4;
