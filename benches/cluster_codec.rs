@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use flowy::cluster::codec::{cluster_rec_id, decode_batch, encode_batch};
-use flowy::record::Record;
+use flowy::record::{Record, RecordFields};
 
 /// The shared traces beside the repository (or an ancestor's `shared/`).
 fn trace(name: &str) -> PathBuf {
@@ -26,17 +26,21 @@ fn batch() -> Vec<Record> {
     records
         .iter()
         .enumerate()
-        .map(|(i, r)| Record {
-            rec_id: cluster_rec_id(3, 1_000_000 + i as u64),
-            exporter: r.exporter.or(Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))),
-            ..r.clone()
+        .map(|(i, r)| {
+            Record::from(RecordFields {
+                rec_id: cluster_rec_id(3, 1_000_000 + i as u64),
+                exporter: r
+                    .exporter()
+                    .or(Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))),
+                ..r.clone().fields()
+            })
         })
         .collect()
 }
 
 fn codec(c: &mut Criterion) {
     let records = batch();
-    let sent = records.iter().map(|r| r.etime).max().unwrap_or(0) + 5_000;
+    let sent = records.iter().map(|r| r.etime()).max().unwrap_or(0) + 5_000;
     let mut wire = Vec::new();
     encode_batch(3, sent, &records, &mut wire);
     eprintln!(

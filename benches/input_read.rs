@@ -42,7 +42,7 @@ fn reading(c: &mut Criterion) {
     g.bench_function("stream_inputs", |b| {
         b.iter(|| {
             let mut n = 0u64;
-            input::stream_inputs(&args, &opts, |_| {}, |r| n += black_box(r).rec_id & 1)
+            input::stream_inputs(&args, &opts, |_| {}, |r| n += black_box(r).rec_id() & 1)
                 .expect("read");
             black_box(n)
         })

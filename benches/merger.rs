@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use flowy::engine::{Engine, EngineConfig, Group};
 use flowy::query::plan::*;
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 use flowy::value::Value;
 
 #[path = "support/merger_fixtures.rs"]
@@ -65,7 +65,7 @@ fn records(n: usize) -> Vec<Arc<Record>> {
     (0..n)
         .map(|i| {
             let stime = 1_000_000 + i as i64 * 3 - (i as i64 * 7919 % 5);
-            Arc::new(Record {
+            Arc::new(Record::from(RecordFields {
                 rec_id: i as u64,
                 srcip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i % 64) as u8))),
                 dstip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, (i % 8) as u8))),
@@ -76,8 +76,8 @@ fn records(n: usize) -> Vec<Arc<Record>> {
                 packets: Some(1),
                 stime,
                 etime: stime + (i % 50) as i64,
-                ..Record::default()
-            })
+                ..RecordFields::default()
+            }))
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowy::engine::{run_batch, Match};
 use flowy::output::{MatchFormatter, OutputFormat};
 use flowy::query::plan::Plan;
-use flowy::record::Record;
+use flowy::record::{Record, RecordFields};
 
 const QUERY: &str = include_str!("../config/queries/http-download.flowy");
 const T0: i64 = 1_795_424_381_003;
@@ -29,7 +29,7 @@ fn flow(rec_id: u64, request: bool, port: u16, stime: i64) -> Record {
     } else {
         (server, client, 80, port)
     };
-    Record {
+    Record::from(RecordFields {
         rec_id,
         exporter: ip(192, 0, 2, 1),
         srcip,
@@ -52,7 +52,7 @@ fn flow(rec_id: u64, request: bool, port: u16, stime: i64) -> Record {
         dst_mask: Some(16),
         sampling: None,
         extra: Vec::new(),
-    }
+    })
 }
 
 /// Five request flows and five responses between one host pair, chained

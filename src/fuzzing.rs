@@ -135,7 +135,7 @@ pub fn collector(data: &[u8]) -> Vec<Record> {
         );
         for r in &out[before..] {
             assert_eq!(
-                r.exporter,
+                r.exporter(),
                 Some(from.ip()),
                 "a datagram from {from} produced a record of another exporter"
             );
@@ -150,7 +150,7 @@ pub fn collector(data: &[u8]) -> Vec<Record> {
     let mut counts = crate::sanity::ImplausibleCounts::default();
     crate::sanity::TimeSanity::live(600_000).retain(&mut out, now_ms, &mut counts);
     for r in &out {
-        let text = crate::output::format_time(r.stime) + &crate::output::format_time(r.etime);
+        let text = crate::output::format_time(r.stime()) + &crate::output::format_time(r.etime());
         assert!(
             !text.contains("ms"),
             "an unwritable time passed the check: {text}"
@@ -210,7 +210,7 @@ pub fn jsonl(data: &[u8]) -> Result<Vec<Record>, InputError> {
 fn checked_ids(read: Result<Vec<Record>, InputError>) -> Result<Vec<Record>, InputError> {
     if let Ok(records) = &read {
         for (i, r) in records.iter().enumerate() {
-            assert_eq!(r.rec_id, i as u64, "rec_id is not the index in the file");
+            assert_eq!(r.rec_id(), i as u64, "rec_id is not the index in the file");
         }
     }
     read

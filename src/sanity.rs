@@ -99,10 +99,10 @@ impl TimeSanity {
 
     /// Drop the implausible records of `records`, counting each.
     pub fn retain(&self, records: &mut Vec<Record>, now_ms: Time, counts: &mut ImplausibleCounts) {
-        records.retain(|r| match self.check(r.stime, r.etime, now_ms) {
+        records.retain(|r| match self.check(r.stime(), r.etime(), now_ms) {
             Ok(()) => true,
             Err(why) => {
-                counts.count(r.exporter, why);
+                counts.count(r.exporter(), why);
                 false
             }
         });

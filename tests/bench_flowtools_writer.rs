@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use flowy::record::Record;
+use flowy::record::{Record, RecordFields};
 use support::{flowy, json_lines, parse_ms, trace_gen};
 
 #[allow(dead_code)]
@@ -53,23 +53,23 @@ fn written_records_read_back_field_for_field() {
     for (i, r) in records.iter().enumerate() {
         // rec_id is the index in the file, which is the trace's order.
         let f = &got[&(i as u64)];
-        assert_eq!(f["srcip"], ip(r.srcip), "record {i}");
-        assert_eq!(f["dstip"], ip(r.dstip), "record {i}");
-        assert_eq!(f["exporter"], ip(r.exporter), "record {i}");
-        assert_eq!(f["srcport"], r.srcport.unwrap(), "record {i}");
-        assert_eq!(f["dstport"], r.dstport.unwrap(), "record {i}");
-        assert_eq!(f["prot"], r.prot.unwrap(), "record {i}");
-        assert_eq!(f["bytes"], r.bytes.unwrap(), "record {i}");
-        assert_eq!(f["packets"], r.packets.unwrap(), "record {i}");
-        assert_eq!(f["tcp_flags"], r.tcp_flags.unwrap(), "record {i}");
+        assert_eq!(f["srcip"], ip(r.srcip()), "record {i}");
+        assert_eq!(f["dstip"], ip(r.dstip()), "record {i}");
+        assert_eq!(f["exporter"], ip(r.exporter()), "record {i}");
+        assert_eq!(f["srcport"], r.srcport().unwrap(), "record {i}");
+        assert_eq!(f["dstport"], r.dstport().unwrap(), "record {i}");
+        assert_eq!(f["prot"], r.prot().unwrap(), "record {i}");
+        assert_eq!(f["bytes"], r.bytes().unwrap(), "record {i}");
+        assert_eq!(f["packets"], r.packets().unwrap(), "record {i}");
+        assert_eq!(f["tcp_flags"], r.tcp_flags().unwrap(), "record {i}");
         assert_eq!(
             parse_ms(f["stime"].as_str().unwrap()),
-            r.stime,
+            r.stime(),
             "record {i}"
         );
         assert_eq!(
             parse_ms(f["etime"].as_str().unwrap()),
-            r.etime,
+            r.etime(),
             "record {i}"
         );
     }
@@ -85,16 +85,18 @@ fn rotation_names_order_the_files_of_a_directory() {
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
     let base: Vec<Record> = trace_gen::generate(500, 10_000, 20, 3);
-    let first = base.iter().map(|r| r.stime).min().unwrap();
+    let first = base.iter().map(|r| r.stime()).min().unwrap();
     let shift = 3_600_000;
     // Written newest first: only the names can put them in order.
     for k in (0..3i64).rev() {
         let copy: Vec<Record> = base
             .iter()
-            .map(|r| Record {
-                stime: r.stime + k * shift,
-                etime: r.etime + k * shift,
-                ..r.clone()
+            .map(|r| {
+                Record::from(RecordFields {
+                    stime: r.stime() + k * shift,
+                    etime: r.etime() + k * shift,
+                    ..r.clone().fields()
+                })
             })
             .collect();
         let name = flowtools::rotation_name(first + k * shift).unwrap();
@@ -109,7 +111,7 @@ fn rotation_names_order_the_files_of_a_directory() {
         let r = &base[*id as usize % base.len()];
         assert_eq!(
             parse_ms(f["stime"].as_str().unwrap()),
-            r.stime + k * shift,
+            r.stime() + k * shift,
             "rec_id {id}"
         );
     }

@@ -22,16 +22,16 @@ fn write_trace(path: &Path, recs: &[Record]) {
         let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         out.push_str(&format!(
             "{{\"srcip\":\"{}\",\"dstip\":\"{}\",\"srcport\":{},\"dstport\":{},\"prot\":{},\"bytes\":{},\"packets\":{},\"tcp_flags\":{},\"stime\":{},\"etime\":{}}}\n",
-            ip(r.srcip),
-            ip(r.dstip),
-            r.srcport.unwrap_or(0),
-            r.dstport.unwrap_or(0),
-            r.prot.unwrap_or(0),
-            r.bytes.unwrap_or(0),
-            r.packets.unwrap_or(0),
-            r.tcp_flags.unwrap_or(0),
-            r.stime,
-            r.etime
+            ip(r.srcip()),
+            ip(r.dstip()),
+            r.srcport().unwrap_or(0),
+            r.dstport().unwrap_or(0),
+            r.prot().unwrap_or(0),
+            r.bytes().unwrap_or(0),
+            r.packets().unwrap_or(0),
+            r.tcp_flags().unwrap_or(0),
+            r.stime(),
+            r.etime()
         ));
     }
     std::fs::write(path, out).expect("write the trace");
@@ -63,7 +63,7 @@ fn reference(recs: Vec<Record>) -> Vec<Vec<u64>> {
     let mut v: Vec<Vec<u64>> = run_batch(Arc::new(plan), recs, None)
         .iter()
         .map(|m| {
-            let mut ids: Vec<u64> = m.records.iter().map(|(_, r)| r.rec_id).collect();
+            let mut ids: Vec<u64> = m.records.iter().map(|(_, r)| r.rec_id()).collect();
             ids.sort();
             ids
         })

@@ -263,7 +263,7 @@ fn publish_raw(url: &str, msgs: &[(&str, Vec<u8>)]) {
 }
 
 fn record(rec_id: u64, stime: i64) -> flowy::record::Record {
-    flowy::record::Record {
+    flowy::record::Record::from(flowy::record::RecordFields {
         rec_id,
         srcip: Some("10.0.0.1".parse().expect("literal")),
         dstip: Some("10.0.0.2".parse().expect("literal")),
@@ -272,7 +272,7 @@ fn record(rec_id: u64, stime: i64) -> flowy::record::Record {
         stime,
         etime: stime + 10,
         ..Default::default()
-    }
+    })
 }
 
 #[test]

@@ -63,11 +63,17 @@ fn ipfix_milliseconds() {
     b.extend(1_699_999_990_123u64.to_be_bytes());
     b.extend(1_699_999_995_456u64.to_be_bytes());
     let r = one(&mut d, &[tpl(256, &[(152, 8), (153, 8)]), set(256, &b)]);
-    assert_eq!((r.stime, r.etime), (1_699_999_990_123, 1_699_999_995_456));
-    assert_eq!(r.tcp_flags, Some(0x0112));
-    assert_eq!((r.bytes, r.packets), (Some(1500), Some(3)));
-    assert_eq!(r.srcip, Some(IpAddr::V4(Ipv4Addr::new(10, 1, 1, 1))));
-    assert_eq!(r.exporter, Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))));
+    assert_eq!(
+        (r.stime(), r.etime()),
+        (1_699_999_990_123, 1_699_999_995_456)
+    );
+    assert_eq!(r.tcp_flags(), Some(0x0112));
+    assert_eq!((r.bytes(), r.packets()), (Some(1500), Some(3)));
+    assert_eq!(r.srcip(), Some(IpAddr::V4(Ipv4Addr::new(10, 1, 1, 1))));
+    assert_eq!(
+        r.exporter(),
+        Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)))
+    );
 }
 
 #[test]
@@ -77,7 +83,10 @@ fn ipfix_seconds_and_duration() {
     b.extend(be32(1_699_999_000));
     b.extend(be32(2_500));
     let r = one(&mut d, &[tpl(256, &[(150, 4), (161, 4)]), set(256, &b)]);
-    assert_eq!((r.stime, r.etime), (1_699_999_000_000, 1_699_999_002_500));
+    assert_eq!(
+        (r.stime(), r.etime()),
+        (1_699_999_000_000, 1_699_999_002_500)
+    );
 }
 
 #[test]
@@ -87,7 +96,10 @@ fn ipfix_ntp_micro_and_nanoseconds() {
     b.extend(ntp(1_699_999_990_250).to_be_bytes());
     b.extend(ntp(1_699_999_991_750).to_be_bytes());
     let r = one(&mut d, &[tpl(256, &[(154, 8), (157, 8)]), set(256, &b)]);
-    assert_eq!((r.stime, r.etime), (1_699_999_990_250, 1_699_999_991_750));
+    assert_eq!(
+        (r.stime(), r.etime()),
+        (1_699_999_990_250, 1_699_999_991_750)
+    );
 }
 
 #[test]
@@ -98,7 +110,10 @@ fn ipfix_delta_microseconds() {
     b.extend(be32(1_500_000));
     let r = one(&mut d, &[tpl(256, &[(158, 4), (159, 4)]), set(256, &b)]);
     let export_ms = i64::from(EXPORT) * 1000;
-    assert_eq!((r.stime, r.etime), (export_ms - 5_000, export_ms - 1_500));
+    assert_eq!(
+        (r.stime(), r.etime()),
+        (export_ms - 5_000, export_ms - 1_500)
+    );
 }
 
 #[test]
@@ -112,7 +127,10 @@ fn ipfix_sysuptime_with_system_init() {
         &mut d,
         &[tpl(256, &[(160, 8), (22, 4), (21, 4)]), set(256, &b)],
     );
-    assert_eq!((r.stime, r.etime), (1_600_000_010_000, 1_600_000_012_000));
+    assert_eq!(
+        (r.stime(), r.etime()),
+        (1_600_000_010_000, 1_600_000_012_000)
+    );
 }
 
 #[test]
@@ -122,7 +140,10 @@ fn ipfix_end_and_duration_gives_start() {
     b.extend(1_699_999_999_000u64.to_be_bytes());
     b.extend(be32(4_000));
     let r = one(&mut d, &[tpl(256, &[(153, 8), (161, 4)]), set(256, &b)]);
-    assert_eq!((r.stime, r.etime), (1_699_999_995_000, 1_699_999_999_000));
+    assert_eq!(
+        (r.stime(), r.etime()),
+        (1_699_999_995_000, 1_699_999_999_000)
+    );
 }
 
 #[test]
@@ -130,7 +151,7 @@ fn ipfix_missing_times_use_export_time() {
     let mut d = Decoder::new(cfg(TemplateScope::Address));
     let r = one(&mut d, &[tpl(256, &[]), set(256, &base())]);
     assert_eq!(
-        (r.stime, r.etime),
+        (r.stime(), r.etime()),
         (i64::from(EXPORT) * 1000, i64::from(EXPORT) * 1000)
     );
 }
@@ -153,13 +174,13 @@ fn ipfix_variable_length_and_enterprise_fields() {
     b.extend(be32(77));
     b.extend(be16(42));
     let r = one(&mut d, &[set(2, &t), set(300, &b)]);
-    assert_eq!(r.srcip, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
+    assert_eq!(r.srcip(), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
     assert!(
-        r.extra.contains(&(82, Value::Text("eth0".into()))),
+        r.extra().contains(&(82, Value::Text("eth0".into()))),
         "{:?}",
-        r.extra
+        r.extra()
     );
-    assert!(r.extra.contains(&(58, Value::Uint(42))));
+    assert!(r.extra().contains(&(58, Value::Uint(42))));
 }
 
 #[test]
@@ -182,7 +203,7 @@ fn ipfix_data_before_template() {
     assert_eq!(d.stats().pending_held, 1);
     let recs = decode(&mut d, &ipfix(EXPORT, 1, 1, &[tpl(256, &[(152, 8)])]), SRC);
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].stime, 1_699_999_990_000);
+    assert_eq!(recs[0].stime(), 1_699_999_990_000);
 }
 
 #[test]
@@ -257,7 +278,7 @@ fn ipfix_options_sampling() {
     assert_eq!(d.stats().options_records, 1);
     let r = one(&mut d, &[tpl(256, &[]), set(256, &base())]);
     assert_eq!(
-        (r.bytes, r.packets, r.sampling),
+        (r.bytes(), r.packets(), r.sampling()),
         (Some(6000), Some(12), Some(4))
     );
 }

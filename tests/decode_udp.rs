@@ -57,7 +57,7 @@ async fn bind_receive_decode() -> std::io::Result<()> {
         d.decode(&dg, src, 0, &mut recs);
     }
     assert_eq!(recs.len(), 6);
-    assert_eq!(recs[0].exporter, Some(sender.local_addr()?.ip()));
+    assert_eq!(recs[0].exporter(), Some(sender.local_addr()?.ip()));
     assert_eq!(d.stats().datagrams, 3);
     assert!(d.stats().sequence_gaps.is_empty());
     Ok(())
@@ -83,7 +83,7 @@ fn templates_survive_restart() -> std::io::Result<()> {
         "192.0.2.50:4739",
     );
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].bytes, Some(256));
+    assert_eq!(recs[0].bytes(), Some(256));
     // A corrupt store is ignored, never fatal.
     std::fs::write(&path, b"not a template store")?;
     let mut third = Decoder::new(cfg);

@@ -53,14 +53,14 @@ fn v9_template_and_data_with_times() {
     let recs = decode(&mut d, &dg, "192.0.2.9:3000");
     assert_eq!(recs.len(), 1);
     let r = &recs[0];
-    assert_eq!(r.stime, 1_700_000_000_000 - 60_000);
-    assert_eq!(r.etime, 1_700_000_000_000 - 1_000);
-    assert_eq!(r.srcip, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    assert_eq!(r.stime(), 1_700_000_000_000 - 60_000);
+    assert_eq!(r.etime(), 1_700_000_000_000 - 1_000);
+    assert_eq!(r.srcip(), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
     assert_eq!(
-        (r.srcport, r.dstport, r.prot),
+        (r.srcport(), r.dstport(), r.prot()),
         (Some(1234), Some(53), Some(17))
     );
-    assert_eq!((r.bytes, r.packets), (Some(500), Some(3)));
+    assert_eq!((r.bytes(), r.packets()), (Some(500), Some(3)));
     // Cached template: data alone decodes.
     let again = decode(
         &mut d,
@@ -84,8 +84,8 @@ fn v9_uptime_wrap() {
         &[tpl256(), data256(u32::MAX - 999, 1_000, 1)],
     );
     let r = &decode(&mut d, &dg, "192.0.2.9:3000")[0];
-    assert_eq!(r.stime, 1_800_000_000_000 - 3_000);
-    assert_eq!(r.etime, 1_800_000_000_000 - 1_000);
+    assert_eq!(r.stime(), 1_800_000_000_000 - 3_000);
+    assert_eq!(r.etime(), 1_800_000_000_000 - 1_000);
 }
 
 #[test]
@@ -112,9 +112,9 @@ fn v9_ipv6_and_icmp() {
         &v9(10, 20, 0, 0, 2, &[t, set(300, &b)]),
         "[2001:db8::9]:2055",
     )[0];
-    assert_eq!(r.srcip, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-    assert_eq!((r.srcport, r.dstport), (Some(0), Some(128 * 256)));
-    assert_eq!(r.bytes, Some(100));
+    assert_eq!(r.srcip(), Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    assert_eq!((r.srcport(), r.dstport()), (Some(0), Some(128 * 256)));
+    assert_eq!(r.bytes(), Some(100));
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn v9_options_template_sets_sampling_not_records() {
     );
     let r = &decode(&mut d, &dg, "192.0.2.9:3000")[0];
     assert_eq!(
-        (r.bytes, r.packets, r.sampling),
+        (r.bytes(), r.packets(), r.sampling()),
         (Some(500), Some(30), Some(10))
     );
 }
@@ -175,8 +175,8 @@ fn v9_data_before_template_is_held_then_decoded() {
     let tpl = v9(105_000, 1_700_000_005, 1, 1, 1, &[tpl256()]);
     let recs = decode(&mut d, &tpl, "192.0.2.9:3000");
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].bytes, Some(77));
-    assert_eq!(recs[0].stime, 1_700_000_000_000 - 60_000);
+    assert_eq!(recs[0].bytes(), Some(77));
+    assert_eq!(recs[0].stime(), 1_700_000_000_000 - 60_000);
     assert_eq!(d.stats().pending_replayed, 1);
 }
 
@@ -201,9 +201,9 @@ fn v9_same_template_id_from_two_exporters() {
             &v9(1, 1, 1, 0, 1, &[set(256, &db)]),
             "192.0.2.2:5000",
         );
-        assert_eq!(a[0].bytes, Some(9));
+        assert_eq!(a[0].bytes(), Some(9));
         assert_eq!(
-            (b[0].srcport, b[0].dstport, b[0].bytes),
+            (b[0].srcport(), b[0].dstport(), b[0].bytes()),
             (Some(1), Some(2), None)
         );
         // Same address, other port: shares templates only under Address scope.
@@ -247,7 +247,7 @@ fn v9_data_set_before_template_set_in_one_packet() {
     );
     let recs = decode(&mut d, &dg, "192.0.2.9:3000");
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].bytes, Some(5));
+    assert_eq!(recs[0].bytes(), Some(5));
     assert_eq!(d.stats().pending_replayed, 1);
 }
 
@@ -271,8 +271,8 @@ fn v9_absolute_millisecond_times_and_extras() {
     );
     assert_eq!(recs.len(), 1);
     assert_eq!(
-        (recs[0].stime, recs[0].etime),
+        (recs[0].stime(), recs[0].etime()),
         (1_699_999_000_123, 1_699_999_001_456)
     );
-    assert_eq!(recs[0].extra, vec![(58, flowy::value::Value::Uint(12))]);
+    assert_eq!(recs[0].extra(), vec![(58, flowy::value::Value::Uint(12))]);
 }

@@ -40,9 +40,9 @@ fn keys(ms: &[Match]) -> Vec<Key> {
             let groups = m
                 .groups
                 .iter()
-                .map(|g| (g.branch, g.members.iter().map(|r| r.rec_id).collect()))
+                .map(|g| (g.branch, g.members.iter().map(|r| r.rec_id()).collect()))
                 .collect();
-            let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id)).collect();
+            let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id())).collect();
             (groups, recs)
         })
         .collect()

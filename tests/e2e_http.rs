@@ -97,7 +97,7 @@ fn http_download_records_are_the_groups_members() {
         }
         for r in records {
             let rec = &recs[r["rec_id"].as_u64().unwrap() as usize];
-            assert_eq!(ms(&r["stime"]), rec.stime);
+            assert_eq!(ms(&r["stime"]), rec.stime());
             let port = if r["branch"] == "A" {
                 &r["dstport"]
             } else {
@@ -130,8 +130,8 @@ fn http_download_on_a_synthetic_trace() {
                         stime: g.stime,
                         etime: g.etime,
                         count: g.members.len(),
-                        srcip: first.srcip,
-                        dstip: first.dstip,
+                        srcip: first.srcip(),
+                        dstip: first.dstip(),
                     }
                 })
                 .collect()

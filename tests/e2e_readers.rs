@@ -48,18 +48,18 @@ fn trace_2009_matches_the_format_doc() {
     ];
     for (i, (src, dst, prot, bytes, pkts, st, et)) in expected.into_iter().enumerate() {
         let r = &recs[i];
-        assert_eq!(r.rec_id, i as u64);
-        assert_eq!((r.srcip, r.dstip), (ip(src), ip(dst)), "record {i}");
-        assert_eq!((r.srcport, r.dstport), (Some(0), Some(0)), "record {i}");
+        assert_eq!(r.rec_id(), i as u64);
+        assert_eq!((r.srcip(), r.dstip()), (ip(src), ip(dst)), "record {i}");
+        assert_eq!((r.srcport(), r.dstport()), (Some(0), Some(0)), "record {i}");
         assert_eq!(
-            (r.prot, r.bytes, r.packets),
+            (r.prot(), r.bytes(), r.packets()),
             (Some(prot), Some(bytes), Some(pkts))
         );
-        assert_eq!((r.stime, r.etime), (st, et), "record {i}");
-        assert_eq!(r.tcp_flags, Some(0));
-        assert_eq!(r.exporter, ip("127.0.0.1"));
+        assert_eq!((r.stime(), r.etime()), (st, et), "record {i}");
+        assert_eq!(r.tcp_flags(), Some(0));
+        assert_eq!(r.exporter(), ip("127.0.0.1"));
     }
-    assert!(recs.iter().enumerate().all(|(i, r)| r.rec_id == i as u64));
+    assert!(recs.iter().enumerate().all(|(i, r)| r.rec_id() == i as u64));
 }
 
 #[test]
@@ -67,8 +67,8 @@ fn trace_2012_has_every_record() {
     let path = trace("trace-2012.ftz");
     let recs = input::read_file(&path, Some(InputFormat::FlowTools)).unwrap();
     assert_eq!(recs.len(), 276_449);
-    assert!(recs.iter().all(|r| r.etime >= r.stime));
-    assert_eq!(recs.last().map(|r| r.rec_id), Some(276_448));
+    assert!(recs.iter().all(|r| r.etime() >= r.stime()));
+    assert_eq!(recs.last().map(|r| r.rec_id()), Some(276_448));
 }
 
 #[test]
@@ -76,6 +76,6 @@ fn two_files_continue_rec_ids() {
     let a = trace("trace-2009.ftz");
     let recs = input::read_files(&[&a, &a], None).unwrap();
     assert_eq!(recs.len(), 1112);
-    assert_eq!(recs[556].rec_id, 556);
-    assert_eq!(recs[556].stime, recs[0].stime);
+    assert_eq!(recs[556].rec_id(), 556);
+    assert_eq!(recs[556].stime(), recs[0].stime());
 }

@@ -15,8 +15,8 @@ fn every_tcp_port_80_record_is_a_match() {
     let recs = input::read_file(&path, None).unwrap();
     let mut expected: Vec<u64> = recs
         .iter()
-        .filter(|r| r.prot == Some(6) && r.dstport == Some(80))
-        .map(|r| r.rec_id)
+        .filter(|r| r.prot() == Some(6) && r.dstport() == Some(80))
+        .map(|r| r.rec_id())
         .collect();
     expected.sort();
     assert!(!expected.is_empty());
@@ -44,13 +44,13 @@ fn every_tcp_port_80_record_is_a_match() {
             (Some(6), Some(80))
         );
         let rec = &recs[r["rec_id"].as_u64().unwrap() as usize];
-        assert_eq!(ms(&r["stime"]), rec.stime);
-        assert_eq!(ms(&r["etime"]), rec.etime);
+        assert_eq!(ms(&r["stime"]), rec.stime());
+        assert_eq!(ms(&r["etime"]), rec.etime());
         assert_eq!(
             r["srcip"].as_str(),
-            rec.srcip.map(|a| a.to_string()).as_deref()
+            rec.srcip().map(|a| a.to_string()).as_deref()
         );
-        assert_eq!(r["bytes"].as_u64(), rec.bytes);
+        assert_eq!(r["bytes"].as_u64(), rec.bytes());
         assert_eq!(r["exporter"], "127.0.0.1");
         // A single-record group carries the record's fields.
         assert_eq!(m["groups"][0]["fields"]["rec_id"], r["rec_id"]);
@@ -71,13 +71,13 @@ struct PerKey {
 
 fn add(e: &mut PerKey, r: &flowy::record::Record, port: u64) {
     if e.count == 0 {
-        e.stime = r.stime;
-        e.etime = r.etime;
+        e.stime = r.stime();
+        e.etime = r.etime();
     }
     e.count += 1;
-    e.bytes += r.bytes.unwrap_or(0);
-    e.stime = e.stime.min(r.stime);
-    e.etime = e.etime.max(r.etime);
+    e.bytes += r.bytes().unwrap_or(0);
+    e.stime = e.stime.min(r.stime());
+    e.etime = e.etime.max(r.etime());
     e.ports.insert(port);
 }
 
@@ -86,12 +86,12 @@ fn udp_groups_by_source_address() {
     let path = trace("trace-2012.ftz");
     let recs = input::read_file(&path, None).unwrap();
     let mut expected: HashMap<IpAddr, PerKey> = HashMap::new();
-    for r in recs.iter().filter(|r| r.prot == Some(17)) {
-        let key = r.srcip.unwrap();
+    for r in recs.iter().filter(|r| r.prot() == Some(17)) {
+        let key = r.srcip().unwrap();
         add(
             expected.entry(key).or_default(),
             r,
-            u64::from(r.dstport.unwrap()),
+            u64::from(r.dstport().unwrap()),
         );
     }
     assert!(expected.len() > 1);
@@ -137,8 +137,8 @@ fn busy_tcp_ports_pass_the_group_filter() {
     let path = trace("trace-2012.ftz");
     let recs = input::read_file(&path, None).unwrap();
     let mut per_port: HashMap<u64, PerKey> = HashMap::new();
-    for r in recs.iter().filter(|r| r.prot == Some(6)) {
-        let port = u64::from(r.dstport.unwrap());
+    for r in recs.iter().filter(|r| r.prot() == Some(6)) {
+        let port = u64::from(r.dstport().unwrap());
         add(per_port.entry(port).or_default(), r, port);
     }
     per_port.retain(|_, e| e.count >= 50);
@@ -236,12 +236,12 @@ fn window_splits_groups_at_window_boundaries() {
     let path = trace("trace-2012.ftz");
     let recs = input::read_file(&path, None).unwrap();
     let mut expected: HashMap<(IpAddr, i64), PerKey> = HashMap::new();
-    for r in recs.iter().filter(|r| r.prot == Some(17)) {
-        let key = (r.srcip.unwrap(), r.stime.div_euclid(WINDOW));
+    for r in recs.iter().filter(|r| r.prot() == Some(17)) {
+        let key = (r.srcip().unwrap(), r.stime().div_euclid(WINDOW));
         add(
             expected.entry(key).or_default(),
             r,
-            u64::from(r.dstport.unwrap()),
+            u64::from(r.dstport().unwrap()),
         );
     }
     let q = repo("tests/data/udp-by-srcip.flowy");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use engine_support::*;
 use flowy::engine::{Engine, EngineConfig, Eviction, Match, MergerEngine, StateBudget};
 use flowy::query::plan::*;
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 
 const PAIRS: u8 = 20;
 
@@ -48,7 +48,7 @@ fn cfg(max_state: usize) -> EngineConfig {
 
 /// Like `flow`, for any number of records (its source port wraps).
 fn tcp(id: u64, stime: i64, etime: i64, src: IpAddr, dst: IpAddr, dport: u16) -> Record {
-    Record {
+    Record::from(RecordFields {
         srcip: Some(src),
         dstip: Some(dst),
         srcport: Some(1024 + (id % 60_000) as u16),
@@ -56,8 +56,8 @@ fn tcp(id: u64, stime: i64, etime: i64, src: IpAddr, dst: IpAddr, dport: u16) ->
         prot: Some(6),
         bytes: Some(100),
         packets: Some(1),
-        ..rec(id, stime, etime)
-    }
+        ..rec(id, stime, etime).fields()
+    })
 }
 
 fn pair_flow(id: u64, stime: i64) -> Record {
@@ -112,7 +112,8 @@ fn late_records_joining_open_groups_stay_within_max_state() {
     });
     let open = unbounded.branch(0).map(|b| b.stats().groups_open);
     assert_eq!(open, Some(u64::from(PAIRS)));
-    assert!(peak > 20 * MAX, "unbounded state only reached {peak} bytes");
+    // (100 400 records at about 136 accounted bytes each.)
+    assert!(peak > 10 * MAX, "unbounded state only reached {peak} bytes");
     assert_eq!(unbounded.budget().evictions_total(), 0);
 
     // With max_state = 1 MiB: the account never passes it.
@@ -159,15 +160,15 @@ fn merger_query_shares_the_budget() -> Result<(), String> {
     let mut push = |e: &mut Engine, out: &mut Vec<Match>, stime: i64| {
         let (c, s) = (ip(10, 0, 0, (id % 8) as u8), ip(192, 0, 2, 1));
         let port = 40_000 + (id % 8) as u16;
-        let req = Record {
+        let req = Record::from(RecordFields {
             srcport: Some(port),
-            ..tcp(id, stime, stime + 200, c, s, 80)
-        };
-        let res = Record {
+            ..tcp(id, stime, stime + 200, c, s, 80).fields()
+        });
+        let res = Record::from(RecordFields {
             srcport: Some(80),
             bytes: Some(5_000),
-            ..tcp(id + 1, stime + 10, stime + 150, s, c, port)
-        };
+            ..tcp(id + 1, stime + 10, stime + 150, s, c, port).fields()
+        });
         e.push(Arc::new(req), out);
         e.push(Arc::new(res), out);
         id += 2;

@@ -9,14 +9,14 @@ use engine_support::*;
 use flowy::engine::filter::eval_rule;
 use flowy::engine::{run_batch, Watermark};
 use flowy::query::plan::*;
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 use flowy::value::{Prefix, Value};
 
 fn sample() -> Record {
-    Record {
+    Record::from(RecordFields {
         tcp_flags: Some(0x12),
-        ..flow(1, 1000, 2000, ip(10, 1, 2, 3), ip(192, 168, 0, 1), 80, 500)
-    }
+        ..flow(1, 1000, 2000, ip(10, 1, 2, 3), ip(192, 168, 0, 1), 80, 500).fields()
+    })
 }
 
 fn holds(rule: Rule<Field>, r: &Record) -> bool {
@@ -55,10 +55,10 @@ fn absent_field_makes_every_comparison_false_and_not_true() {
     }
     let extra = cmp(fld(Field::Extra(58)), CmpOp::Eq, Operand::Lit(lit(1)));
     assert!(!holds(extra.clone(), &r));
-    let with_extra = Record {
+    let with_extra = Record::from(RecordFields {
         extra: vec![(58, lit(1))],
-        ..sample()
-    };
+        ..sample().fields()
+    });
     assert!(holds(extra, &with_extra));
 }
 
@@ -86,10 +86,10 @@ fn in_prefix_same_family_only() {
         cmp(fld(Field::SrcIp), CmpOp::In, Operand::Prefix(v6)),
         &r
     ));
-    let r6 = Record {
+    let r6 = Record::from(RecordFields {
         srcip: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        ..sample()
-    };
+        ..sample().fields()
+    });
     assert!(holds(
         cmp(fld(Field::SrcIp), CmpOp::In, Operand::Prefix(v6)),
         &r6

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use engine_support::*;
 use flowy::engine::{run_batch, Engine, EngineConfig, LatePolicy, Match};
 use flowy::query::plan::*;
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 use flowy::value::{Value, F64};
 
 fn groups_of(plan: Arc<Plan>, recs: Vec<Record>) -> Vec<Vec<u64>> {
     let mut g: Vec<Vec<u64>> = run_batch(plan, recs, None)
         .iter()
-        .map(|m| m.groups[0].members.iter().map(|r| r.rec_id).collect())
+        .map(|m| m.groups[0].members.iter().map(|r| r.rec_id()).collect())
         .collect();
     g.sort();
     g
@@ -30,10 +30,10 @@ fn one_module(rules: Vec<GroupRule>) -> Arc<Plan> {
 }
 
 fn with_bytes(id: u64, stime: i64, bytes: u64) -> Record {
-    Record {
+    Record::from(RecordFields {
         bytes: Some(bytes),
-        ..rec(id, stime, stime + 10)
-    }
+        ..rec(id, stime, stime + 10).fields()
+    })
 }
 
 /// Does a record with `cand` bytes join the group founded by one with `reference` bytes?
@@ -109,12 +109,12 @@ fn delta_reads_first_member_and_rdelta_the_last() {
 }
 
 fn port_rec(id: u64, stime: i64, dst: u8, sport: u16, bytes: u64) -> Record {
-    Record {
+    Record::from(RecordFields {
         dstip: Some(ip(10, 0, 0, dst)),
         srcport: Some(sport),
         bytes: Some(bytes),
-        ..rec(id, stime, stime + 1)
-    }
+        ..rec(id, stime, stime + 1).fields()
+    })
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn modules_are_alternatives_and_qualified_aggregates_count_per_module() {
         .map(|m| {
             let g = &m.groups[0];
             (
-                g.members.iter().map(|r| r.rec_id).collect(),
+                g.members.iter().map(|r| r.rec_id()).collect(),
                 g.values.clone(),
             )
         })
@@ -233,11 +233,13 @@ fn every_aggregate_function() {
         Some(grouper(vec![module("all", vec![])], vec![], aggs)),
         None,
     ));
-    let r = |id, stime, bytes: Option<u64>, flags: Option<u16>, port| Record {
-        bytes,
-        tcp_flags: flags,
-        srcport: Some(port),
-        ..rec(id, stime, stime + 5)
+    let r = |id, stime, bytes: Option<u64>, flags: Option<u16>, port| {
+        Record::from(RecordFields {
+            bytes,
+            tcp_flags: flags,
+            srcport: Some(port),
+            ..rec(id, stime, stime + 5).fields()
+        })
     };
     let recs = vec![
         r(3, 30, Some(20), None, 9),
@@ -249,7 +251,7 @@ fn every_aggregate_function() {
     assert_eq!(ms.len(), 1);
     let g = &ms[0].groups[0];
     assert_eq!(
-        g.members.iter().map(|r| r.rec_id).collect::<Vec<_>>(),
+        g.members.iter().map(|r| r.rec_id()).collect::<Vec<_>>(),
         vec![0, 1, 2, 3]
     );
     assert_eq!((g.stime, g.etime), (0, 35));
@@ -348,7 +350,7 @@ fn windows_split_groups_and_close_at_window_end() {
     let recs = || vec![r(0, 100), r(1, 900), r(2, 1100), r(3, 1999), r(4, 2000)];
     let mut batch: Vec<Vec<u64>> = run_batch(plan.clone(), recs(), Some(1000))
         .iter()
-        .map(|m| m.groups[0].members.iter().map(|r| r.rec_id).collect())
+        .map(|m| m.groups[0].members.iter().map(|r| r.rec_id()).collect())
         .collect();
     batch.sort();
     assert_eq!(batch, vec![vec![0, 1], vec![2, 3], vec![4]]);
@@ -607,7 +609,11 @@ fn branch_engine_api_and_stats() {
     // Window [0,1000) closed: {0,1} passes count >= 2, {2} does not.
     assert_eq!(out.len(), 1);
     assert_eq!(
-        out[0].members.iter().map(|r| r.rec_id).collect::<Vec<_>>(),
+        out[0]
+            .members
+            .iter()
+            .map(|r| r.rec_id())
+            .collect::<Vec<_>>(),
         vec![0, 1]
     );
     let s = b.stats();
@@ -639,7 +645,7 @@ fn reorder_limit_releases_the_oldest_early() {
     assert_eq!(b.stats().reorder_overflow, 1);
     let mut out = Vec::new();
     b.finish(&mut out);
-    let order: Vec<u64> = out.iter().map(|g| g.members[0].rec_id).collect();
+    let order: Vec<u64> = out.iter().map(|g| g.members[0].rec_id()).collect();
     // The oldest (stime 10) went first; the rest in stime order.
     assert_eq!(order, vec![1, 2, 0]);
 }

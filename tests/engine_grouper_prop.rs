@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use flowy::engine::{run_batch, Engine, EngineConfig};
 use flowy::query::plan::*;
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 use proptest::prelude::*;
 
 const FIELDS: [Field; 4] = [Field::SrcPort, Field::Bytes, Field::Stime, Field::Etime];
@@ -18,10 +18,10 @@ const OPS: &[CmpOp] = CmpOp::ALL.split_at(6).0;
 
 fn field(r: &Record, f: Field) -> Option<i128> {
     match f {
-        Field::SrcPort => r.srcport.map(i128::from),
-        Field::Bytes => r.bytes.map(i128::from),
-        Field::Stime => Some(i128::from(r.stime)),
-        Field::Etime => Some(i128::from(r.etime)),
+        Field::SrcPort => r.srcport().map(i128::from),
+        Field::Bytes => r.bytes().map(i128::from),
+        Field::Stime => Some(i128::from(r.stime())),
+        Field::Etime => Some(i128::from(r.etime())),
         _ => None,
     }
 }
@@ -64,7 +64,7 @@ fn ref_rule(rule: &GroupRule, first: &Record, last: &Record, r: &Record) -> bool
 
 fn reference(g: &GrouperPlan, window: Option<i64>, recs: &[Record]) -> Vec<Vec<u64>> {
     let mut sorted: Vec<&Record> = recs.iter().collect();
-    sorted.sort_by_key(|r| (r.stime, r.rec_id));
+    sorted.sort_by_key(|r| (r.stime(), r.rec_id()));
     let win = |t: i64| window.map_or(0, |w| t.div_euclid(w));
     let mut groups: Vec<Vec<&Record>> = Vec::new();
     for r in sorted {
@@ -73,7 +73,7 @@ fn reference(g: &GrouperPlan, window: Option<i64>, recs: &[Record]) -> Vec<Vec<u
         } else {
             groups.iter().position(|members| {
                 let (first, last) = (members[0], members[members.len() - 1]);
-                win(first.stime) == win(r.stime)
+                win(first.stime()) == win(r.stime())
                     && g.modules
                         .iter()
                         .any(|m| m.rules.iter().all(|rule| ref_rule(rule, first, last, r)))
@@ -86,7 +86,7 @@ fn reference(g: &GrouperPlan, window: Option<i64>, recs: &[Record]) -> Vec<Vec<u
     }
     let mut out: Vec<Vec<u64>> = groups
         .iter()
-        .map(|m| m.iter().map(|r| r.rec_id).collect())
+        .map(|m| m.iter().map(|r| r.rec_id()).collect())
         .collect();
     out.sort();
     out
@@ -155,17 +155,17 @@ proptest! {
         let recs: Vec<Record> = raw
             .iter()
             .enumerate()
-            .map(|(i, (stime, dur, port, bytes))| Record {
+            .map(|(i, (stime, dur, port, bytes))| Record::from(RecordFields {
                 srcport: *port,
                 bytes: Some(*bytes),
-                ..rec(i as u64, *stime, stime + dur)
-            })
+                ..rec(i as u64, *stime, stime + dur).fields()
+            }))
             .collect();
         let expected = reference(&g, window, &recs);
         let plan = single(branch("A", None, Some(g), None));
         let mut got: Vec<Vec<u64>> = run_batch(plan, recs, window)
             .iter()
-            .map(|m| m.groups[0].members.iter().map(|r| r.rec_id).collect())
+            .map(|m| m.groups[0].members.iter().map(|r| r.rec_id()).collect())
             .collect();
         got.sort();
         prop_assert_eq!(got, expected);
@@ -194,20 +194,20 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, ((stime, dur, port, bytes), jitter))| {
-                let r = Record {
+                let r = Record::from(RecordFields {
                     srcport: *port,
                     bytes: Some(*bytes),
-                    ..rec(i as u64, *stime, stime + dur)
-                };
+                    ..rec(i as u64, *stime, stime + dur).fields()
+                });
                 (stime + jitter, r)
             })
             .collect();
-        recs.sort_by_key(|(arrival, r)| (*arrival, r.rec_id));
+        recs.sort_by_key(|(arrival, r)| (*arrival, r.rec_id()));
         let recs: Vec<Record> = recs.into_iter().map(|(_, r)| r).collect();
         let groups = |ms: &[flowy::engine::Match]| {
             let mut v: Vec<Vec<u64>> = ms
                 .iter()
-                .map(|m| m.groups[0].members.iter().map(|r| r.rec_id).collect())
+                .map(|m| m.groups[0].members.iter().map(|r| r.rec_id()).collect())
                 .collect();
             v.sort();
             v

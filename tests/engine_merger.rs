@@ -9,7 +9,7 @@ use std::sync::Arc;
 use engine_support::*;
 use flowy::engine::{run_batch, Engine, EngineConfig, Group, Match, MergerEngine};
 use flowy::query::plan::*;
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 use flowy::value::{Prefix, Value};
 
 const K: GroupField = GroupField::Slot(0);
@@ -333,7 +333,7 @@ fn ungrouper_dedups_attributes_and_orders() {
     let recs: Vec<(usize, u64, i64)> = out[0]
         .records
         .iter()
-        .map(|(b, r)| (*b, r.rec_id, r.stime))
+        .map(|(b, r)| (*b, r.rec_id(), r.stime()))
         .collect();
     assert_eq!(recs, vec![(0, 3, 5), (1, 4, 10), (1, 9, 10), (1, 7, 20)]);
 }
@@ -380,7 +380,7 @@ fn trace(n: u64) -> Vec<Record> {
             let dport = [80u16, 443, 53][(next() % 3) as usize];
             let outbound = next() % 2 == 0;
             let (s, d) = if outbound { (host, srv) } else { (srv, host) };
-            Record {
+            Record::from(RecordFields {
                 srcport: Some(if outbound {
                     40_000 + (next() % 5) as u16
                 } else {
@@ -391,8 +391,8 @@ fn trace(n: u64) -> Vec<Record> {
                 } else {
                     40_000 + (next() % 5) as u16
                 }),
-                ..flow(id, stime, stime + dur, s, d, 0, 100 + next() % 900)
-            }
+                ..flow(id, stime, stime + dur, s, d, 0, 100 + next() % 900).fields()
+            })
         })
         .collect()
 }
@@ -468,7 +468,7 @@ fn canonical(ms: &[Match]) -> BTreeSet<Vec<Vec<u64>>> {
         .map(|m| {
             m.groups
                 .iter()
-                .map(|g| g.members.iter().map(|r| r.rec_id).collect())
+                .map(|g| g.members.iter().map(|r| r.rec_id()).collect())
                 .collect()
         })
         .collect()
@@ -505,7 +505,7 @@ fn streaming_equals_batch_with_large_bounds() {
         assert!(m
             .records
             .windows(2)
-            .all(|w| (w[0].1.stime, w[0].1.rec_id) <= (w[1].1.stime, w[1].1.rec_id)));
+            .all(|w| (w[0].1.stime(), w[0].1.rec_id()) <= (w[1].1.stime(), w[1].1.rec_id())));
     }
 }
 
@@ -604,6 +604,6 @@ fn single_group_records_are_sorted_by_stime_then_rec_id() {
         values: vec![],
     });
     let out = run(&mut m, vec![g]);
-    let ids: Vec<u64> = out[0].records.iter().map(|(_, r)| r.rec_id).collect();
+    let ids: Vec<u64> = out[0].records.iter().map(|(_, r)| r.rec_id()).collect();
     assert_eq!(ids, vec![3, 1, 4, 2]);
 }

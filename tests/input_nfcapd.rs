@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flowy::input::{nfcapd, read_file, InputError, InputFormat};
-use flowy::record::{Record, Value};
+use flowy::record::{Record, RecordFields, Value};
 use serde_json::Value as Json;
 
 fn data(name: &str) -> PathBuf {
@@ -81,7 +81,7 @@ fn expected(i: usize, j: &Json, exp: &HashMap<u64, (IpAddr, Option<u32>)>) -> Re
             .map(|v| v.as_str().unwrap().parse::<IpAddr>().unwrap())
     };
     let (exporter, sampling) = exp[&u("export_sysid").unwrap()];
-    let mut r = Record {
+    let mut r = Record::from(RecordFields {
         rec_id: i as u64,
         exporter: Some(exporter),
         sampling: if u("sampled") == Some(1) {
@@ -107,12 +107,12 @@ fn expected(i: usize, j: &Json, exp: &HashMap<u64, (IpAddr, Option<u32>)>) -> Re
         src_as: u("src_as").map(|v| v as u32),
         dst_as: u("dst_as").map(|v| v as u32),
         nexthop: ip("ip4_next_hop").or(ip("ip6_next_hop")),
-        ..Record::default()
-    };
+        ..RecordFields::default()
+    });
     if let (Some(t), Some(c)) = (u("icmp_type"), u("icmp_code")) {
         // SPEC §1.1: ICMP type·256 + code in dstport, srcport 0
-        r.srcport = Some(0);
-        r.dstport = Some((t * 256 + c) as u16);
+        r.set_srcport(Some(0));
+        r.set_dstport(Some((t * 256 + c) as u16));
     }
     let extras = [
         ("direction", 61),
@@ -124,12 +124,12 @@ fn expected(i: usize, j: &Json, exp: &HashMap<u64, (IpAddr, Option<u32>)>) -> Re
     ];
     for (k, id) in extras {
         if let Some(v) = u(k) {
-            r.extra.push((id, Value::Uint(v)));
+            r.extra_mut().push((id, Value::Uint(v)));
         }
     }
     for (k, id) in [("bgp4_next_hop", 18), ("bgp6_next_hop", 63)] {
         if let Some(v) = ip(k) {
-            r.extra.push((id, Value::Ip(v)));
+            r.extra_mut().push((id, Value::Ip(v)));
         }
     }
     r
@@ -145,11 +145,11 @@ fn assert_agrees(name: &str, ours: &[Record], json: &str, exporter_list: &str) {
         let mut want = expected(i, j, &exp);
         if j.get("tcp_flags").is_none() {
             // nfdump prints no flags for ICMP
-            want.tcp_flags = got.tcp_flags;
+            want.set_tcp_flags(got.tcp_flags());
         }
         let mut got = got.clone();
-        got.extra.sort_by_key(|e| e.0);
-        want.extra.sort_by_key(|e| e.0);
+        got.extra_mut().sort_by_key(|e| e.0);
+        want.extra_mut().sort_by_key(|e| e.0);
         assert_eq!(got, want, "{name}: record {i}\nnfdump: {j}");
     }
 }
@@ -164,13 +164,17 @@ fn golden(name: &str, base: &str) {
 fn v9_ipv4_and_ipv6_agree_with_nfdump_golden() {
     golden("v9.nfcapd", "v9");
     let recs = read("v9.nfcapd");
-    assert!(recs.iter().any(|r| matches!(r.srcip, Some(IpAddr::V6(_)))));
-    assert!(recs.iter().any(|r| matches!(r.srcip, Some(IpAddr::V4(_)))));
-    assert!(recs.iter().any(|r| r.prot == Some(58)));
-    assert!(recs.iter().any(|r| r.prot == Some(1)));
+    assert!(recs
+        .iter()
+        .any(|r| matches!(r.srcip(), Some(IpAddr::V6(_)))));
+    assert!(recs
+        .iter()
+        .any(|r| matches!(r.srcip(), Some(IpAddr::V4(_)))));
+    assert!(recs.iter().any(|r| r.prot() == Some(58)));
+    assert!(recs.iter().any(|r| r.prot() == Some(1)));
     // both halves of an IPv6 address in place (nfdump keeps two host-order u64s)
     let v6: IpAddr = "2001:db8:1234:5678:9abc:def0:1122:3310".parse().unwrap();
-    assert!(recs.iter().any(|r| r.srcip == Some(v6)));
+    assert!(recs.iter().any(|r| r.srcip() == Some(v6)));
 }
 
 #[test]
@@ -194,12 +198,14 @@ fn sampled_ipfix_and_v5_agree_with_nfdump_golden() {
     golden("ipfix-sampled.nfcapd", "ipfix-sampled");
     golden("v5-sampled.nfcapd", "v5-sampled");
     let v5 = read("v5-sampled.nfcapd");
-    assert!(v5.iter().all(|r| r.sampling == Some(100)), "{:?}", v5[0]);
-    assert!(v5.iter().all(|r| r.src_as.is_some() && r.nexthop.is_some()));
+    assert!(v5.iter().all(|r| r.sampling() == Some(100)), "{:?}", v5[0]);
+    assert!(v5
+        .iter()
+        .all(|r| r.src_as().is_some() && r.nexthop().is_some()));
     assert!(read("ipfix-sampled.nfcapd")
         .iter()
-        .all(|r| r.sampling == Some(10)));
-    assert!(read("v9.nfcapd").iter().all(|r| r.sampling.is_none()));
+        .all(|r| r.sampling() == Some(10)));
+    assert!(read("v9.nfcapd").iter().all(|r| r.sampling().is_none()));
 }
 
 #[test]
@@ -208,19 +214,19 @@ fn extensions_next_hops_as_masks_vlans_agree_with_nfdump_golden() {
     let recs = read("ipfix-ext.nfcapd");
     let v6 = recs
         .iter()
-        .find(|r| matches!(r.srcip, Some(IpAddr::V6(_))))
+        .find(|r| matches!(r.srcip(), Some(IpAddr::V6(_))))
         .unwrap();
     let nh: IpAddr = "2001:db8:fedc:ba98:7654:3210:0:fe".parse().unwrap();
-    assert_eq!(v6.nexthop, Some(nh));
-    assert_eq!((v6.src_mask, v6.dst_mask), (Some(64), Some(48)));
-    assert_eq!(v6.src_as, Some(4_200_000_000));
+    assert_eq!(v6.nexthop(), Some(nh));
+    assert_eq!((v6.src_mask(), v6.dst_mask()), (Some(64), Some(48)));
+    assert_eq!(v6.src_as(), Some(4_200_000_000));
     let bgp = flowy::record::Field::from_name("bgpNextHopIPv6Address").unwrap();
     assert!(matches!(v6.get(bgp), Some(Value::Ip(IpAddr::V6(_)))));
     let vlan = flowy::record::Field::from_name("vlanId").unwrap();
     assert!(recs.iter().all(|r| r.get(vlan).is_some()));
     // two exporters (sysid 1 and 2): each flow names its own
     let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-    let from = |e| recs.iter().filter(|r| r.exporter == e).count();
+    let from = |e| recs.iter().filter(|r| r.exporter() == e).count();
     assert_eq!((from(ip("127.0.0.2")), from(ip("127.0.0.3"))), (6, 6));
 }
 
@@ -233,8 +239,8 @@ fn stored_time_range_is_the_statistics_record() {
         "v5-sampled.nfcapd",
     ] {
         let recs = read(name);
-        let first = recs.iter().map(|r| r.stime).min().unwrap();
-        let last = recs.iter().map(|r| r.etime).max().unwrap();
+        let first = recs.iter().map(|r| r.stime()).min().unwrap();
+        let last = recs.iter().map(|r| r.etime()).max().unwrap();
         let range = nfcapd::stored_time_range(&data(name)).unwrap();
         assert_eq!(range, Some((first, last)), "{name}");
     }

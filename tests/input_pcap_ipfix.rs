@@ -73,7 +73,15 @@ fn flowtools_v5(path: &Path) -> Vec<Key> {
 
 fn key(r: &Record) -> Key {
     (
-        r.srcip, r.dstip, r.srcport, r.dstport, r.prot, r.bytes, r.packets, r.stime, r.etime,
+        r.srcip(),
+        r.dstip(),
+        r.srcport(),
+        r.dstport(),
+        r.prot(),
+        r.bytes(),
+        r.packets(),
+        r.stime(),
+        r.etime(),
     )
 }
 
@@ -98,7 +106,7 @@ fn ipfix_trace_2009_matches_flowtools() -> Result<(), InputError> {
     assert!(recs
         .iter()
         .enumerate()
-        .all(|(i, r)| r.rec_id == i as u64 && r.exporter.is_none()));
+        .all(|(i, r)| r.rec_id() == i as u64 && r.exporter().is_none()));
     Ok(())
 }
 
@@ -203,16 +211,16 @@ fn pcap_ethernet_vlan_ipv4() -> Result<(), InputError> {
     let recs = pcap::read(&path)?;
     assert_eq!(recs.len(), 6);
     assert_eq!(
-        recs[0].exporter,
+        recs[0].exporter(),
         Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
     );
     assert_eq!(
-        recs[5].exporter,
+        recs[5].exporter(),
         Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)))
     );
-    assert_eq!(recs[1].bytes, Some(101));
-    assert_eq!(recs[0].stime, 1_700_000_000_000 - 5_000);
-    assert!(recs.iter().enumerate().all(|(i, r)| r.rec_id == i as u64));
+    assert_eq!(recs[1].bytes(), Some(101));
+    assert_eq!(recs[0].stime(), 1_700_000_000_000 - 5_000);
+    assert!(recs.iter().enumerate().all(|(i, r)| r.rec_id() == i as u64));
     Ok(())
 }
 
@@ -255,7 +263,7 @@ fn pcapng_linux_cooked_and_raw_ipv6() -> Result<(), InputError> {
     assert_eq!(grams[1].src, SocketAddr::new(IpAddr::V6(v6), 4739));
     let recs = pcap::read(&path)?;
     assert_eq!(recs.len(), 4);
-    assert_eq!(recs[3].exporter, Some(IpAddr::V6(v6)));
+    assert_eq!(recs[3].exporter(), Some(IpAddr::V6(v6)));
     Ok(())
 }
 

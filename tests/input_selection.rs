@@ -354,19 +354,19 @@ fn nfdump_json_agrees_with_the_nfcapd_file_it_came_from() {
         for (a, b) in direct.iter().zip(&via_json) {
             let key = |r: &flowy::record::Record| {
                 (
-                    r.rec_id,
-                    (r.stime, r.etime),
-                    (r.srcip, r.dstip, r.nexthop, r.exporter),
+                    r.rec_id(),
+                    (r.stime(), r.etime()),
+                    (r.srcip(), r.dstip(), r.nexthop(), r.exporter()),
                     // nfdump prints no flags for ICMP; the file stores 0.
                     (
-                        r.srcport,
-                        r.dstport,
-                        r.prot,
-                        r.tcp_flags.unwrap_or(0),
-                        r.tos,
+                        r.srcport(),
+                        r.dstport(),
+                        r.prot(),
+                        r.tcp_flags().unwrap_or(0),
+                        r.tos(),
                     ),
-                    (r.bytes, r.packets, r.input, r.output),
-                    (r.src_as, r.dst_as, r.src_mask, r.dst_mask),
+                    (r.bytes(), r.packets(), r.input(), r.output()),
+                    (r.src_as(), r.dst_as(), r.src_mask(), r.dst_mask()),
                 )
             };
             assert_eq!(key(a), key(b), "{name}");

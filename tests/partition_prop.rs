@@ -23,7 +23,7 @@ use std::sync::Arc;
 use flowy::engine::{run_batch, Match};
 use flowy::query::plan::Plan;
 use flowy::query::{compile_source, KeyPart, KeySpec, PartitionKey};
-use flowy::record::{Field, Record};
+use flowy::record::{Field, Record, RecordFields};
 use flowy::value::Value;
 use proptest::prelude::*;
 use trace_gen::Rng;
@@ -298,7 +298,7 @@ fn trace(seed: u64, n: usize) -> Vec<Record> {
         .map(|i| {
             t += rng.range(0, 1_500) as i64;
             let len = rng.range(0, 4_000) as i64;
-            Record {
+            Record::from(RecordFields {
                 rec_id: i as u64,
                 srcip: addr(&mut rng),
                 dstip: addr(&mut rng),
@@ -309,8 +309,8 @@ fn trace(seed: u64, n: usize) -> Vec<Record> {
                 packets: Some(1),
                 stime: t,
                 etime: t + len,
-                ..Record::default()
-            }
+                ..RecordFields::default()
+            })
         })
         .collect()
 }
@@ -363,7 +363,7 @@ fn check(plan: &Arc<Plan>, recs: &[Record], window: Option<i64>) -> Result<Optio
         match split {
             None => {
                 let n = members(m)
-                    .map(|r| r.rec_id)
+                    .map(|r| r.rec_id())
                     .collect::<std::collections::BTreeSet<_>>();
                 if n.len() != 1 {
                     return Err(format!("an Any query has a match of records {n:?}"));
@@ -376,9 +376,9 @@ fn check(plan: &Arc<Plan>, recs: &[Record], window: Option<i64>) -> Result<Optio
                     if values(k, r) != want || k.hash(r) != hash {
                         return Err(format!(
                             "key {k}: record {} has {:?}, record {} has {:?}",
-                            first.rec_id,
+                            first.rec_id(),
                             want,
-                            r.rec_id,
+                            r.rec_id(),
                             values(k, r)
                         ));
                     }
@@ -457,7 +457,7 @@ fn the_generator_covers_every_kind_of_key() {
                 let whole = run_batch(plan.clone(), recs, None);
                 let spread = whole.iter().any(|m| {
                     let ids: std::collections::BTreeSet<u64> =
-                        members(m).map(|r| r.rec_id).collect();
+                        members(m).map(|r| r.rec_id()).collect();
                     ids.len() > 1
                 });
                 keyed_multi += usize::from(spread);

@@ -206,13 +206,13 @@ fn measure_disorder(
         opts,
         |_| {},
         |rec| {
-            if sanity.check(rec.stime, rec.etime, 0).is_err() {
+            if sanity.check(rec.stime(), rec.etime(), 0).is_err() {
                 return;
             }
             if let Some(m) = max_stime {
-                behind = behind.max(m.saturating_sub(rec.stime));
+                behind = behind.max(m.saturating_sub(rec.stime()));
             }
-            max_stime = Some(max_stime.map_or(rec.stime, |m| m.max(rec.stime)));
+            max_stime = Some(max_stime.map_or(rec.stime(), |m| m.max(rec.stime())));
         },
     )?;
     Ok(behind)
@@ -299,13 +299,15 @@ impl StreamingRun {
             return;
         }
         let implausible = &mut self.implausible;
-        batch.retain(|r| match TimeSanity::files().check(r.stime, r.etime, 0) {
-            Ok(()) => true,
-            Err(why) => {
-                implausible.count(r.exporter, why);
-                false
-            }
-        });
+        batch.retain(
+            |r| match TimeSanity::files().check(r.stime(), r.etime(), 0) {
+                Ok(()) => true,
+                Err(why) => {
+                    implausible.count(r.exporter(), why);
+                    false
+                }
+            },
+        );
         self.engine.push_batch(batch, &mut self.out);
         self.writer.send(&mut self.out);
     }

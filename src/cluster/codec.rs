@@ -261,7 +261,7 @@ pub fn encode_marked_batch<'a, I>(
     I: IntoIterator<Item = &'a Record>,
 {
     let mut records = records.into_iter().peekable();
-    let first_seq = records.peek().map_or(0, |r| r.rec_id & SEQ_MASK);
+    let first_seq = records.peek().map_or(0, |r| r.rec_id() & SEQ_MASK);
     let start = out.len();
     out.reserve(HEADER_LEN + records.size_hint().0 * 48);
     out.push(VERSION);
@@ -304,11 +304,11 @@ pub fn decode_batch(buf: &[u8]) -> Result<(BatchHeader, Vec<Record>), DecodeErro
     for (i, rec) in records.iter_mut().enumerate() {
         let at = r.pos;
         get_record(&mut r, &mut prev, rec)?;
-        if i == 0 && rec.rec_id & SEQ_MASK != header.first_seq {
+        if i == 0 && rec.rec_id() & SEQ_MASK != header.first_seq {
             return Err(DecodeError::FirstSeqMismatch {
                 offset: at,
                 header: header.first_seq,
-                record: rec.rec_id & SEQ_MASK,
+                record: rec.rec_id() & SEQ_MASK,
             });
         }
     }
@@ -474,27 +474,27 @@ fn presence(r: &Record, exporter_same: bool) -> u32 {
     let exporter = if exporter_same {
         bits::EXPORTER | bits::EXPORTER_SAME
     } else {
-        ip_bits(r.exporter, bits::EXPORTER)
+        ip_bits(r.exporter(), bits::EXPORTER)
     };
     exporter
-        | ip_bits(r.srcip, bits::SRCIP)
-        | ip_bits(r.dstip, bits::DSTIP)
-        | ip_bits(r.nexthop, bits::NEXTHOP)
-        | b(r.srcport.is_some(), bits::SRCPORT)
-        | b(r.dstport.is_some(), bits::DSTPORT)
-        | b(r.prot.is_some(), bits::PROT)
-        | b(r.tcp_flags.is_some(), bits::TCP_FLAGS)
-        | b(r.tos.is_some(), bits::TOS)
-        | b(r.bytes.is_some(), bits::BYTES)
-        | b(r.packets.is_some(), bits::PACKETS)
-        | b(r.input.is_some(), bits::INPUT)
-        | b(r.output.is_some(), bits::OUTPUT)
-        | b(r.src_as.is_some(), bits::SRC_AS)
-        | b(r.dst_as.is_some(), bits::DST_AS)
-        | b(r.src_mask.is_some(), bits::SRC_MASK)
-        | b(r.dst_mask.is_some(), bits::DST_MASK)
-        | b(r.sampling.is_some(), bits::SAMPLING)
-        | b(!r.extra.is_empty(), bits::EXTRA)
+        | ip_bits(r.srcip(), bits::SRCIP)
+        | ip_bits(r.dstip(), bits::DSTIP)
+        | ip_bits(r.nexthop(), bits::NEXTHOP)
+        | b(r.srcport().is_some(), bits::SRCPORT)
+        | b(r.dstport().is_some(), bits::DSTPORT)
+        | b(r.prot().is_some(), bits::PROT)
+        | b(r.tcp_flags().is_some(), bits::TCP_FLAGS)
+        | b(r.tos().is_some(), bits::TOS)
+        | b(r.bytes().is_some(), bits::BYTES)
+        | b(r.packets().is_some(), bits::PACKETS)
+        | b(r.input().is_some(), bits::INPUT)
+        | b(r.output().is_some(), bits::OUTPUT)
+        | b(r.src_as().is_some(), bits::SRC_AS)
+        | b(r.dst_as().is_some(), bits::DST_AS)
+        | b(r.src_mask().is_some(), bits::SRC_MASK)
+        | b(r.dst_mask().is_some(), bits::DST_MASK)
+        | b(r.sampling().is_some(), bits::SAMPLING)
+        | b(!r.extra().is_empty(), bits::EXTRA)
 }
 
 #[inline]
@@ -514,64 +514,64 @@ fn put_opt_varint(out: &mut impl Sink, v: Option<u64>) {
 }
 
 fn put_record(out: &mut Vec<u8>, r: &Record, prev: &mut Prev) {
-    let exporter_same = r.exporter.is_some() && r.exporter == prev.exporter;
+    let exporter_same = r.exporter().is_some() && r.exporter() == prev.exporter;
     let mut f = Fixed::new();
     f.bytes(&presence(r, exporter_same).to_le_bytes()[..3]);
     put_varint(
         &mut f,
-        zigzag(r.rec_id.wrapping_sub(prev.rec_id).wrapping_sub(1) as i64),
+        zigzag(r.rec_id().wrapping_sub(prev.rec_id).wrapping_sub(1) as i64),
     );
-    put_varint(&mut f, zigzag(r.stime.wrapping_sub(prev.stime)));
-    put_varint(&mut f, zigzag(r.etime.wrapping_sub(r.stime)));
+    put_varint(&mut f, zigzag(r.stime().wrapping_sub(prev.stime)));
+    put_varint(&mut f, zigzag(r.etime().wrapping_sub(r.stime())));
     if !exporter_same {
-        put_ip(&mut f, r.exporter);
+        put_ip(&mut f, r.exporter());
     }
-    put_ip(&mut f, r.srcip);
-    put_ip(&mut f, r.dstip);
-    put_ip(&mut f, r.nexthop);
+    put_ip(&mut f, r.srcip());
+    put_ip(&mut f, r.dstip());
+    put_ip(&mut f, r.nexthop());
     put_counters(&mut f, r);
     out.extend_from_slice(f.as_slice());
-    if !r.extra.is_empty() {
-        put_varint(out, r.extra.len() as u64);
-        for (id, v) in &r.extra {
+    if !r.extra().is_empty() {
+        put_varint(out, r.extra().len() as u64);
+        for (id, v) in r.extra() {
             put_varint(out, u64::from(*id));
             put_value(out, v);
         }
     }
-    prev.rec_id = r.rec_id;
-    prev.stime = r.stime;
-    prev.exporter = r.exporter;
+    prev.rec_id = r.rec_id();
+    prev.stime = r.stime();
+    prev.exporter = r.exporter();
 }
 
 /// The fields after the addresses, in presence-bit order.
 #[inline]
 fn put_counters(out: &mut impl Sink, r: &Record) {
-    if let Some(p) = r.srcport {
+    if let Some(p) = r.srcport() {
         out.bytes(&p.to_le_bytes());
     }
-    if let Some(p) = r.dstport {
+    if let Some(p) = r.dstport() {
         out.bytes(&p.to_le_bytes());
     }
-    if let Some(b) = r.prot {
+    if let Some(b) = r.prot() {
         out.byte(b);
     }
-    put_opt_varint(out, r.tcp_flags.map(u64::from));
-    if let Some(b) = r.tos {
+    put_opt_varint(out, r.tcp_flags().map(u64::from));
+    if let Some(b) = r.tos() {
         out.byte(b);
     }
-    put_opt_varint(out, r.bytes);
-    put_opt_varint(out, r.packets);
-    put_opt_varint(out, r.input.map(u64::from));
-    put_opt_varint(out, r.output.map(u64::from));
-    put_opt_varint(out, r.src_as.map(u64::from));
-    put_opt_varint(out, r.dst_as.map(u64::from));
-    if let Some(b) = r.src_mask {
+    put_opt_varint(out, r.bytes());
+    put_opt_varint(out, r.packets());
+    put_opt_varint(out, r.input().map(u64::from));
+    put_opt_varint(out, r.output().map(u64::from));
+    put_opt_varint(out, r.src_as().map(u64::from));
+    put_opt_varint(out, r.dst_as().map(u64::from));
+    if let Some(b) = r.src_mask() {
         out.byte(b);
     }
-    if let Some(b) = r.dst_mask {
+    if let Some(b) = r.dst_mask() {
         out.byte(b);
     }
-    put_opt_varint(out, r.sampling.map(u64::from));
+    put_opt_varint(out, r.sampling().map(u64::from));
 }
 
 fn put_value(out: &mut Vec<u8>, v: &Value) {
@@ -780,27 +780,28 @@ fn get_record(r: &mut Reader<'_>, prev: &mut Prev, rec: &mut Record) -> Result<(
     let [b0, b1, b2] = r.array::<3>("presence bits")?;
     let p = u32::from_le_bytes([b0, b1, b2, 0]);
     check_presence(p, at, prev)?;
-    rec.rec_id = prev
-        .rec_id
-        .wrapping_add(1)
-        .wrapping_add(unzigzag(r.varint("rec_id")?) as u64);
-    rec.stime = prev.stime.wrapping_add(unzigzag(r.varint("stime")?));
-    rec.etime = rec.stime.wrapping_add(unzigzag(r.varint("etime")?));
-    rec.exporter = if p & bits::EXPORTER_SAME != 0 {
+    rec.set_rec_id(
+        prev.rec_id
+            .wrapping_add(1)
+            .wrapping_add(unzigzag(r.varint("rec_id")?) as u64),
+    );
+    let stime = prev.stime.wrapping_add(unzigzag(r.varint("stime")?));
+    rec.set_times(stime, stime.wrapping_add(unzigzag(r.varint("etime")?)));
+    rec.set_exporter(if p & bits::EXPORTER_SAME != 0 {
         prev.exporter
     } else {
         r.opt_ip(p, bits::EXPORTER, "exporter")?
-    };
-    rec.srcip = r.opt_ip(p, bits::SRCIP, "srcip")?;
-    rec.dstip = r.opt_ip(p, bits::DSTIP, "dstip")?;
-    rec.nexthop = r.opt_ip(p, bits::NEXTHOP, "nexthop")?;
+    });
+    rec.set_srcip(r.opt_ip(p, bits::SRCIP, "srcip")?);
+    rec.set_dstip(r.opt_ip(p, bits::DSTIP, "dstip")?);
+    rec.set_nexthop(r.opt_ip(p, bits::NEXTHOP, "nexthop")?);
     get_counters(r, p, rec)?;
     if p & bits::EXTRA != 0 {
-        rec.extra = get_extras(r)?;
+        rec.set_extra(get_extras(r)?);
     }
-    prev.rec_id = rec.rec_id;
-    prev.stime = rec.stime;
-    prev.exporter = rec.exporter;
+    prev.rec_id = rec.rec_id();
+    prev.stime = rec.stime();
+    prev.exporter = rec.exporter();
     Ok(())
 }
 
@@ -808,20 +809,24 @@ fn get_record(r: &mut Reader<'_>, prev: &mut Prev, rec: &mut Record) -> Result<(
 #[inline]
 fn get_counters(r: &mut Reader<'_>, p: u32, rec: &mut Record) -> Result<(), DecodeError> {
     use bits::*;
-    rec.srcport = opt(p, SRCPORT, || r.array("srcport").map(u16::from_le_bytes))?;
-    rec.dstport = opt(p, DSTPORT, || r.array("dstport").map(u16::from_le_bytes))?;
-    rec.prot = opt(p, PROT, || r.u8("prot"))?;
-    rec.tcp_flags = opt(p, TCP_FLAGS, || r.varint_as("tcp_flags"))?;
-    rec.tos = opt(p, TOS, || r.u8("tos"))?;
-    rec.bytes = opt(p, BYTES, || r.varint("bytes"))?;
-    rec.packets = opt(p, PACKETS, || r.varint("packets"))?;
-    rec.input = opt(p, INPUT, || r.varint_as("input"))?;
-    rec.output = opt(p, OUTPUT, || r.varint_as("output"))?;
-    rec.src_as = opt(p, SRC_AS, || r.varint_as("src_as"))?;
-    rec.dst_as = opt(p, DST_AS, || r.varint_as("dst_as"))?;
-    rec.src_mask = opt(p, SRC_MASK, || r.u8("src_mask"))?;
-    rec.dst_mask = opt(p, DST_MASK, || r.u8("dst_mask"))?;
-    rec.sampling = opt(p, SAMPLING, || r.varint_as("sampling"))?;
+    rec.set_srcport(opt(p, SRCPORT, || {
+        r.array("srcport").map(u16::from_le_bytes)
+    })?);
+    rec.set_dstport(opt(p, DSTPORT, || {
+        r.array("dstport").map(u16::from_le_bytes)
+    })?);
+    rec.set_prot(opt(p, PROT, || r.u8("prot"))?);
+    rec.set_tcp_flags(opt(p, TCP_FLAGS, || r.varint_as("tcp_flags"))?);
+    rec.set_tos(opt(p, TOS, || r.u8("tos"))?);
+    rec.set_bytes(opt(p, BYTES, || r.varint("bytes"))?);
+    rec.set_packets(opt(p, PACKETS, || r.varint("packets"))?);
+    rec.set_input(opt(p, INPUT, || r.varint_as("input"))?);
+    rec.set_output(opt(p, OUTPUT, || r.varint_as("output"))?);
+    rec.set_src_as(opt(p, SRC_AS, || r.varint_as("src_as"))?);
+    rec.set_dst_as(opt(p, DST_AS, || r.varint_as("dst_as"))?);
+    rec.set_src_mask(opt(p, SRC_MASK, || r.u8("src_mask"))?);
+    rec.set_dst_mask(opt(p, DST_MASK, || r.u8("dst_mask"))?);
+    rec.set_sampling(opt(p, SAMPLING, || r.varint_as("sampling"))?);
     Ok(())
 }
 
@@ -876,6 +881,7 @@ fn get_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> Option<IpAddr> {
         Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
@@ -888,7 +894,7 @@ mod tests {
     }
 
     fn full(seq: u64) -> Record {
-        Record {
+        Record::from(RecordFields {
             rec_id: cluster_rec_id(7, seq),
             exporter: v4(192, 0, 2, 1),
             srcip: v4(10, 0, 0, 1),
@@ -925,16 +931,16 @@ mod tests {
                     ])),
                 ),
             ],
-        }
+        })
     }
 
     fn bare(rec_id: u64, stime: i64, etime: i64) -> Record {
-        Record {
+        Record::from(RecordFields {
             rec_id,
             stime,
             etime,
-            ..Record::default()
-        }
+            ..RecordFields::default()
+        })
     }
 
     fn encode(collector: u16, sent: i64, records: &[Record]) -> Vec<u8> {
@@ -1023,8 +1029,8 @@ mod tests {
     fn every_field_and_value_kind_round_trips() {
         let mut recs: Vec<Record> = (0..5).map(full).collect();
         recs.push(bare(cluster_rec_id(7, 9), 0, 0));
-        recs[2].exporter = v6(1);
-        recs[3].exporter = None;
+        recs[2].set_exporter(v6(1));
+        recs[3].set_exporter(None);
         round_trip(7, 1_795_392_100_000, &recs);
     }
 
@@ -1053,9 +1059,11 @@ mod tests {
         let alternating: Vec<Record> = recs
             .iter()
             .enumerate()
-            .map(|(i, r)| Record {
-                exporter: v4(192, 0, 2, (i % 2) as u8),
-                ..r.clone()
+            .map(|(i, r)| {
+                Record::from(RecordFields {
+                    exporter: v4(192, 0, 2, (i % 2) as u8),
+                    ..r.clone().fields()
+                })
             })
             .collect();
         assert_eq!(
@@ -1250,7 +1258,7 @@ mod tests {
     #[test]
     fn a_narrow_field_overflowing_is_refused() {
         let mut r = bare(cluster_rec_id(1, 0), 0, 0);
-        r.bytes = Some(u64::from(u32::MAX) + 1);
+        r.set_bytes(Some(u64::from(u32::MAX) + 1));
         let mut buf = encode(1, 0, &[r]);
         // Relabel the 64-bit `bytes` as the 32-bit `input`.
         let p = bits::INPUT.to_le_bytes();

@@ -133,14 +133,14 @@ impl<B: RecordBus> Publisher<B> {
                 .resize(lanes.len() * parts, (None, Instant::now()));
         }
         for mut rec in batch {
-            self.mark = Some(self.mark.map_or(rec.stime, |m| m.max(rec.stime)));
+            self.mark = Some(self.mark.map_or(rec.stime(), |m| m.max(rec.stime())));
             let Some(id) = self.next_id().await else {
                 add(&self.metrics.cluster.dropped_records, 1);
                 continue;
             };
             // The decoder hands over the only reference: the id is set in
             // place, without copying the record.
-            Arc::make_mut(&mut rec).rec_id = id;
+            Arc::make_mut(&mut rec).set_rec_id(id);
             let mut routed = false;
             for (i, route) in lanes.iter().enumerate() {
                 if !route.carries(&rec) {
@@ -232,7 +232,7 @@ impl<B: RecordBus> Publisher<B> {
         // Deterministic: a retry of this batch carries the same id (a
         // batch of the mark alone is named by the mark).
         let id = match recs.first() {
-            Some(r) => format!("{}-{}", subject, r.rec_id),
+            Some(r) => format!("{}-{}", subject, r.rec_id()),
             None => format!(
                 "{}-m{}-{}",
                 subject,

@@ -51,7 +51,7 @@ impl Lane {
         match self {
             Lane::Keyed(k) => k.partition(rec, partitions),
             // rec_ids are unique and dense: an even spread.
-            Lane::Any => (rec.rec_id % u64::from(partitions.max(1))) as u32,
+            Lane::Any => (rec.rec_id() % u64::from(partitions.max(1))) as u32,
             Lane::Global => 0,
         }
     }
@@ -169,17 +169,18 @@ pub fn routes<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> Vec<Route> {
 mod tests {
     use super::*;
     use crate::query::compile_source;
+    use crate::record::RecordFields;
 
     fn plan(name: &str, src: &str) -> Plan {
         compile_source(name, "q.flowy", src).expect("compiles")
     }
 
     fn rec(prot: u8, dstport: u16) -> Record {
-        Record {
+        Record::from(RecordFields {
             prot: Some(prot),
             dstport: Some(dstport),
-            ..Record::default()
-        }
+            ..RecordFields::default()
+        })
     }
 
     const ONE: &str =

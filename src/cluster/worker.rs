@@ -205,13 +205,13 @@ impl<B: RecordBus> PartitionTask<B> {
         if replayed {
             add(&self.metrics.cluster.redelivered_messages, 1);
             let before = recs.len();
-            recs.retain(|r| r.stime >= self.cut);
+            recs.retain(|r| r.stime() >= self.cut);
             add(
                 &self.metrics.cluster.replay_skipped,
                 (before - recs.len()) as u64,
             );
         }
-        let max_stime = recs.iter().map(|r| r.stime).max().unwrap_or(i64::MIN);
+        let max_stime = recs.iter().map(|r| r.stime()).max().unwrap_or(i64::MIN);
         let mut batch: Vec<Arc<Record>> = recs.into_iter().map(Arc::new).collect();
         let now = now_ms();
         if let Some(mark) = mark {

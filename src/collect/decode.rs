@@ -151,8 +151,8 @@ impl Decoder {
         exp.errors.add_delta(&self.stats.errors, &errors_before);
         for r in &out[first..] {
             // 0 is "no time field": no delay to measure.
-            if r.etime > 0 {
-                exp.delay.observe(now_ms.saturating_sub(r.etime));
+            if r.etime() > 0 {
+                exp.delay.observe(now_ms.saturating_sub(r.etime()));
             }
         }
     }
@@ -225,28 +225,28 @@ impl Decoder {
         let interval = u32::from(h.sampling_interval & 0x3fff);
         let sampling = (interval > 0).then_some(interval);
         for f in &v5.flowsets {
-            let mut r = Record {
-                exporter: Some(from.ip()),
-                srcip: Some(IpAddr::V4(f.src_addr)),
-                dstip: Some(IpAddr::V4(f.dst_addr)),
-                nexthop: Some(IpAddr::V4(f.next_hop)),
-                srcport: Some(f.src_port),
-                dstport: Some(f.dst_port),
-                prot: Some(f.protocol_number),
-                tcp_flags: Some(u16::from(f.tcp_flags)),
-                tos: Some(f.tos),
-                bytes: Some(u64::from(f.d_octets)),
-                packets: Some(u64::from(f.d_pkts)),
-                stime: times::uptime_to_ms(export_ms, h.sys_up_time, f.first),
-                etime: times::uptime_to_ms(export_ms, h.sys_up_time, f.last),
-                input: Some(u32::from(f.input)),
-                output: Some(u32::from(f.output)),
-                src_as: Some(u32::from(f.src_as)),
-                dst_as: Some(u32::from(f.dst_as)),
-                src_mask: Some(f.src_mask),
-                dst_mask: Some(f.dst_mask),
-                ..Record::default()
-            };
+            let mut r = Record::default();
+            r.set_exporter(Some(from.ip()));
+            r.set_srcip(Some(IpAddr::V4(f.src_addr)));
+            r.set_dstip(Some(IpAddr::V4(f.dst_addr)));
+            r.set_nexthop(Some(IpAddr::V4(f.next_hop)));
+            r.set_srcport(Some(f.src_port));
+            r.set_dstport(Some(f.dst_port));
+            r.set_prot(Some(f.protocol_number));
+            r.set_tcp_flags(Some(u16::from(f.tcp_flags)));
+            r.set_tos(Some(f.tos));
+            r.set_bytes(Some(u64::from(f.d_octets)));
+            r.set_packets(Some(u64::from(f.d_pkts)));
+            r.set_input(Some(u32::from(f.input)));
+            r.set_output(Some(u32::from(f.output)));
+            r.set_src_as(Some(u32::from(f.src_as)));
+            r.set_dst_as(Some(u32::from(f.dst_as)));
+            r.set_src_mask(Some(f.src_mask));
+            r.set_dst_mask(Some(f.dst_mask));
+            r.set_times(
+                times::uptime_to_ms(export_ms, h.sys_up_time, f.first),
+                times::uptime_to_ms(export_ms, h.sys_up_time, f.last),
+            );
             super::fields::normalise_v5_icmp(&mut r);
             super::fields::apply_sampling(&mut r, sampling, self.cfg.apply_sampling);
             out.push(r);

@@ -345,13 +345,13 @@ fn redefinition_with_same_id_changes_layout() {
         let b = [f(11, 2), f(7, 4), f(4, 1), f(1, 8)];
         p.feed(&message(v, 1, &[set(tset, &template(256, &a))], 0));
         let r = p.feed(&message(v, 2, &[set(256, &[0, 1, 0, 2, 17])], 0));
-        assert_eq!((r[0].srcport, r[0].dstport), (Some(1), Some(2)));
+        assert_eq!((r[0].srcport(), r[0].dstport()), (Some(1), Some(2)));
         p.feed(&message(v, 3, &[set(tset, &template(256, &b))], 0));
         let body = [0, 9, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 100];
         let r = p.feed(&message(v, 4, &[set(256, &body)], 0));
         assert_eq!(r.len(), 1);
         assert_eq!(
-            (r[0].srcport, r[0].dstport, r[0].bytes),
+            (r[0].srcport(), r[0].dstport(), r[0].bytes()),
             (Some(5), Some(9), Some(100))
         );
         assert_eq!(
@@ -482,7 +482,7 @@ fn options_data_on_the_fast_path() {
         let data = set(256, &[0, 0, 0, 10, 0, 0, 0, 1]);
         let options = set(257, &[0, 0, 0, 1, 0, 100]);
         let r = p.feed(&message(v, 2, &[data, options], 0));
-        assert_eq!((r[0].bytes, r[0].sampling), (Some(1000), Some(100)));
+        assert_eq!((r[0].bytes(), r[0].sampling()), (Some(1000), Some(100)));
         assert_eq!(p.fast.stats().options_records, 1);
         assert_eq!(p.fast_messages(), 1);
     }

@@ -144,24 +144,26 @@ impl RecordBuilder {
     fn set_canonical(&mut self, id: u16, raw: &[u8]) -> bool {
         let r = &mut self.rec;
         match id {
-            ie::OCTET_DELTA => r.bytes = be_uint(raw),
-            ie::PACKET_DELTA => r.packets = be_uint(raw),
+            ie::OCTET_DELTA => r.set_bytes(be_uint(raw)),
+            ie::PACKET_DELTA => r.set_packets(be_uint(raw)),
             ie::OCTET_TOTAL => self.total_bytes = be_uint(raw),
             ie::PACKET_TOTAL => self.total_packets = be_uint(raw),
-            ie::PROTOCOL => r.prot = narrow(raw),
-            ie::TOS => r.tos = narrow(raw),
-            ie::TCP_FLAGS => r.tcp_flags = narrow(raw),
-            ie::SRC_PORT => r.srcport = narrow(raw),
-            ie::DST_PORT => r.dstport = narrow(raw),
-            ie::SRC_V4 | ie::SRC_V6 => r.srcip = prefer_specified(ip(raw), r.srcip),
-            ie::DST_V4 | ie::DST_V6 => r.dstip = prefer_specified(ip(raw), r.dstip),
-            ie::NEXTHOP_V4 | ie::NEXTHOP_V6 => r.nexthop = prefer_specified(ip(raw), r.nexthop),
-            ie::SRC_MASK => r.src_mask = narrow(raw),
-            ie::DST_MASK => r.dst_mask = narrow(raw),
-            ie::INPUT => r.input = narrow(raw),
-            ie::OUTPUT => r.output = narrow(raw),
-            ie::SRC_AS => r.src_as = narrow(raw),
-            ie::DST_AS => r.dst_as = narrow(raw),
+            ie::PROTOCOL => r.set_prot(narrow(raw)),
+            ie::TOS => r.set_tos(narrow(raw)),
+            ie::TCP_FLAGS => r.set_tcp_flags(narrow(raw)),
+            ie::SRC_PORT => r.set_srcport(narrow(raw)),
+            ie::DST_PORT => r.set_dstport(narrow(raw)),
+            ie::SRC_V4 | ie::SRC_V6 => r.set_srcip(prefer_specified(ip(raw), r.srcip())),
+            ie::DST_V4 | ie::DST_V6 => r.set_dstip(prefer_specified(ip(raw), r.dstip())),
+            ie::NEXTHOP_V4 | ie::NEXTHOP_V6 => {
+                r.set_nexthop(prefer_specified(ip(raw), r.nexthop()))
+            }
+            ie::SRC_MASK => r.set_src_mask(narrow(raw)),
+            ie::DST_MASK => r.set_dst_mask(narrow(raw)),
+            ie::INPUT => r.set_input(narrow(raw)),
+            ie::OUTPUT => r.set_output(narrow(raw)),
+            ie::SRC_AS => r.set_src_as(narrow(raw)),
+            ie::DST_AS => r.set_dst_as(narrow(raw)),
             ie::SAMPLING_INTERVAL | ie::SAMPLER_RANDOM_INTERVAL | ie::SAMPLING_PACKET_INTERVAL => {
                 self.sampling = narrow::<u32>(raw).filter(|v| *v > 0)
             }
@@ -201,7 +203,7 @@ impl RecordBuilder {
     fn set_extra(&mut self, id: u16, raw: &[u8]) {
         let Some(el) = iana::by_id(id) else { return };
         if let Some(v) = extra_value(el.ty, id, raw) {
-            self.rec.extra.push((id, v));
+            self.rec.push_extra(id, v);
         }
     }
 
@@ -213,11 +215,10 @@ impl RecordBuilder {
         }
         let (stime, etime) = times.resolve(ctx.clock);
         let r = &mut self.rec;
-        r.stime = stime;
-        r.etime = etime;
-        r.exporter = Some(ctx.exporter);
-        r.bytes = r.bytes.or(self.total_bytes);
-        r.packets = r.packets.or(self.total_packets);
+        r.set_times(stime, etime);
+        r.set_exporter(Some(ctx.exporter));
+        r.set_bytes(r.bytes().or(self.total_bytes));
+        r.set_packets(r.packets().or(self.total_packets));
         normalise_icmp(r, self.icmp_type_code, self.icmp_type, self.icmp_code);
         let sampling = self.sampling.or(ctx.options.sampling);
         apply_sampling(r, sampling, ctx.apply_sampling);
@@ -232,29 +233,29 @@ fn ntp(raw: &[u8]) -> Option<i64> {
 /// ICMP: srcport 0, dstport = type·256 + code (SPEC §1.1), from whichever
 /// element the exporter used.
 fn normalise_icmp(r: &mut Record, type_code: Option<u16>, ty: Option<u8>, code: Option<u8>) {
-    if !matches!(r.prot, Some(1) | Some(58)) {
+    if !matches!(r.prot(), Some(1) | Some(58)) {
         return;
     }
     let from_parts = ty.map(|t| u16::from(t) << 8 | u16::from(code.unwrap_or(0)));
     let tc = type_code.or(from_parts);
-    let dst = match (r.dstport, tc) {
+    let dst = match (r.dstport(), tc) {
         (Some(0) | None, Some(tc)) => Some(tc),
         (d, _) => d,
     };
-    r.dstport = dst;
-    if r.dstport.is_some() {
-        r.srcport = Some(0);
+    r.set_dstport(dst);
+    if r.dstport().is_some() {
+        r.set_srcport(Some(0));
     }
 }
 
 /// v5 ICMP records: some exporters put type·256+code in srcport instead of
 /// dstport; move it so every ICMP record follows SPEC §1.1.
 pub fn normalise_v5_icmp(r: &mut Record) {
-    if matches!(r.prot, Some(1) | Some(58)) && r.dstport == Some(0) {
-        r.dstport = r.srcport;
-        r.srcport = Some(0);
-    } else if matches!(r.prot, Some(1) | Some(58)) {
-        r.srcport = Some(0);
+    if matches!(r.prot(), Some(1) | Some(58)) && r.dstport() == Some(0) {
+        r.set_dstport(r.srcport());
+        r.set_srcport(Some(0));
+    } else if matches!(r.prot(), Some(1) | Some(58)) {
+        r.set_srcport(Some(0));
     }
 }
 
@@ -264,10 +265,10 @@ pub fn apply_sampling(r: &mut Record, sampling: Option<u32>, apply: bool) {
     let Some(s) = sampling.filter(|s| *s > 0) else {
         return;
     };
-    r.sampling = Some(s);
+    r.set_sampling(Some(s));
     if apply && s > 1 {
-        r.bytes = r.bytes.map(|b| b.saturating_mul(u64::from(s)));
-        r.packets = r.packets.map(|p| p.saturating_mul(u64::from(s)));
+        r.set_bytes(r.bytes().map(|b| b.saturating_mul(u64::from(s))));
+        r.set_packets(r.packets().map(|p| p.saturating_mul(u64::from(s))));
     }
 }
 
@@ -301,6 +302,7 @@ fn prefer_specified(new: Option<IpAddr>, old: Option<IpAddr>) -> Option<IpAddr> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
 
     fn ctx() -> RecordContext {
         RecordContext {
@@ -320,20 +322,20 @@ mod tests {
         b.set(ie::PROTOCOL, &[1]);
         b.set(ie::ICMP_TYPE_CODE_V4, &[8, 0]);
         let r = b.finish(&ctx());
-        assert_eq!((r.srcport, r.dstport), (Some(0), Some(0x0800)));
+        assert_eq!((r.srcport(), r.dstport()), (Some(0), Some(0x0800)));
         assert_eq!(r.get(crate::record::Field::IcmpType), Some(Value::Uint(8)));
     }
 
     #[test]
     fn v5_icmp_in_srcport_moves_to_dstport() {
-        let mut r = Record {
+        let mut r = Record::from(RecordFields {
             prot: Some(1),
             srcport: Some(0x0303),
             dstport: Some(0),
-            ..Record::default()
-        };
+            ..RecordFields::default()
+        });
         normalise_v5_icmp(&mut r);
-        assert_eq!((r.srcport, r.dstport), (Some(0), Some(0x0303)));
+        assert_eq!((r.srcport(), r.dstport()), (Some(0), Some(0x0303)));
     }
 
     #[test]
@@ -344,7 +346,7 @@ mod tests {
         b.set(ie::SAMPLING_INTERVAL, &[0, 10]);
         let r = b.finish(&ctx());
         assert_eq!(
-            (r.bytes, r.packets, r.sampling),
+            (r.bytes(), r.packets(), r.sampling()),
             (Some(2560), Some(20), Some(10))
         );
     }
@@ -356,10 +358,10 @@ mod tests {
         b.set(56, &[0, 1, 2, 3, 4, 5]);
         b.set(9999, &[1]);
         let r = b.finish(&ctx());
-        assert_eq!(r.extra.len(), 2);
-        assert_eq!(r.extra[0], (58, Value::Uint(42)));
+        assert_eq!(r.extra().len(), 2);
+        assert_eq!(r.extra()[0], (58, Value::Uint(42)));
         assert_eq!(
-            r.extra[1],
+            r.extra()[1],
             (56, Value::Text(Arc::from("00:01:02:03:04:05")))
         );
     }

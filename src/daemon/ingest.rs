@@ -177,7 +177,7 @@ fn decode_loop(
         let batch: Batch = records
             .drain(..)
             .map(|mut r| {
-                r.rec_id = next_id;
+                r.set_rec_id(next_id);
                 next_id += 1;
                 Arc::new(r)
             })

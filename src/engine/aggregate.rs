@@ -260,10 +260,10 @@ mod tests {
             field: crate::record::Field::Bytes,
             module: None,
         }];
-        let rec = crate::record::Record {
+        let rec = crate::record::Record::from(crate::record::RecordFields {
             bytes: Some(10),
             ..Default::default()
-        };
+        });
         let mut aggs = Aggregates::new(&plans);
         aggs.update(&plans, &rec, |_| true);
         aggs.update(&plans, &rec, |_| true);

@@ -82,7 +82,7 @@ struct Pending {
 impl Pending {
     fn new(rec: &Arc<Record>) -> Self {
         Pending {
-            key: (rec.stime, rec.rec_id),
+            key: (rec.stime(), rec.rec_id()),
             rec: rec.clone(),
         }
     }
@@ -389,7 +389,7 @@ const BATCH: usize = 16;
 /// Load the parts of a record the grouper reads first.
 #[inline]
 fn touch(r: &Record) {
-    std::hint::black_box((r.bytes, r.stime, r.srcip, r.dstip));
+    std::hint::black_box((r.bytes(), r.stime(), r.srcip(), r.dstip()));
 }
 
 pub struct BranchEngine {
@@ -481,7 +481,7 @@ impl BranchEngine {
     pub(crate) fn push_accepted(&mut self, rec: &Arc<Record>, watermark: Option<i64>) {
         self.stats.records_in += 1;
         self.stats.records_filtered += 1;
-        if watermark.is_some_and(|w| rec.stime < w) {
+        if watermark.is_some_and(|w| rec.stime() < w) {
             // Admission already applied the late policy: a late record that
             // got here is processed, out of order.
             self.stats.late += 1;
@@ -547,7 +547,7 @@ impl BranchEngine {
 
     fn release(&mut self, rec: Arc<Record>) {
         // Groups that cannot take this record cannot take any later one.
-        self.grouper.close_before(rec.stime);
+        self.grouper.close_before(rec.stime());
         self.grouper.offer(rec);
     }
 
@@ -594,7 +594,7 @@ impl BranchEngine {
         let gf = self.groupfilter.clone();
         for g in self.grouper.drain_closed() {
             if let Some(spans) = &mut self.closed_spans {
-                let last = g.members.iter().map(|r| r.stime).max().unwrap_or(g.stime);
+                let last = g.members.iter().map(|r| r.stime()).max().unwrap_or(g.stime);
                 spans.push((g.stime, last));
             }
             if gf.as_ref().is_none_or(|f| eval_rule(&f.rule, &g)) {
@@ -652,6 +652,7 @@ impl BranchEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
@@ -688,7 +689,7 @@ mod tests {
     }
 
     fn seq(r: &Arc<Record>) -> u64 {
-        r.bytes.unwrap_or(u64::MAX)
+        r.bytes().unwrap_or(u64::MAX)
     }
 
     /// Both buffers run `ops` the way `BranchEngine` drives its buffer;
@@ -701,12 +702,12 @@ mod tests {
             let i = i as u64;
             match *op {
                 Op::Push { stime, rec_id } => {
-                    let rec = Arc::new(Record {
+                    let rec = Arc::new(Record::from(RecordFields {
                         rec_id,
                         stime,
                         bytes: Some(i),
-                        ..Record::default()
-                    });
+                        ..RecordFields::default()
+                    }));
                     r.push(Pending::new(&rec));
                     m.set.insert((stime, rec_id, i));
                     if r.len() > max {

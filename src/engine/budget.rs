@@ -237,9 +237,12 @@ pub fn value_heap(v: &Value) -> usize {
 
 /// One record behind an `Arc`: the struct, its counts, its extra elements.
 pub fn record_cost(r: &Record) -> usize {
-    let extra: usize = r.extra.iter().map(|(_, v)| value_heap(v)).sum::<usize>()
-        + r.extra.capacity() * size_of::<(u16, Value)>();
-    size_of::<Record>() + ARC_HEADER + HEAP_BLOCK + extra
+    let extra: usize = r.extra().iter().map(|(_, v)| value_heap(v)).sum();
+    let aside = match r.aside_bytes() {
+        0 => 0,
+        n => n + 2 * HEAP_BLOCK,
+    };
+    size_of::<Record>() + ARC_HEADER + HEAP_BLOCK + aside + extra
 }
 
 /// A record in a group's member list, whose vector may carry up to as much

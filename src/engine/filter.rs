@@ -198,6 +198,7 @@ pub fn key_value(v: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
     use crate::record::CANONICAL;
 
     const OPS: [CmpOp; 7] = CmpOp::ALL;
@@ -219,7 +220,7 @@ mod tests {
     /// Where `get_uint` answers, it is the integer `get` gives.
     #[test]
     fn get_uint_agrees_with_get() {
-        let rec = Record {
+        let rec = Record::from(RecordFields {
             rec_id: 7,
             srcport: Some(51234),
             dstport: Some(80),
@@ -230,8 +231,8 @@ mod tests {
             packets: Some(3),
             stime: 1000,
             etime: 2500,
-            ..Record::default()
-        };
+            ..RecordFields::default()
+        });
         let mut answered = 0;
         for (f, ..) in CANONICAL {
             if let Some(u) = rec.get_uint(*f) {
@@ -254,10 +255,10 @@ mod tests {
                 rhs: Operand::Lit(Value::Uint(80)),
             })
         };
-        let web = Record {
+        let web = Record::from(RecordFields {
             dstport: Some(80),
-            ..Record::default()
-        };
+            ..RecordFields::default()
+        });
         assert!(eval_rule(&cmp(CmpOp::Eq), &web));
         assert!(!eval_rule(&cmp(CmpOp::Ne), &web));
         let none = Record::default();

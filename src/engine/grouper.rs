@@ -395,7 +395,7 @@ impl Grouper {
             self.evict(h);
             return;
         }
-        let window = self.window_of(rec.stime);
+        let window = self.window_of(rec.stime());
         match self.find_group(&plan, window, &rec) {
             Some(h) => {
                 self.account.credit(worst - member);
@@ -450,8 +450,8 @@ impl Grouper {
         } else {
             Vec::new()
         };
-        g.stime = g.stime.min(rec.stime);
-        g.etime = g.etime.max(rec.etime);
+        g.stime = g.stime.min(rec.stime());
+        g.etime = g.etime.max(rec.etime());
         g.aggs.update(&plan.aggregates, &rec, |i| {
             via.get(i).copied().unwrap_or(false)
         });
@@ -466,7 +466,7 @@ impl Grouper {
     fn create(&mut self, rec: Arc<Record>, bytes: usize) -> Handle {
         let id = self.next_id;
         self.next_id += 1;
-        let window = self.window_of(rec.stime);
+        let window = self.window_of(rec.stime());
         let (keys, mut aggs) = match &self.plan {
             Some(p) => (
                 // Room for the aggregates too: `close` appends them here.
@@ -495,8 +495,8 @@ impl Grouper {
         let h = self.open.insert(OpenGroup {
             id,
             window,
-            stime: rec.stime,
-            etime: rec.etime,
+            stime: rec.stime(),
+            etime: rec.etime(),
             members: {
                 // Groups that grow at all usually take a few members.
                 let mut members = Vec::with_capacity(4);

@@ -98,7 +98,7 @@ impl Match {
             h.write(&(g.branch as u64).to_le_bytes());
             h.write(&(g.members.len() as u64).to_le_bytes());
             ids.clear();
-            ids.extend(g.members.iter().map(|r| r.rec_id));
+            ids.extend(g.members.iter().map(|r| r.rec_id()));
             ids.sort_unstable();
             for id in &ids {
                 h.write(&id.to_le_bytes());
@@ -111,15 +111,16 @@ impl Match {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
 
     fn group(branch: usize, ids: &[u64]) -> Arc<Group> {
         let members = ids
             .iter()
             .map(|&rec_id| {
-                Arc::new(Record {
+                Arc::new(Record::from(RecordFields {
                     rec_id,
-                    ..Record::default()
-                })
+                    ..RecordFields::default()
+                }))
             })
             .collect();
         Arc::new(Group {

@@ -170,7 +170,7 @@ impl Engine {
 
     fn push_parallel(&mut self, mut records: Vec<Record>, threads: usize) {
         self.admission
-            .admit_unwatermarked(records.iter().map(|r| r.stime));
+            .admit_unwatermarked(records.iter().map(|r| r.stime()));
         let size = records.len().div_ceil(threads);
         // A helper takes its chunk out of the cell; if no thread can be
         // started the chunk stays there and is filtered here instead.
@@ -254,6 +254,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
+    use crate::record::RecordFields;
 
     /// Requests to port 80 and their responses between a few hosts, plus
     /// records no filter wants; `n` records, not in `stime` order.
@@ -273,7 +274,7 @@ mod tests {
                     _ => (client, server, port, 443),
                 };
                 let stime = (i as i64) * 37 - ((x >> 32) % 3000) as i64;
-                Record {
+                Record::from(RecordFields {
                     rec_id: i as u64,
                     srcip: ip(src),
                     dstip: ip(dst),
@@ -284,8 +285,8 @@ mod tests {
                     bytes: Some((x >> 44) % 5000),
                     stime,
                     etime: stime + ((x >> 50) % 900) as i64,
-                    ..Record::default()
-                }
+                    ..RecordFields::default()
+                })
             })
             .collect()
     }
@@ -299,9 +300,15 @@ mod tests {
                 let groups = m
                     .groups
                     .iter()
-                    .map(|g| (g.branch, g.id, g.members.iter().map(|r| r.rec_id).collect()))
+                    .map(|g| {
+                        (
+                            g.branch,
+                            g.id,
+                            g.members.iter().map(|r| r.rec_id()).collect(),
+                        )
+                    })
                     .collect();
-                let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id)).collect();
+                let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id())).collect();
                 (groups, recs)
             })
             .collect()
@@ -339,8 +346,8 @@ mod tests {
         let mut rec = records(1).pop().ok_or("no record")?;
         let mut passed = 0;
         for (prot, port) in [(6, 22), (6, 993), (17, 5353), (6, 80), (17, 22)] {
-            rec.prot = Some(prot);
-            rec.dstport = Some(port);
+            rec.set_prot(Some(prot));
+            rec.set_dstport(Some(port));
             let got = sharing.verdicts(branches, &rec);
             let want: Vec<bool> = branches.iter().map(|b| b.accepts(&rec)).collect();
             assert_eq!(got.as_slice(), want.as_slice(), "{prot}/{port}");

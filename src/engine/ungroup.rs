@@ -23,7 +23,7 @@ pub fn ungroup(groups: &[Arc<Group>]) -> Vec<(usize, Arc<Record>)> {
             let mut out: Vec<(usize, Arc<Record>)> = Vec::new();
             for g in groups {
                 for r in &g.members {
-                    if !out.iter().any(|(_, x)| x.rec_id == r.rec_id) {
+                    if !out.iter().any(|(_, x)| x.rec_id() == r.rec_id()) {
                         out.push((g.branch, r.clone()));
                     }
                 }
@@ -35,13 +35,13 @@ pub fn ungroup(groups: &[Arc<Group>]) -> Vec<(usize, Arc<Record>)> {
             groups
                 .iter()
                 .flat_map(|g| g.members.iter().map(move |r| (g.branch, r)))
-                .filter(|(_, r)| seen.insert(r.rec_id))
+                .filter(|(_, r)| seen.insert(r.rec_id()))
                 .map(|(b, r)| (b, r.clone()))
                 .collect()
         }
     };
     // Members join in stime order, so this is usually sorted already.
-    let key = |(_, r): &(usize, Arc<Record>)| (r.stime, r.rec_id);
+    let key = |(_, r): &(usize, Arc<Record>)| (r.stime(), r.rec_id());
     if !out.is_sorted_by_key(key) {
         out.sort_by_key(key);
     }
@@ -52,5 +52,5 @@ pub fn ungroup(groups: &[Arc<Group>]) -> Vec<(usize, Arc<Record>)> {
 /// reference count).
 #[inline]
 fn touch(r: &Record) {
-    std::hint::black_box((r.rec_id, r.stime, r.bytes));
+    std::hint::black_box((r.rec_id(), r.stime(), r.bytes()));
 }

@@ -371,29 +371,30 @@ fn decode_v5(raw: &[u8], o: ByteOrder, rec_id: u64) -> Record {
     // Exactly flow-tools' ftltime(): no uptime wraparound correction.
     let boot_ms = unix_secs * 1000 + unix_nsecs / 1_000_000 - sys_uptime;
     let ip = |off: usize| Some(IpAddr::V4(Ipv4Addr::from(o.u32(raw, off))));
-    Record {
-        rec_id,
-        exporter: ip(12),
-        srcip: ip(16),
-        dstip: ip(20),
-        nexthop: ip(24),
-        input: Some(u32::from(o.u16(raw, 28))),
-        output: Some(u32::from(o.u16(raw, 30))),
-        packets: Some(u64::from(o.u32(raw, 32))),
-        bytes: Some(u64::from(o.u32(raw, 36))),
-        stime: boot_ms + i64::from(o.u32(raw, 40)),
-        etime: boot_ms + i64::from(o.u32(raw, 44)),
-        srcport: Some(o.u16(raw, 48)),
-        dstport: Some(o.u16(raw, 50)),
-        prot: Some(raw[52]),
-        tos: Some(raw[53]),
-        tcp_flags: Some(u16::from(raw[54])),
-        src_mask: Some(raw[58]),
-        dst_mask: Some(raw[59]),
-        src_as: Some(u32::from(o.u16(raw, 60))),
-        dst_as: Some(u32::from(o.u16(raw, 62))),
-        ..Record::default()
-    }
+    let mut r = Record::default();
+    r.set_rec_id(rec_id);
+    r.set_exporter(ip(12));
+    r.set_srcip(ip(16));
+    r.set_dstip(ip(20));
+    r.set_nexthop(ip(24));
+    r.set_input(Some(u32::from(o.u16(raw, 28))));
+    r.set_output(Some(u32::from(o.u16(raw, 30))));
+    r.set_packets(Some(u64::from(o.u32(raw, 32))));
+    r.set_bytes(Some(u64::from(o.u32(raw, 36))));
+    r.set_srcport(Some(o.u16(raw, 48)));
+    r.set_dstport(Some(o.u16(raw, 50)));
+    r.set_prot(Some(raw[52]));
+    r.set_tos(Some(raw[53]));
+    r.set_tcp_flags(Some(u16::from(raw[54])));
+    r.set_src_mask(Some(raw[58]));
+    r.set_dst_mask(Some(raw[59]));
+    r.set_src_as(Some(u32::from(o.u16(raw, 60))));
+    r.set_dst_as(Some(u32::from(o.u16(raw, 62))));
+    r.set_times(
+        boot_ms + i64::from(o.u32(raw, 40)),
+        boot_ms + i64::from(o.u32(raw, 44)),
+    );
+    r
 }
 
 /// The file's byte order (true = little endian). Callers guarantee the
@@ -501,25 +502,25 @@ mod tests {
             let recs = parse(Path::new("x.ft"), &f).unwrap();
             assert_eq!(recs.len(), 2);
             let r = &recs[0];
-            assert_eq!(r.rec_id, 0);
-            assert_eq!(recs[1].rec_id, 1);
-            assert_eq!(r.srcip, Some("10.0.0.1".parse().unwrap()));
-            assert_eq!(r.dstip, Some("224.0.0.22".parse().unwrap()));
-            assert_eq!(r.exporter, Some("127.0.0.1".parse().unwrap()));
-            assert_eq!(r.stime, 1_260_226_734_835);
-            assert_eq!(r.etime, 1_260_226_734_845);
-            assert_eq!((r.input, r.output), (Some(3), Some(4)));
-            assert_eq!((r.packets, r.bytes), (Some(1), Some(56)));
+            assert_eq!(r.rec_id(), 0);
+            assert_eq!(recs[1].rec_id(), 1);
+            assert_eq!(r.srcip(), Some("10.0.0.1".parse().unwrap()));
+            assert_eq!(r.dstip(), Some("224.0.0.22".parse().unwrap()));
+            assert_eq!(r.exporter(), Some("127.0.0.1".parse().unwrap()));
+            assert_eq!(r.stime(), 1_260_226_734_835);
+            assert_eq!(r.etime(), 1_260_226_734_845);
+            assert_eq!((r.input(), r.output()), (Some(3), Some(4)));
+            assert_eq!((r.packets(), r.bytes()), (Some(1), Some(56)));
             assert_eq!(
-                (r.srcport, r.dstport, r.prot),
+                (r.srcport(), r.dstport(), r.prot()),
                 (Some(1234), Some(80), Some(6))
             );
             assert_eq!(
-                (r.tcp_flags, r.src_mask, r.dst_mask),
+                (r.tcp_flags(), r.src_mask(), r.dst_mask()),
                 (Some(0x1b), Some(24), Some(16))
             );
-            assert_eq!((r.src_as, r.dst_as), (Some(65000), Some(65001)));
-            assert_eq!(recs[1].dstport, Some(443));
+            assert_eq!((r.src_as(), r.dst_as()), (Some(65000), Some(65001)));
+            assert_eq!(recs[1].dstport(), Some(443));
         }
     }
 
@@ -530,7 +531,7 @@ mod tests {
         f.extend(zlib(&record(true, [10, 0, 0, 2], 81)));
         let recs = parse(Path::new("x.ftz"), &f).unwrap();
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[1].dstport, Some(81));
+        assert_eq!(recs[1].dstport(), Some(81));
     }
 
     #[test]
@@ -575,8 +576,8 @@ mod tests {
         let recs = parse(Path::new("x.ftz"), &f).unwrap();
         assert_eq!(recs.len(), 10_000);
         for (i, r) in recs.iter().enumerate() {
-            assert_eq!(r.rec_id, i as u64);
-            assert_eq!(r.srcip, Some(IpAddr::V4(Ipv4Addr::from(i as u32))));
+            assert_eq!(r.rec_id(), i as u64);
+            assert_eq!(r.srcip(), Some(IpAddr::V4(Ipv4Addr::from(i as u32))));
         }
     }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value as Json};
 use super::jsonl::{ip, uint};
 use super::stream::{collect, each_line};
 use super::InputError;
-use crate::record::{Record, Time};
+use crate::record::{Record, RecordFields, Time};
 
 /// The keys only GoFlow2 writes: one of them on the first line makes the
 /// format certain (format detection).
@@ -70,10 +70,10 @@ pub fn stream<R: BufRead>(
 }
 
 fn record(o: &Map<String, Json>, rec_id: u64) -> Result<Record, String> {
-    let mut r = Record {
+    let mut r = Record::from(RecordFields {
         rec_id,
-        ..Record::default()
-    };
+        ..RecordFields::default()
+    });
     let (mut start, mut end) = (None, None);
     let (mut icmp_type, mut icmp_code) = (None, None);
     for (key, val) in o {
@@ -81,36 +81,36 @@ fn record(o: &Map<String, Json>, rec_id: u64) -> Result<Record, String> {
         match key.as_str() {
             "time_flow_start_ns" => start = Some(ns_to_ms(val).map_err(ctx)?),
             "time_flow_end_ns" => end = Some(ns_to_ms(val).map_err(ctx)?),
-            "sampler_address" => r.exporter = addr(val).map_err(ctx)?,
-            "src_addr" => r.srcip = addr(val).map_err(ctx)?,
-            "dst_addr" => r.dstip = addr(val).map_err(ctx)?,
-            "next_hop" => r.nexthop = addr(val).map_err(ctx)?,
-            "bytes" => r.bytes = Some(uint(val).map_err(ctx)?),
-            "packets" => r.packets = Some(uint(val).map_err(ctx)?),
-            "proto" => r.prot = Some(protocol(val).map_err(ctx)?),
-            "src_port" => r.srcport = Some(uint(val).map_err(ctx)?),
-            "dst_port" => r.dstport = Some(uint(val).map_err(ctx)?),
-            "in_if" => r.input = Some(uint(val).map_err(ctx)?),
-            "out_if" => r.output = Some(uint(val).map_err(ctx)?),
-            "ip_tos" => r.tos = Some(uint(val).map_err(ctx)?),
-            "tcp_flags" => r.tcp_flags = Some(uint(val).map_err(ctx)?),
-            "src_as" => r.src_as = Some(uint(val).map_err(ctx)?),
-            "dst_as" => r.dst_as = Some(uint(val).map_err(ctx)?),
-            "src_net" => r.src_mask = prefix_len(val).map_err(ctx)?,
-            "dst_net" => r.dst_mask = prefix_len(val).map_err(ctx)?,
+            "sampler_address" => r.set_exporter(addr(val).map_err(ctx)?),
+            "src_addr" => r.set_srcip(addr(val).map_err(ctx)?),
+            "dst_addr" => r.set_dstip(addr(val).map_err(ctx)?),
+            "next_hop" => r.set_nexthop(addr(val).map_err(ctx)?),
+            "bytes" => r.set_bytes(Some(uint(val).map_err(ctx)?)),
+            "packets" => r.set_packets(Some(uint(val).map_err(ctx)?)),
+            "proto" => r.set_prot(Some(protocol(val).map_err(ctx)?)),
+            "src_port" => r.set_srcport(Some(uint(val).map_err(ctx)?)),
+            "dst_port" => r.set_dstport(Some(uint(val).map_err(ctx)?)),
+            "in_if" => r.set_input(Some(uint(val).map_err(ctx)?)),
+            "out_if" => r.set_output(Some(uint(val).map_err(ctx)?)),
+            "ip_tos" => r.set_tos(Some(uint(val).map_err(ctx)?)),
+            "tcp_flags" => r.set_tcp_flags(Some(uint(val).map_err(ctx)?)),
+            "src_as" => r.set_src_as(Some(uint(val).map_err(ctx)?)),
+            "dst_as" => r.set_dst_as(Some(uint(val).map_err(ctx)?)),
+            "src_net" => r.set_src_mask(prefix_len(val).map_err(ctx)?),
+            "dst_net" => r.set_dst_mask(prefix_len(val).map_err(ctx)?),
             // 0 means "unsampled" in GoFlow2; flowy says 1 (SPEC §1.1).
-            "sampling_rate" => r.sampling = Some(uint::<u32>(val).map_err(ctx)?.max(1)),
+            "sampling_rate" => r.set_sampling(Some(uint::<u32>(val).map_err(ctx)?.max(1))),
             "icmp_type" => icmp_type = Some(uint::<u16>(val).map_err(ctx)?),
             "icmp_code" => icmp_code = Some(uint::<u16>(val).map_err(ctx)?),
             _ => {}
         }
     }
-    r.stime = start.or(end).ok_or("missing 'time_flow_start_ns'")?;
-    r.etime = end.unwrap_or(r.stime);
-    if matches!(r.prot, Some(1) | Some(58)) {
+    let stime = start.or(end).ok_or("missing 'time_flow_start_ns'")?;
+    r.set_times(stime, end.unwrap_or(stime));
+    if matches!(r.prot(), Some(1) | Some(58)) {
         if let (Some(t), Some(c)) = (icmp_type, icmp_code) {
-            r.srcport = Some(0);
-            r.dstport = Some((t & 0xff) * 256 + (c & 0xff));
+            r.set_srcport(Some(0));
+            r.set_dstport(Some((t & 0xff) * 256 + (c & 0xff)));
         }
     }
     Ok(r)
@@ -167,22 +167,25 @@ mod tests {
         let recs = parse(Path::new("g.json"), text.as_bytes()).unwrap();
         assert_eq!(recs.len(), 2);
         let r = &recs[0];
-        assert_eq!((r.stime, r.etime), (1_767_324_720_000, 1_767_324_721_500));
-        assert_eq!(r.exporter, Some("192.168.88.1".parse().unwrap()));
         assert_eq!(
-            (r.prot, r.srcport, r.dstport),
+            (r.stime(), r.etime()),
+            (1_767_324_720_000, 1_767_324_721_500)
+        );
+        assert_eq!(r.exporter(), Some("192.168.88.1".parse().unwrap()));
+        assert_eq!(
+            (r.prot(), r.srcport(), r.dstport()),
             (Some(17), Some(53), Some(55_743))
         );
         assert_eq!(
-            (r.bytes, r.packets, r.sampling),
+            (r.bytes(), r.packets(), r.sampling()),
             (Some(143), Some(1), Some(1))
         );
-        assert_eq!((r.src_mask, r.dst_mask), (Some(24), Some(0)));
-        assert_eq!((r.input, r.output), (Some(11), Some(12)));
+        assert_eq!((r.src_mask(), r.dst_mask()), (Some(24), Some(0)));
+        assert_eq!((r.input(), r.output()), (Some(11), Some(12)));
         let icmp = &recs[1];
-        assert_eq!(icmp.rec_id, 2);
+        assert_eq!(icmp.rec_id(), 2);
         assert_eq!(
-            (icmp.prot, icmp.srcport, icmp.dstport),
+            (icmp.prot(), icmp.srcport(), icmp.dstport()),
             (Some(1), Some(0), Some(8 * 256))
         );
         let err = parse(

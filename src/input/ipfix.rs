@@ -62,8 +62,8 @@ pub fn stream<R: Read>(
             ));
         }
         for mut rec in out.drain(..) {
-            rec.rec_id = next_id;
-            rec.exporter = None;
+            rec.set_rec_id(next_id);
+            rec.set_exporter(None);
             next_id += 1;
             emit(rec);
         }

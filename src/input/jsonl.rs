@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::stream::{collect, each_line};
 use super::InputError;
-use crate::record::{Field, FieldType, Record, Time};
+use crate::record::{Field, FieldType, Record, RecordFields, Time};
 use crate::value::Value;
 
 /// Read a JSON Lines file into records.
@@ -78,10 +78,10 @@ pub fn parse_line(line: &str, rec_id: u64) -> Result<Record, String> {
         Ok(_) => return Err("expected a JSON object".into()),
         Err(e) => return Err(format!("invalid JSON: {e}")),
     };
-    let mut rec = Record {
+    let mut rec = Record::from(RecordFields {
         rec_id,
-        ..Record::default()
-    };
+        ..RecordFields::default()
+    });
     let (mut stime, mut etime) = (None, None);
     for (key, val) in &obj {
         let field = Field::from_name(key).ok_or_else(|| format!("unknown field '{key}'"))?;
@@ -95,8 +95,8 @@ pub fn parse_line(line: &str, rec_id: u64) -> Result<Record, String> {
             _ => set_field(&mut rec, field, val).map_err(ctx)?,
         }
     }
-    rec.stime = stime.ok_or("missing 'stime'")?;
-    rec.etime = etime.unwrap_or(rec.stime);
+    let stime = stime.ok_or("missing 'stime'")?;
+    rec.set_times(stime, etime.unwrap_or(stime));
     Ok(rec)
 }
 
@@ -106,28 +106,28 @@ fn set_field(rec: &mut Record, field: Field, val: &Json) -> Result<(), String> {
     match field {
         Field::RecId | Field::Duration | Field::IcmpType | Field::IcmpCode => {}
         Field::Stime | Field::Etime => {}
-        Field::Exporter => rec.exporter = Some(ip(val)?),
-        Field::SrcIp => rec.srcip = Some(ip(val)?),
-        Field::DstIp => rec.dstip = Some(ip(val)?),
-        Field::NextHop => rec.nexthop = Some(ip(val)?),
-        Field::SrcPort => rec.srcport = Some(uint(val)?),
-        Field::DstPort => rec.dstport = Some(uint(val)?),
-        Field::Prot => rec.prot = Some(uint(val)?),
-        Field::TcpFlags => rec.tcp_flags = Some(uint(val)?),
-        Field::Tos => rec.tos = Some(uint(val)?),
-        Field::Bytes => rec.bytes = Some(uint(val)?),
-        Field::Packets => rec.packets = Some(uint(val)?),
-        Field::Input => rec.input = Some(uint(val)?),
-        Field::Output => rec.output = Some(uint(val)?),
-        Field::SrcAs => rec.src_as = Some(uint(val)?),
-        Field::DstAs => rec.dst_as = Some(uint(val)?),
-        Field::SrcMask => rec.src_mask = Some(uint(val)?),
-        Field::DstMask => rec.dst_mask = Some(uint(val)?),
-        Field::Sampling => rec.sampling = Some(uint(val)?),
+        Field::Exporter => rec.set_exporter(Some(ip(val)?)),
+        Field::SrcIp => rec.set_srcip(Some(ip(val)?)),
+        Field::DstIp => rec.set_dstip(Some(ip(val)?)),
+        Field::NextHop => rec.set_nexthop(Some(ip(val)?)),
+        Field::SrcPort => rec.set_srcport(Some(uint(val)?)),
+        Field::DstPort => rec.set_dstport(Some(uint(val)?)),
+        Field::Prot => rec.set_prot(Some(uint(val)?)),
+        Field::TcpFlags => rec.set_tcp_flags(Some(uint(val)?)),
+        Field::Tos => rec.set_tos(Some(uint(val)?)),
+        Field::Bytes => rec.set_bytes(Some(uint(val)?)),
+        Field::Packets => rec.set_packets(Some(uint(val)?)),
+        Field::Input => rec.set_input(Some(uint(val)?)),
+        Field::Output => rec.set_output(Some(uint(val)?)),
+        Field::SrcAs => rec.set_src_as(Some(uint(val)?)),
+        Field::DstAs => rec.set_dst_as(Some(uint(val)?)),
+        Field::SrcMask => rec.set_src_mask(Some(uint(val)?)),
+        Field::DstMask => rec.set_dst_mask(Some(uint(val)?)),
+        Field::Sampling => rec.set_sampling(Some(uint(val)?)),
         Field::Extra(id) => {
             let v = extra_value(field.field_type(), val)?;
-            rec.extra.retain(|(i, _)| *i != id);
-            rec.extra.push((id, v));
+            rec.extra_mut().retain(|(i, _)| *i != id);
+            rec.extra_mut().push((id, v));
         }
     }
     Ok(())
@@ -192,13 +192,16 @@ mod tests {
             7,
         )
         .unwrap();
-        assert_eq!(r.rec_id, 7);
-        assert_eq!(r.srcip, Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(r.dstip, Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(r.exporter, Some("192.0.2.1".parse().unwrap()));
-        assert_eq!((r.packets, r.bytes, r.prot), (Some(3), Some(120), Some(6)));
-        assert_eq!(r.stime, 1_795_424_381_003);
-        assert_eq!(r.etime, 1_795_424_382_118);
+        assert_eq!(r.rec_id(), 7);
+        assert_eq!(r.srcip(), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(r.dstip(), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(r.exporter(), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            (r.packets(), r.bytes(), r.prot()),
+            (Some(3), Some(120), Some(6))
+        );
+        assert_eq!(r.stime(), 1_795_424_381_003);
+        assert_eq!(r.etime(), 1_795_424_382_118);
         assert_eq!(r.duration(), 1_115);
         assert_eq!(
             r.get(Field::from_name("vlanId").unwrap()),
@@ -229,6 +232,6 @@ mod tests {
         assert!(e.contains("flows.jsonl") && e.contains("line 4"), "{e}");
         std::fs::write(&p, "{\"stime\":1}\n\n{\"stime\":2}\n").unwrap();
         let recs = read(&p).unwrap();
-        assert_eq!(recs.iter().map(|r| r.rec_id).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(recs.iter().map(|r| r.rec_id()).collect::<Vec<_>>(), [0, 2]);
     }
 }

@@ -296,8 +296,11 @@ mod tests {
         std::fs::write(&a, "{\"stime\":1}\n{\"stime\":2}\n").unwrap();
         std::fs::write(&b, "{\"stime\":3}\n").unwrap();
         let recs = read_files(&[&a, &b], None).unwrap();
-        assert_eq!(recs.iter().map(|r| r.rec_id).collect::<Vec<_>>(), [0, 1, 2]);
-        assert_eq!(recs[2].stime, 3);
+        assert_eq!(
+            recs.iter().map(|r| r.rec_id()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!(recs[2].stime(), 3);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn stream<R: Read>(path: &Path, r: R, emit: &mut dyn FnMut(Record)) -> Resul
     let mut next_id = 0u64;
     while let Some(block) = reader.next_block()? {
         for mut rec in block {
-            rec.rec_id = next_id;
+            rec.set_rec_id(next_id);
             next_id += 1;
             emit(rec);
         }

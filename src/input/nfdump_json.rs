@@ -17,7 +17,7 @@ use time::PrimitiveDateTime;
 use super::jsonl::{ip, uint};
 use super::stream::{collect, each_line, read_failed};
 use super::InputError;
-use crate::record::{Record, Time};
+use crate::record::{Record, RecordFields, Time};
 
 type Object = Map<String, Json>;
 
@@ -277,32 +277,32 @@ pub fn looks_like(head: &[u8]) -> bool {
 }
 
 fn record(o: &Object, rec_id: u64) -> Result<Record, String> {
-    let mut r = Record {
+    let mut r = Record::from(RecordFields {
         rec_id,
-        ..Record::default()
-    };
+        ..RecordFields::default()
+    });
     for (key, val) in o {
         let ctx = |e: String| format!("key '{key}': {e}");
         match key.as_str() {
-            "first" => r.stime = local_time(val).map_err(ctx)?,
-            "last" => r.etime = local_time(val).map_err(ctx)?,
-            "in_packets" => r.packets = Some(uint(val).map_err(ctx)?),
-            "in_bytes" => r.bytes = Some(uint(val).map_err(ctx)?),
-            "proto" => r.prot = Some(uint(val).map_err(ctx)?),
-            "tcp_flags" => r.tcp_flags = Some(tcp_flags(val).map_err(ctx)?),
-            "src_port" => r.srcport = Some(uint(val).map_err(ctx)?),
-            "dst_port" => r.dstport = Some(uint(val).map_err(ctx)?),
-            "src_tos" => r.tos = Some(uint(val).map_err(ctx)?),
-            "src4_addr" | "src6_addr" => r.srcip = Some(ip(val).map_err(ctx)?),
-            "dst4_addr" | "dst6_addr" => r.dstip = Some(ip(val).map_err(ctx)?),
-            "ip4_next_hop" | "ip6_next_hop" => r.nexthop = Some(ip(val).map_err(ctx)?),
-            "ip4_router" | "ip6_router" => r.exporter = Some(ip(val).map_err(ctx)?),
-            "input_snmp" => r.input = Some(uint(val).map_err(ctx)?),
-            "output_snmp" => r.output = Some(uint(val).map_err(ctx)?),
-            "src_as" => r.src_as = Some(uint(val).map_err(ctx)?),
-            "dst_as" => r.dst_as = Some(uint(val).map_err(ctx)?),
-            "src_mask" => r.src_mask = Some(uint(val).map_err(ctx)?),
-            "dst_mask" => r.dst_mask = Some(uint(val).map_err(ctx)?),
+            "first" => r.set_stime(local_time(val).map_err(ctx)?),
+            "last" => r.set_etime(local_time(val).map_err(ctx)?),
+            "in_packets" => r.set_packets(Some(uint(val).map_err(ctx)?)),
+            "in_bytes" => r.set_bytes(Some(uint(val).map_err(ctx)?)),
+            "proto" => r.set_prot(Some(uint(val).map_err(ctx)?)),
+            "tcp_flags" => r.set_tcp_flags(Some(tcp_flags(val).map_err(ctx)?)),
+            "src_port" => r.set_srcport(Some(uint(val).map_err(ctx)?)),
+            "dst_port" => r.set_dstport(Some(uint(val).map_err(ctx)?)),
+            "src_tos" => r.set_tos(Some(uint(val).map_err(ctx)?)),
+            "src4_addr" | "src6_addr" => r.set_srcip(Some(ip(val).map_err(ctx)?)),
+            "dst4_addr" | "dst6_addr" => r.set_dstip(Some(ip(val).map_err(ctx)?)),
+            "ip4_next_hop" | "ip6_next_hop" => r.set_nexthop(Some(ip(val).map_err(ctx)?)),
+            "ip4_router" | "ip6_router" => r.set_exporter(Some(ip(val).map_err(ctx)?)),
+            "input_snmp" => r.set_input(Some(uint(val).map_err(ctx)?)),
+            "output_snmp" => r.set_output(Some(uint(val).map_err(ctx)?)),
+            "src_as" => r.set_src_as(Some(uint(val).map_err(ctx)?)),
+            "dst_as" => r.set_dst_as(Some(uint(val).map_err(ctx)?)),
+            "src_mask" => r.set_src_mask(Some(uint(val).map_err(ctx)?)),
+            "dst_mask" => r.set_dst_mask(Some(uint(val).map_err(ctx)?)),
             _ => {}
         }
     }
@@ -311,7 +311,7 @@ fn record(o: &Object, rec_id: u64) -> Result<Record, String> {
         return Err("missing 'first'".into());
     }
     if !o.contains_key("last") {
-        r.etime = r.stime;
+        r.set_etime(r.stime());
     }
     Ok(r)
 }
@@ -319,7 +319,7 @@ fn record(o: &Object, rec_id: u64) -> Result<Record, String> {
 /// nfdump prints ICMP type and code instead of ports: flowy's convention
 /// is srcport 0, dstport type·256 + code (SPEC §1.1).
 fn icmp_ports(o: &Object, r: &mut Record) -> Result<(), String> {
-    if !matches!(r.prot, Some(1) | Some(58)) {
+    if !matches!(r.prot(), Some(1) | Some(58)) {
         return Ok(());
     }
     let (Some(t), Some(c)) = (o.get("icmp_type"), o.get("icmp_code")) else {
@@ -329,8 +329,8 @@ fn icmp_ports(o: &Object, r: &mut Record) -> Result<(), String> {
     if t > 255 || c > 255 {
         return Err(format!("ICMP type {t} / code {c} out of range"));
     }
-    r.srcport = Some(0);
-    r.dstport = Some(t * 256 + c);
+    r.set_srcport(Some(0));
+    r.set_dstport(Some(t * 256 + c));
     Ok(())
 }
 
@@ -418,20 +418,23 @@ mod tests {
         let recs = parse(Path::new("x.json"), NFDUMP.as_bytes()).unwrap();
         assert_eq!(recs.len(), 2);
         let r = &recs[0];
-        assert_eq!(r.stime, 1_796_427_287_000);
-        assert_eq!(r.etime, 1_796_427_289_000);
-        assert_eq!((r.packets, r.bytes, r.prot), (Some(3), Some(612), Some(6)));
-        assert_eq!(r.tcp_flags, Some(0x1b));
-        assert_eq!((r.srcport, r.dstport), (Some(1234), Some(80)));
-        assert_eq!(r.srcip, Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(r.exporter, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!((r.input, r.output), (Some(1), Some(2)));
+        assert_eq!(r.stime(), 1_796_427_287_000);
+        assert_eq!(r.etime(), 1_796_427_289_000);
+        assert_eq!(
+            (r.packets(), r.bytes(), r.prot()),
+            (Some(3), Some(612), Some(6))
+        );
+        assert_eq!(r.tcp_flags(), Some(0x1b));
+        assert_eq!((r.srcport(), r.dstport()), (Some(1234), Some(80)));
+        assert_eq!(r.srcip(), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(r.exporter(), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!((r.input(), r.output()), (Some(1), Some(2)));
         let icmp = &recs[1];
         assert_eq!(
-            (icmp.rec_id, icmp.srcport, icmp.dstport),
+            (icmp.rec_id(), icmp.srcport(), icmp.dstport()),
             (1, Some(0), Some(128 * 256))
         );
-        assert_eq!(icmp.dstip, Some("2001:db8::2".parse().unwrap()));
+        assert_eq!(icmp.dstip(), Some("2001:db8::2".parse().unwrap()));
         assert!(looks_like(NFDUMP.as_bytes()));
     }
 
@@ -456,7 +459,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.len(), 1);
-        assert_eq!(ok[0].etime, ok[0].stime);
+        assert_eq!(ok[0].etime(), ok[0].stime());
         assert!(tcp_flags(&Json::from("..x.....")).is_err());
         assert_eq!(tcp_flags(&Json::from("CEUAPRSF")), Ok(0xff));
     }

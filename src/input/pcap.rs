@@ -64,7 +64,7 @@ pub fn stream<R: Read>(path: &Path, r: R, emit: &mut dyn FnMut(Record)) -> Resul
         let now_ms = i64::try_from(ts.as_millis()).unwrap_or(i64::MAX);
         decoder.decode(payload, src, now_ms, &mut out);
         for mut rec in out.drain(..) {
-            rec.rec_id = next_id;
+            rec.set_rec_id(next_id);
             next_id += 1;
             emit(rec);
         }

@@ -42,9 +42,9 @@ pub fn stream_inputs(
         let (mut read, mut next_id) = (0u64, 0u64);
         stream_source(&src, opts.format, &mut |mut r: Record| {
             read += 1;
-            next_id = r.rec_id + 1;
-            if opts.keeps(r.stime) {
-                r.rec_id += base;
+            next_id = r.rec_id() + 1;
+            if opts.keeps(r.stime()) {
+                r.set_rec_id(r.rec_id() + base);
                 emit(r);
             }
         })?;

@@ -95,7 +95,7 @@ fn record_columns(out: &mut Vec<u8>, rec: &Record) {
     for f in RECORD_COLUMNS {
         out.push(b',');
         let v = match f {
-            Field::Sampling => rec.sampling.map(|s| Value::Uint(u64::from(s))),
+            Field::Sampling => rec.sampling().map(|s| Value::Uint(u64::from(s))),
             f => rec.get(f),
         };
         // None of these columns is a time (stime and etime follow), so the
@@ -105,9 +105,9 @@ fn record_columns(out: &mut Vec<u8>, rec: &Record) {
         }
     }
     out.push(b',');
-    write_time(out, rec.stime);
+    write_time(out, rec.stime());
     out.push(b',');
-    write_time(out, rec.etime);
+    write_time(out, rec.etime());
 }
 
 /// The record's IANA extras as `name=value` joined by `;`, in the record's
@@ -116,7 +116,7 @@ fn record_columns(out: &mut Vec<u8>, rec: &Record) {
 /// split unambiguously (names never hold `=`, so the first `=` splits a pair).
 fn extra_cell(out: &mut Vec<u8>, rec: &Record) {
     let start = out.len();
-    for (i, (id, v)) in rec.extra.iter().enumerate() {
+    for (i, (id, v)) in rec.extra().iter().enumerate() {
         if i > 0 {
             out.push(b';');
         }
@@ -346,12 +346,12 @@ mod tests {
     fn extras_share_one_column() {
         let mut m = http_match();
         let mut rec = (*m.records[0].1).clone();
-        rec.extra = vec![
+        rec.set_extra(vec![
             (82, Value::Text("eth0, \"uplink\"; 100%".into())),
             (58, Value::Uint(10)),
             (63, Value::Ip("2001:db8::1".parse().unwrap())),
             (65000, Value::Uint(7)),
-        ];
+        ]);
         m.records = vec![(0, Arc::new(rec))];
         let rows = rows(&h(true, usize::MAX), &m);
         assert_eq!(rows.len(), 1);

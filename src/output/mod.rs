@@ -155,8 +155,8 @@ pub(crate) fn for_each_record_field(
     rec: &Record,
     mut visit: impl FnMut(&'static str, FieldType, Value),
 ) {
-    visit("rec_id", FieldType::Uint, Value::Uint(rec.rec_id));
-    if let Some(ip) = rec.exporter {
+    visit("rec_id", FieldType::Uint, Value::Uint(rec.rec_id()));
+    if let Some(ip) = rec.exporter() {
         visit("exporter", FieldType::Ip, Value::Ip(ip));
     }
     for (f, name, ty, _) in CANONICAL {
@@ -177,23 +177,23 @@ pub(crate) fn for_each_record_field(
             visit(name, *ty, v);
         }
     }
-    if let Some(s) = rec.sampling {
+    if let Some(s) = rec.sampling() {
         let f = Field::Sampling;
         visit(f.name(), f.field_type(), Value::Uint(u64::from(s)));
     }
-    for (id, v) in &rec.extra {
+    for (id, v) in rec.extra() {
         let f = Field::Extra(*id);
         visit(f.name(), f.field_type(), v.clone());
     }
     visit(
         "stime",
         FieldType::Time,
-        Value::Uint(time_to_u64(rec.stime)),
+        Value::Uint(time_to_u64(rec.stime())),
     );
     visit(
         "etime",
         FieldType::Time,
-        Value::Uint(time_to_u64(rec.etime)),
+        Value::Uint(time_to_u64(rec.etime())),
     );
 }
 
@@ -230,6 +230,7 @@ pub(crate) mod testutil;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
 
     #[test]
     fn formats_times_like_the_spec() {
@@ -242,7 +243,7 @@ mod tests {
     /// original (`present_fields` + `Field::name`/`field_type`) lists.
     #[test]
     fn record_fields_follow_present_fields() {
-        let rec = Record {
+        let rec = Record::from(RecordFields {
             rec_id: 7,
             exporter: "192.0.2.1".parse().ok(),
             srcip: "10.0.0.1".parse().ok(),
@@ -265,12 +266,12 @@ mod tests {
             dst_mask: Some(13),
             sampling: Some(100),
             extra: vec![(82, Value::Text("eth0".into()))],
-        };
+        });
         let mut expected = vec![("rec_id".to_string(), FieldType::Uint, Value::Uint(7))];
         expected.push((
             "exporter".into(),
             FieldType::Ip,
-            Value::Ip(rec.exporter.unwrap()),
+            Value::Ip(rec.exporter().unwrap()),
         ));
         for (f, v) in rec.present_fields() {
             if !matches!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::engine::{Group, Match};
 use crate::query::plan::{BranchPlan, GroupField, GroupSchema, Plan};
-use crate::record::{FieldType, Record, SetOf};
+use crate::record::{FieldType, Record, RecordFields, SetOf};
 use crate::value::{Value, ValueSet, F64};
 
 fn schema(ports: &str) -> GroupSchema {
@@ -53,7 +53,7 @@ pub(crate) fn http_plan() -> Plan {
 }
 
 fn rec(rec_id: u64, src: &str, dst: &str, sport: u16, dport: u16, stime: i64) -> Arc<Record> {
-    Arc::new(Record {
+    Arc::new(Record::from(RecordFields {
         rec_id,
         exporter: "192.0.2.1".parse().ok(),
         srcip: src.parse().ok(),
@@ -66,8 +66,8 @@ fn rec(rec_id: u64, src: &str, dst: &str, sport: u16, dport: u16, stime: i64) ->
         tcp_flags: Some(27),
         stime,
         etime: stime + 1115,
-        ..Record::default()
-    })
+        ..RecordFields::default()
+    }))
 }
 
 fn ports(p: &[u64]) -> Value {

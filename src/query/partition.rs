@@ -737,6 +737,7 @@ mod tests {
 
     use super::*;
     use crate::query::compile_source;
+    use crate::record::RecordFields;
 
     fn key(src: &str) -> PartitionKey {
         compile_source("q", "q.flowy", src)
@@ -972,12 +973,12 @@ mod tests {
     }
 
     fn rec(src: IpAddr, dst: IpAddr, prot: Option<u8>) -> Record {
-        Record {
+        Record::from(RecordFields {
             srcip: Some(src),
             dstip: Some(dst),
             prot,
-            ..Record::default()
-        }
+            ..RecordFields::default()
+        })
     }
 
     fn v4(n: u8) -> IpAddr {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowy::engine::{Group, Match};
 use flowy::query::plan::*;
-use flowy::record::{Field, FieldType, Record};
+use flowy::record::{Field, FieldType, Record, RecordFields};
 use flowy::value::{Value, ValueSet};
 
 pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
@@ -16,12 +16,12 @@ pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 
 /// A record with id and times; other fields set by the caller.
 pub fn rec(id: u64, stime: i64, etime: i64) -> Record {
-    Record {
+    Record::from(RecordFields {
         rec_id: id,
         stime,
         etime,
-        ..Record::default()
-    }
+        ..RecordFields::default()
+    })
 }
 
 /// A TCP-ish record with addresses, ports and bytes.
@@ -34,7 +34,7 @@ pub fn flow(
     dport: u16,
     bytes: u64,
 ) -> Record {
-    Record {
+    Record::from(RecordFields {
         srcip: Some(src),
         dstip: Some(dst),
         srcport: Some(1000 + id as u16),
@@ -42,8 +42,8 @@ pub fn flow(
         prot: Some(6),
         bytes: Some(bytes),
         packets: Some(1),
-        ..rec(id, stime, etime)
-    }
+        ..rec(id, stime, etime).fields()
+    })
 }
 
 pub fn cmp<F>(lhs: Operand<F>, op: CmpOp, rhs: Operand<F>) -> Rule<F> {
@@ -251,7 +251,7 @@ pub fn match_ids(ms: &[Match]) -> Vec<Vec<Vec<u64>>> {
         .map(|m| {
             m.groups
                 .iter()
-                .map(|g| g.members.iter().map(|r| r.rec_id).collect())
+                .map(|g| g.members.iter().map(|r| r.rec_id()).collect())
                 .collect()
         })
         .collect()

@@ -39,7 +39,7 @@ impl RefGroup {
 /// Record indexes in the order groupers see them: `stime`, then `rec_id`.
 pub fn offer_order(recs: &[Record], pass: impl Fn(&Record) -> bool) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..recs.len()).filter(|&i| pass(&recs[i])).collect();
-    idx.sort_by_key(|&i| (recs[i].stime, recs[i].rec_id));
+    idx.sort_by_key(|&i| (recs[i].stime(), recs[i].rec_id()));
     idx
 }
 
@@ -59,20 +59,20 @@ pub fn group_chained<K: Hash + Eq>(
         let candidates = by_key.entry(key(r)).or_default();
         let joinable = candidates.iter().copied().find(|&g| {
             let last = &recs[*groups[g].members.last().unwrap_or(&i)];
-            r.stime - last.etime < gap
+            r.stime() - last.etime() < gap
         });
         match joinable {
             Some(g) => {
                 let grp = &mut groups[g];
                 grp.members.push(i);
-                grp.stime = grp.stime.min(r.stime);
-                grp.etime = grp.etime.max(r.etime);
+                grp.stime = grp.stime.min(r.stime());
+                grp.etime = grp.etime.max(r.etime());
             }
             None => {
                 candidates.push(groups.len());
                 groups.push(RefGroup {
-                    stime: r.stime,
-                    etime: r.etime,
+                    stime: r.stime(),
+                    etime: r.etime(),
                     members: vec![i],
                 });
             }
@@ -110,8 +110,8 @@ impl GroupSig {
             stime: g.stime,
             etime: g.etime,
             count: g.members.len(),
-            srcip: first.srcip,
-            dstip: first.dstip,
+            srcip: first.srcip(),
+            dstip: first.dstip(),
         }
     }
 }
@@ -124,29 +124,32 @@ impl GroupSig {
 /// the same two hosts in opposite directions, A's source ports equal B's
 /// destination ports, and B is overlapped-by, during, finishes or equals A.
 pub fn http_download(recs: &[Record]) -> Vec<Vec<GroupSig>> {
-    let key = |r: &Record| (r.srcip, r.dstip);
-    let bytes = |g: &RefGroup| g.sum(recs, |r| r.bytes.unwrap_or(0));
-    let tcp = |r: &Record| r.prot == Some(6);
-    let a: Vec<RefGroup> = group_chained(recs, |r| tcp(r) && r.dstport == Some(80), key, 1000)
+    let key = |r: &Record| (r.srcip(), r.dstip());
+    let bytes = |g: &RefGroup| g.sum(recs, |r| r.bytes().unwrap_or(0));
+    let tcp = |r: &Record| r.prot() == Some(6);
+    let a: Vec<RefGroup> = group_chained(recs, |r| tcp(r) && r.dstport() == Some(80), key, 1000)
         .into_iter()
         .filter(|g| bytes(g) > 0)
         .collect();
-    let b: Vec<RefGroup> = group_chained(recs, |r| tcp(r) && r.srcport == Some(80), key, 1000)
+    let b: Vec<RefGroup> = group_chained(recs, |r| tcp(r) && r.srcport() == Some(80), key, 1000)
         .into_iter()
         .filter(|g| bytes(g) > 0)
         .collect();
     let mut a_by_hosts: HashMap<(Option<IpAddr>, Option<IpAddr>), Vec<&RefGroup>> = HashMap::new();
     for g in &a {
         let f = g.first(recs);
-        a_by_hosts.entry((f.srcip, f.dstip)).or_default().push(g);
+        a_by_hosts
+            .entry((f.srcip(), f.dstip()))
+            .or_default()
+            .push(g);
     }
     let mut matches = Vec::new();
     for gb in &b {
         let fb = gb.first(recs);
-        let Some(cands) = a_by_hosts.get(&(fb.dstip, fb.srcip)) else {
+        let Some(cands) = a_by_hosts.get(&(fb.dstip(), fb.srcip())) else {
             continue;
         };
-        let b_ports = gb.union(recs, |r| r.dstport);
+        let b_ports = gb.union(recs, |r| r.dstport());
         for ga in cands {
             // X = B, Y = A in the relation table of SPEC §2.5.
             let (xs, xe, ys, ye) = (gb.stime, gb.etime, ga.stime, ga.etime);
@@ -155,7 +158,7 @@ pub fn http_download(recs: &[Record]) -> Vec<Vec<GroupSig>> {
             let finishes = xe == ye && xs > ys;
             let equals = xs == ys && xe == ye;
             if (overlapped_by || during || finishes || equals)
-                && ga.union(recs, |r| r.srcport) == b_ports
+                && ga.union(recs, |r| r.srcport()) == b_ports
             {
                 matches.push(vec![
                     GroupSig::of("B", gb, recs),

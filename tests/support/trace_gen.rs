@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use flowy::record::Record;
+use flowy::record::{Record, RecordFields};
 
 /// Deterministic xorshift64*: the trace must be the same on every run.
 pub struct Rng(u64);
@@ -72,7 +72,7 @@ fn flow(
     etime: i64,
     flags: u16,
 ) -> Record {
-    Record {
+    Record::from(RecordFields {
         exporter: Some(v4(192, 0, 2, 1)),
         srcip: Some(src),
         dstip: Some(dst),
@@ -92,8 +92,8 @@ fn flow(
         dst_as: Some(0),
         src_mask: Some(0),
         dst_mask: Some(0),
-        ..Record::default()
-    }
+        ..RecordFields::default()
+    })
 }
 
 /// One HTTP session starting at `t`; appends its flows, returns how many.
@@ -186,9 +186,9 @@ pub fn generate(target: usize, span_ms: i64, clients: u64, seed: u64) -> Vec<Rec
             noise(&mut rng, t, clients, &mut out);
         }
     }
-    out.sort_by_key(|r| r.etime);
+    out.sort_by_key(|r| r.etime());
     for (i, r) in out.iter_mut().enumerate() {
-        r.rec_id = i as u64;
+        r.set_rec_id(i as u64);
     }
     out
 }
@@ -200,9 +200,9 @@ pub fn disorder(recs: &[Record]) -> i64 {
     let mut worst = 0;
     for r in recs {
         if max != i64::MIN {
-            worst = worst.max(max - r.stime);
+            worst = worst.max(max - r.stime());
         }
-        max = max.max(r.stime);
+        max = max.max(r.stime());
     }
     worst
 }

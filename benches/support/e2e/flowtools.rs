@@ -56,39 +56,39 @@ fn v5_record(r: &Record, boot_ms: i64) -> anyhow::Result<[u8; 64]> {
     let rel = |t: i64| {
         u32::try_from(t - boot_ms).with_context(|| format!("time {t} out of a v5 uptime's range"))
     };
-    let export_ms = r.etime + EXPORT_DELAY_MS;
+    let export_ms = r.etime() + EXPORT_DELAY_MS;
     let mut b = [0u8; 64];
     let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
     put(0, &((export_ms / 1000) as u32).to_le_bytes());
     put(4, &(((export_ms % 1000) * 1_000_000) as u32).to_le_bytes());
     put(8, &rel(export_ms)?.to_le_bytes());
-    put(12, &v4(r.exporter).to_le_bytes());
-    put(16, &v4(r.srcip).to_le_bytes());
-    put(20, &v4(r.dstip).to_le_bytes());
-    put(24, &v4(r.nexthop).to_le_bytes());
-    put(28, &(r.input.unwrap_or(0) as u16).to_le_bytes());
-    put(30, &(r.output.unwrap_or(0) as u16).to_le_bytes());
-    put(32, &(r.packets.unwrap_or(0) as u32).to_le_bytes());
-    put(36, &(r.bytes.unwrap_or(0) as u32).to_le_bytes());
-    put(40, &rel(r.stime)?.to_le_bytes());
-    put(44, &rel(r.etime)?.to_le_bytes());
-    put(48, &r.srcport.unwrap_or(0).to_le_bytes());
-    put(50, &r.dstport.unwrap_or(0).to_le_bytes());
+    put(12, &v4(r.exporter()).to_le_bytes());
+    put(16, &v4(r.srcip()).to_le_bytes());
+    put(20, &v4(r.dstip()).to_le_bytes());
+    put(24, &v4(r.nexthop()).to_le_bytes());
+    put(28, &(r.input().unwrap_or(0) as u16).to_le_bytes());
+    put(30, &(r.output().unwrap_or(0) as u16).to_le_bytes());
+    put(32, &(r.packets().unwrap_or(0) as u32).to_le_bytes());
+    put(36, &(r.bytes().unwrap_or(0) as u32).to_le_bytes());
+    put(40, &rel(r.stime())?.to_le_bytes());
+    put(44, &rel(r.etime())?.to_le_bytes());
+    put(48, &r.srcport().unwrap_or(0).to_le_bytes());
+    put(50, &r.dstport().unwrap_or(0).to_le_bytes());
     put(
         52,
         &[
-            r.prot.unwrap_or(0),
-            r.tos.unwrap_or(0),
-            r.tcp_flags.unwrap_or(0) as u8,
+            r.prot().unwrap_or(0),
+            r.tos().unwrap_or(0),
+            r.tcp_flags().unwrap_or(0) as u8,
             0,
             0,
             0,
-            r.src_mask.unwrap_or(0),
-            r.dst_mask.unwrap_or(0),
+            r.src_mask().unwrap_or(0),
+            r.dst_mask().unwrap_or(0),
         ],
     );
-    put(60, &(r.src_as.unwrap_or(0) as u16).to_le_bytes());
-    put(62, &(r.dst_as.unwrap_or(0) as u16).to_le_bytes());
+    put(60, &(r.src_as().unwrap_or(0) as u16).to_le_bytes());
+    put(62, &(r.dst_as().unwrap_or(0) as u16).to_le_bytes());
     Ok(b)
 }
 
@@ -96,8 +96,8 @@ fn v5_record(r: &Record, boot_ms: i64) -> anyhow::Result<[u8; 64]> {
 /// through a temporary name so that a file under `path` is always whole.
 pub fn write(path: &Path, records: &[Record]) -> anyhow::Result<()> {
     let (Some(first), Some(last)) = (
-        records.iter().map(|r| r.stime).min(),
-        records.iter().map(|r| r.etime).max(),
+        records.iter().map(|r| r.stime()).min(),
+        records.iter().map(|r| r.etime()).max(),
     ) else {
         bail!("no records to write to {}", path.display());
     };

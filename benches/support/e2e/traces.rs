@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use flowy::record::Record;
+use flowy::record::{Record, RecordFields};
 
 use super::flowtools;
 use crate::trace_gen;
@@ -44,17 +44,19 @@ pub fn http_dir(root: &Path, copies: usize) -> anyhow::Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let trace = http_trace();
-    let first = trace.iter().map(|r| r.stime).min().unwrap_or(0);
-    let last = trace.iter().map(|r| r.etime).max().unwrap_or(0);
+    let first = trace.iter().map(|r| r.stime()).min().unwrap_or(0);
+    let last = trace.iter().map(|r| r.etime()).max().unwrap_or(0);
     // Whole seconds, so no two copies share a rotation name's second.
     let shift = (last - first) / 1000 * 1000 + 1000;
     for k in 0..copies as i64 {
         let copy: Vec<Record> = trace
             .iter()
-            .map(|r| Record {
-                stime: r.stime + k * shift,
-                etime: r.etime + k * shift,
-                ..r.clone()
+            .map(|r| {
+                Record::from(RecordFields {
+                    stime: r.stime() + k * shift,
+                    etime: r.etime() + k * shift,
+                    ..r.clone().fields()
+                })
             })
             .collect();
         let name = flowtools::rotation_name(first + k * shift)?;
@@ -77,7 +79,7 @@ fn merger_flows(n: usize) -> Vec<Record> {
             let stime = t0 + i as i64 * 10;
             let dur = if branch == 0 { 60 } else { 5 + (i as i64 % 7) };
             let key = (i / 8) as u32;
-            Record {
+            Record::from(RecordFields {
                 rec_id: i as u64,
                 exporter: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
                 srcip: Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | key))),
@@ -89,11 +91,11 @@ fn merger_flows(n: usize) -> Vec<Record> {
                 packets: Some(1),
                 stime,
                 etime: stime + dur,
-                ..Record::default()
-            }
+                ..RecordFields::default()
+            })
         })
         .collect();
-    out.sort_by_key(|r| (r.etime, r.rec_id));
+    out.sort_by_key(|r| (r.etime(), r.rec_id()));
     out
 }
 

@@ -65,7 +65,7 @@ impl Admission {
         // included): behind it, a record can no longer be reordered.
         let push_w = self.announced;
         let before = batch.len();
-        batch.retain(|r| self.admit_one(r.borrow().stime, push_w, now_ms));
+        batch.retain(|r| self.admit_one(r.borrow().stime(), push_w, now_ms));
         self.stats.dropped += (before - batch.len()) as u64;
         Step {
             push_w,
@@ -147,14 +147,17 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordFields;
 
     fn recs(stimes: &[i64]) -> Vec<Record> {
         stimes
             .iter()
-            .map(|&stime| Record {
-                stime,
-                etime: stime,
-                ..Record::default()
+            .map(|&stime| {
+                Record::from(RecordFields {
+                    stime,
+                    etime: stime,
+                    ..RecordFields::default()
+                })
             })
             .collect()
     }
@@ -176,7 +179,7 @@ mod tests {
         let step = a.admit(&mut b, 0);
         assert_eq!(step.push_w, Some(90));
         assert_eq!(step.advance_to, Some(110));
-        assert_eq!(b.iter().map(|r| r.stime).collect::<Vec<_>>(), [95, 120]);
+        assert_eq!(b.iter().map(|r| r.stime()).collect::<Vec<_>>(), [95, 120]);
         let s = a.stats();
         assert_eq!((s.records, s.late, s.dropped, s.max_behind), (5, 1, 1, 50));
     }
@@ -207,7 +210,7 @@ mod tests {
         // A record of the batch after it is judged by that W.
         let mut b = recs(&[150, 195]);
         a.admit(&mut b, 0);
-        assert_eq!(b.iter().map(|r| r.stime).collect::<Vec<_>>(), [195]);
+        assert_eq!(b.iter().map(|r| r.stime()).collect::<Vec<_>>(), [195]);
         let s = a.stats();
         assert_eq!((s.records, s.late, s.max_behind), (3, 1, 0));
     }

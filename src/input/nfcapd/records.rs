@@ -177,15 +177,11 @@ fn decode_v3(rec: &[u8], exporters: &Exporters) -> Result<Record, Fail> {
     let elements = le16(rec, 4);
     let sysid = le16(rec, 8);
     let flags = rec[10];
-    let mut r = Record {
-        exporter: exporters.ips.get(&sysid).copied(),
-        sampling: if flags & V3_FLAG_SAMPLED != 0 {
-            exporters.sampling(sysid)
-        } else {
-            None
-        },
-        ..Record::default()
-    };
+    let mut r = Record::default();
+    r.set_exporter(exporters.ips.get(&sysid).copied());
+    if flags & V3_FLAG_SAMPLED != 0 {
+        r.set_sampling(exporters.sampling(sysid));
+    }
     let mut pos = V3_HEADER_LEN;
     for i in 0..elements {
         let rest = &rec[pos..];
@@ -208,9 +204,9 @@ fn decode_v3(rec: &[u8], exporters: &Exporters) -> Result<Record, Fail> {
         element(&mut r, kind, &rest[4..len]).map_err(|reason| (pos, reason))?;
         pos += len;
     }
-    if matches!(r.prot, Some(1) | Some(58)) {
+    if matches!(r.prot(), Some(1) | Some(58)) {
         // SPEC §1.1: ICMP type·256 + code is the destination port.
-        r.srcport = Some(0);
+        r.set_srcport(Some(0));
     }
     Ok(r)
 }
@@ -241,39 +237,37 @@ fn element(r: &mut Record, kind: u16, e: &[u8]) -> Result<(), String> {
     match kind {
         1 => generic_flow(r, e)?,
         2 => {
-            r.srcip = Some(IpAddr::V4(Ipv4Addr::from(le32(e, 0))));
-            r.dstip = Some(IpAddr::V4(Ipv4Addr::from(le32(e, 4))));
+            r.set_srcip(Some(IpAddr::V4(Ipv4Addr::from(le32(e, 0)))));
+            r.set_dstip(Some(IpAddr::V4(Ipv4Addr::from(le32(e, 4)))));
         }
         3 => {
-            r.srcip = Some(ipv6(e, 0));
-            r.dstip = Some(ipv6(e, 16));
+            r.set_srcip(Some(ipv6(e, 0)));
+            r.set_dstip(Some(ipv6(e, 16)));
         }
         4 => {
-            r.input = Some(le32(e, 0));
-            r.output = Some(le32(e, 4));
-            r.src_mask = Some(e[8]);
-            r.dst_mask = Some(e[9]);
-            r.extra.push((61, Value::Uint(u64::from(e[10]))));
-            r.extra.push((55, Value::Uint(u64::from(e[11]))));
+            r.set_input(Some(le32(e, 0)));
+            r.set_output(Some(le32(e, 4)));
+            r.set_src_mask(Some(e[8]));
+            r.set_dst_mask(Some(e[9]));
+            r.push_extra(61, Value::Uint(u64::from(e[10])));
+            r.push_extra(55, Value::Uint(u64::from(e[11])));
         }
         5 => {
-            r.extra.push((24, Value::Uint(le64(e, 8))));
-            r.extra.push((23, Value::Uint(le64(e, 16))));
+            r.push_extra(24, Value::Uint(le64(e, 8)));
+            r.push_extra(23, Value::Uint(le64(e, 16)));
         }
         6 => {
-            r.extra.push((58, Value::Uint(u64::from(le32(e, 0)))));
-            r.extra.push((59, Value::Uint(u64::from(le32(e, 4)))));
+            r.push_extra(58, Value::Uint(u64::from(le32(e, 0))));
+            r.push_extra(59, Value::Uint(u64::from(le32(e, 4))));
         }
         7 => {
-            r.src_as = Some(le32(e, 0));
-            r.dst_as = Some(le32(e, 4));
+            r.set_src_as(Some(le32(e, 0)));
+            r.set_dst_as(Some(le32(e, 4)));
         }
-        8 => r
-            .extra
-            .push((18, Value::Ip(IpAddr::V4(Ipv4Addr::from(le32(e, 0)))))),
-        9 => r.extra.push((63, Value::Ip(ipv6(e, 0)))),
-        10 => r.nexthop = Some(IpAddr::V4(Ipv4Addr::from(le32(e, 0)))),
-        11 => r.nexthop = Some(ipv6(e, 0)),
+        8 => r.push_extra(18, Value::Ip(IpAddr::V4(Ipv4Addr::from(le32(e, 0))))),
+        9 => r.push_extra(63, Value::Ip(ipv6(e, 0))),
+        10 => r.set_nexthop(Some(IpAddr::V4(Ipv4Addr::from(le32(e, 0))))),
+        11 => r.set_nexthop(Some(ipv6(e, 0))),
         // NSEL/NEL, MPLS, MAC, latency, payload and the rest: not in SPEC §1.1
         _ => {}
     }
@@ -284,15 +278,14 @@ fn generic_flow(r: &mut Record, e: &[u8]) -> Result<(), String> {
     let ms = |v: u64, what: &str| {
         i64::try_from(v).map_err(|_| format!("{what} {v} ms is beyond any representable time"))
     };
-    r.stime = ms(le64(e, 0), "msecFirst")?;
-    r.etime = ms(le64(e, 8), "msecLast")?;
-    r.packets = Some(le64(e, 24));
-    r.bytes = Some(le64(e, 32));
-    r.srcport = Some(le16(e, 40));
-    r.dstport = Some(le16(e, 42));
-    r.prot = Some(e[44]);
-    r.tcp_flags = Some(u16::from(e[45]));
-    r.tos = Some(e[47]);
+    r.set_times(ms(le64(e, 0), "msecFirst")?, ms(le64(e, 8), "msecLast")?);
+    r.set_packets(Some(le64(e, 24)));
+    r.set_bytes(Some(le64(e, 32)));
+    r.set_srcport(Some(le16(e, 40)));
+    r.set_dstport(Some(le16(e, 42)));
+    r.set_prot(Some(e[44]));
+    r.set_tcp_flags(Some(u16::from(e[45])));
+    r.set_tos(Some(e[47]));
     Ok(())
 }
 
