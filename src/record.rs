@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 pub use crate::value::Value;
 
@@ -345,7 +345,9 @@ const SLOT_NEXTHOP: usize = 3;
 /// What does not fit a record's compact form: IPv6 addresses, an `etime`
 /// more than `u32::MAX` ms after `stime` (or before it), packet counts
 /// beyond `u32`, sampling intervals beyond `u16`, and the IANA extras.
-/// Only records that need it carry one.
+/// Only records that need it carry one; records with the same extras and
+/// nothing else aside may share one (see [`ExtrasCache`]): it is copied
+/// before it is changed.
 #[derive(Clone, Default)]
 struct Aside {
     ip: [Option<IpAddr>; 4],
@@ -353,6 +355,17 @@ struct Aside {
     packets: u64,
     sampling: u32,
     extra: Vec<(u16, Value)>,
+}
+
+/// A decoder's last extras-only aside, for [`Record::set_extra_shared`].
+#[derive(Default)]
+pub struct ExtrasCache(Option<Arc<Aside>>);
+
+impl fmt::Debug for ExtrasCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let extra = self.0.as_ref().map(|a| &a.extra);
+        f.debug_tuple("ExtrasCache").field(&extra).finish()
+    }
 }
 
 /// One flow record. `stime`/`etime` are always known; other fields may be
@@ -369,7 +382,7 @@ pub struct Record {
     rec_id: u64,
     stime: Time,
     bytes: u64,
-    aside: Option<Box<Aside>>,
+    aside: Option<Arc<Aside>>,
     /// IPv4 addresses of exporter, srcip, dstip, nexthop.
     ip: [u32; 4],
     packets: u32,
@@ -591,6 +604,29 @@ impl Record {
         self.extra_mut().push((id, v));
     }
 
+    /// Give the record these extras, taking the aside of an earlier record
+    /// of the same decoder when it holds exactly these extras and nothing
+    /// else: exporters repeat the same extras on every record (nfcapd's
+    /// flow-misc element), and one aside per record was an allocation per
+    /// record read and 128 bytes per record held.
+    pub fn set_extra_shared(&mut self, extra: &[(u16, Value)], cache: &mut ExtrasCache) {
+        if self.aside.is_some() || extra.is_empty() {
+            self.set_extra(extra.to_vec());
+            return;
+        }
+        match &cache.0 {
+            Some(a) if a.extra == extra => self.aside = Some(Arc::clone(a)),
+            _ => {
+                let a = Arc::new(Aside {
+                    extra: extra.to_vec(),
+                    ..Aside::default()
+                });
+                cache.0 = Some(Arc::clone(&a));
+                self.aside = Some(a);
+            }
+        }
+    }
+
     pub fn set_extra(&mut self, extra: Vec<(u16, Value)>) {
         if extra.is_empty() && self.aside.is_none() {
             return;
@@ -650,7 +686,7 @@ impl Record {
         let (has, wide) = (EXPORTER << slot, IP_WIDE << slot);
         if self.has & wide != 0 {
             if let Some(a) = &mut self.aside {
-                a.ip[slot] = None;
+                Arc::make_mut(a).ip[slot] = None;
             }
             self.has &= !wide;
             self.tidy();
@@ -679,7 +715,7 @@ impl Record {
     }
 
     fn aside_mut(&mut self) -> &mut Aside {
-        self.aside.get_or_insert_with(Box::default)
+        Arc::make_mut(self.aside.get_or_insert_with(Arc::default))
     }
 }
 
@@ -1093,6 +1129,35 @@ mod tests {
         let mut plain = Record::from(full_v4());
         plain.set_extra(Vec::new());
         assert!(plain.aside.is_none());
+    }
+
+    #[test]
+    fn records_with_the_same_extras_share_one_aside_until_one_changes() {
+        let extra = [(61, Value::Uint(0)), (55, Value::Uint(0))];
+        let mut cache = ExtrasCache::default();
+        let mut a = Record::from(full_v4());
+        let mut b = Record::from(full_v4());
+        a.set_extra_shared(&extra, &mut cache);
+        b.set_extra_shared(&extra, &mut cache);
+        let shared = |r: &Record| r.aside.as_ref().map(Arc::as_ptr);
+        assert_eq!(shared(&a), shared(&b));
+        assert_eq!(b.extra(), &extra[..]);
+        // Other extras: an aside of its own, which the cache now holds.
+        let mut c = Record::from(full_v4());
+        c.set_extra_shared(&extra[..1], &mut cache);
+        assert_ne!(shared(&c), shared(&a));
+        // Changing a shared aside copies it first.
+        b.set_srcip(Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        b.push_extra(1, Value::Uint(5));
+        assert_eq!(a.extra(), &extra[..]);
+        assert_eq!(a.srcip(), full_v4().srcip);
+        assert_eq!(b.extra().len(), 3);
+        // A record that has an aside already keeps it.
+        let mut d = Record::from(full_v4());
+        d.set_dstip(Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        d.set_extra_shared(&extra, &mut cache);
+        assert_eq!(d.extra(), &extra[..]);
+        assert_eq!(d.dstip(), Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
     }
 
     #[test]

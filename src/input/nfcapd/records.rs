@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::record::{Record, Value};
+use smallvec::SmallVec;
+
+use crate::record::{ExtrasCache, Record, Value};
 
 const EXPORTER_INFO: u16 = 7;
 const SAMPLER_LEGACY: u16 = 9;
@@ -32,6 +34,9 @@ pub struct Exporters {
     ips: HashMap<u16, IpAddr>,
     /// (sampler id, packet interval, packet space) per exporter.
     samplers: HashMap<u16, Vec<(i64, u32, u32)>>,
+    /// The extras of the records decoded last, shared by the next records
+    /// that carry the same.
+    extras: ExtrasCache,
 }
 
 impl Exporters {
@@ -172,7 +177,7 @@ fn sampler_legacy(rec: &[u8], exporters: &mut Exporters) -> Result<(), Fail> {
 }
 
 /// One flow: the V3 header, then `numElements` (type, length) elements.
-fn decode_v3(rec: &[u8], exporters: &Exporters) -> Result<Record, Fail> {
+fn decode_v3(rec: &[u8], exporters: &mut Exporters) -> Result<Record, Fail> {
     need(rec, V3_HEADER_LEN, "a flow record header")?;
     let elements = le16(rec, 4);
     let sysid = le16(rec, 8);
@@ -182,6 +187,7 @@ fn decode_v3(rec: &[u8], exporters: &Exporters) -> Result<Record, Fail> {
     if flags & V3_FLAG_SAMPLED != 0 {
         r.set_sampling(exporters.sampling(sysid));
     }
+    let mut extra = Extras::new();
     let mut pos = V3_HEADER_LEN;
     for i in 0..elements {
         let rest = &rec[pos..];
@@ -201,9 +207,10 @@ fn decode_v3(rec: &[u8], exporters: &Exporters) -> Result<Record, Fail> {
                 ),
             ));
         }
-        element(&mut r, kind, &rest[4..len]).map_err(|reason| (pos, reason))?;
+        element(&mut r, &mut extra, kind, &rest[4..len]).map_err(|reason| (pos, reason))?;
         pos += len;
     }
+    r.set_extra_shared(&extra, &mut exporters.extras);
     if matches!(r.prot(), Some(1) | Some(58)) {
         // SPEC §1.1: ICMP type·256 + code is the destination port.
         r.set_srcport(Some(0));
@@ -226,7 +233,10 @@ fn element_len(kind: u16) -> usize {
     }
 }
 
-fn element(r: &mut Record, kind: u16, e: &[u8]) -> Result<(), String> {
+/// A record's IANA extras while its elements are read.
+type Extras = SmallVec<[(u16, Value); 4]>;
+
+fn element(r: &mut Record, extra: &mut Extras, kind: u16, e: &[u8]) -> Result<(), String> {
     let want = element_len(kind);
     if e.len() < want {
         return Err(format!(
@@ -249,23 +259,23 @@ fn element(r: &mut Record, kind: u16, e: &[u8]) -> Result<(), String> {
             r.set_output(Some(le32(e, 4)));
             r.set_src_mask(Some(e[8]));
             r.set_dst_mask(Some(e[9]));
-            r.push_extra(61, Value::Uint(u64::from(e[10])));
-            r.push_extra(55, Value::Uint(u64::from(e[11])));
+            extra.push((61, Value::Uint(u64::from(e[10]))));
+            extra.push((55, Value::Uint(u64::from(e[11]))));
         }
         5 => {
-            r.push_extra(24, Value::Uint(le64(e, 8)));
-            r.push_extra(23, Value::Uint(le64(e, 16)));
+            extra.push((24, Value::Uint(le64(e, 8))));
+            extra.push((23, Value::Uint(le64(e, 16))));
         }
         6 => {
-            r.push_extra(58, Value::Uint(u64::from(le32(e, 0))));
-            r.push_extra(59, Value::Uint(u64::from(le32(e, 4))));
+            extra.push((58, Value::Uint(u64::from(le32(e, 0)))));
+            extra.push((59, Value::Uint(u64::from(le32(e, 4)))));
         }
         7 => {
             r.set_src_as(Some(le32(e, 0)));
             r.set_dst_as(Some(le32(e, 4)));
         }
-        8 => r.push_extra(18, Value::Ip(IpAddr::V4(Ipv4Addr::from(le32(e, 0))))),
-        9 => r.push_extra(63, Value::Ip(ipv6(e, 0))),
+        8 => extra.push((18, Value::Ip(IpAddr::V4(Ipv4Addr::from(le32(e, 0)))))),
+        9 => extra.push((63, Value::Ip(ipv6(e, 0)))),
         10 => r.set_nexthop(Some(IpAddr::V4(Ipv4Addr::from(le32(e, 0))))),
         11 => r.set_nexthop(Some(ipv6(e, 0))),
         // NSEL/NEL, MPLS, MAC, latency, payload and the rest: not in SPEC §1.1
