@@ -126,6 +126,11 @@ impl Flowy {
         Ok(flowy::daemon::metrics::parse_text(text))
     }
 
+    /// CPU time the daemon has used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        super::kernel::process_cpu(self.child.id())
+    }
+
     /// SIGTERM, then wait for the orderly shutdown (bounded).
     pub fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.child.id() as libc::pid_t;

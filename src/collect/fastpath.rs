@@ -43,7 +43,7 @@ use super::stats::DecodeStats;
 use super::times::HeaderClock;
 use crate::record::Record;
 
-const V9_HEADER: usize = 20;
+pub(super) const V9_HEADER: usize = 20;
 const IPFIX_HEADER: usize = 16;
 /// The parser refuses larger v9 frames.
 const MAX_V9_FRAME: usize = 65_535;
@@ -199,6 +199,40 @@ fn data_records(
     }
 }
 
+/// The length of the v9 header plus the template and options template sets
+/// that lead `msg`, when data sets (and only data sets) follow them.
+///
+/// Why: exporters re-send their templates every few datagrams in front of
+/// data (softflowd: every 16th datagram, four templates and an options
+/// template). Such a message used to go to netflow_parser whole, its data
+/// at four times the fast path's cost per record: a fifth of the decode
+/// time of softflowd's stream. Split there, the parser reads only the
+/// templates and the data sets take the fast path, with the templates they
+/// just defined, as the parser would have decoded them.
+pub(super) fn template_head(msg: &[u8], version: u16) -> Option<usize> {
+    if version != 9 || msg.len() > MAX_V9_FRAME {
+        return None;
+    }
+    let mut at = V9_HEADER;
+    let mut head = None;
+    while at < msg.len() {
+        let (id, len) = (u16_at(msg, at)?, usize::from(u16_at(msg, at + 2)?));
+        if len < 4 || at + len > msg.len() {
+            return None;
+        }
+        match (id, head) {
+            (0 | 1, None) => {}
+            (id, Some(_)) if id < 256 => return None,
+            (2..=255, None) => return None,
+            (_, None) if at == V9_HEADER => return None,
+            (_, None) => head = Some(at),
+            _ => {}
+        }
+        at += len;
+    }
+    head
+}
+
 /// Body lengths of the data sets of `msg` whose template the parser lacks:
 /// what it may hold when it parses the message.
 pub(super) fn unknown_data_sets(msg: &[u8], version: u16, exp: &Exporter, lens: &mut Vec<usize>) {
@@ -298,6 +332,7 @@ pub(super) fn decode(
         cap,
         apply_sampling,
         delta: Default::default(),
+        sequence: true,
     };
     record_counts(stats, &ctx, version, n, event);
     true
