@@ -323,5 +323,7 @@ fn main() -> anyhow::Result<()> {
         println!("decode_capture: run it with `cargo bench --bench decode_capture`");
         return Ok(());
     }
+    // The allocator as `flowy serve` sets it up: records allocate.
+    flowy::memory::tune_allocator();
     run()
 }

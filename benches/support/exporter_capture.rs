@@ -148,11 +148,7 @@ fn learn_options(mut b: &[u8], templates: &mut HashMap<u16, Template>) {
 
 /// Records of a data set body of `t` (trailing padding is shorter than a record).
 fn set_records(t: &Template, body_len: usize) -> u64 {
-    if t.len == 0 {
-        0
-    } else {
-        (body_len / t.len) as u64
-    }
+    body_len.checked_div(t.len).unwrap_or(0) as u64
 }
 
 /// Flow time of a sysUptime field in a datagram with this header, ms.
