@@ -316,6 +316,10 @@ fn flowy_step(
     };
     let processed = row.processed;
     row.note.push_str(&cpu_note(daemon.cpu(), processed));
+    if let Some(d) = daemon.decode_cpu() {
+        let per = d.as_nanos() as f64 / processed.max(1) as f64;
+        row.note.push_str(&format!(" (decode thread {per:.0})"));
+    }
     daemon.stop()?;
     // Match output is work too: with JSON records it can be hundreds of MB/s.
     let written = std::fs::metadata(&output).map_or(0, |m| m.len());
