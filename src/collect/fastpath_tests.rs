@@ -605,7 +605,10 @@ fn templates_behind_data_or_unknown_data_stay_whole() {
     let data = set(300, &[0, 1, 0, 2]);
     let unknown = set(301, &[0, 1, 0, 2]);
     let mut p = Pair::new(DecoderConfig::default());
-    assert_eq!(p.feed(&message(9, 1, std::slice::from_ref(&tpl), 0)).len(), 0);
+    assert_eq!(
+        p.feed(&message(9, 1, std::slice::from_ref(&tpl), 0)).len(),
+        0
+    );
     assert_eq!(
         p.feed(&message(9, 2, &[data.clone(), tpl.clone()], 0))
             .len(),
