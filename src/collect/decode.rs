@@ -69,7 +69,8 @@ pub struct Decoder {
     /// Decode data sets of known templates without netflow_parser (`fastpath`).
     fast_path: bool,
     sets: Vec<fastpath::SetRef>,
-    /// The data sets of a message split after its templates, behind its header.
+    /// A message split after its templates: header + templates, header + data.
+    head: Vec<u8>,
     tail: Vec<u8>,
     /// Messages the fast path decoded.
     #[cfg(test)]
@@ -109,6 +110,7 @@ impl Decoder {
             buf: Vec::with_capacity(64),
             fast_path: true,
             sets: Vec::new(),
+            head: Vec::new(),
             tail: Vec::new(),
             #[cfg(test)]
             fast_messages: 0,
@@ -333,10 +335,12 @@ impl Decoder {
             // Templates through the parser, then the data sets behind the
             // same header through the fast path; the sequence number is
             // observed once, with the data.
-            slow!(&msg[..head], Frame { len: head, ..frame }, false);
-            self.tail.clear();
-            self.tail.extend_from_slice(&msg[..fastpath::V9_HEADER]);
-            self.tail.extend_from_slice(&msg[head..]);
+            fastpath::split(msg, frame.version, head, &mut self.head, &mut self.tail);
+            let head = Frame {
+                len: self.head.len(),
+                ..frame
+            };
+            slow!(&self.head, head, false);
             let tail = Frame {
                 len: self.tail.len(),
                 ..frame

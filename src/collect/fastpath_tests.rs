@@ -543,8 +543,9 @@ fn restored_templates() {
 
 /// softflowd's template datagrams: two data templates and an options
 /// template lead, options data and data sets of both templates alternate
-/// behind them. The templates go to the parser, the data takes the fast
-/// path, and records, stats and the sequence agree with the slow path.
+/// behind them (v9, and the same in IPFIX). The templates go to the
+/// parser, the data takes the fast path, and records, stats and the
+/// sequence agree with the slow path.
 #[test]
 fn templates_leading_data_split_off() {
     let t1 = [
@@ -567,33 +568,47 @@ fn templates_leading_data_split_off() {
     ];
     let mut t2 = t1.to_vec();
     t2.splice(10..12, [f(32, 2)]);
-    let scope = [f(1, 4)];
-    let opts = [f(34, 4), f(35, 1)];
-    let templates = [
-        set(0, &[template(1024, &t1), template(1025, &t2)].concat()),
-        set(1, &options_template(9, 256, &scope, &opts)),
-    ];
-    let data = |seed: u64| {
-        vec![
-            set(256, &[0, 0, 0, 1, 0, 0, 0, 1, 2, 0]),
-            set(1024, &records(&t1, 5, seed, 0)),
-            set(1025, &records(&t2, 2, seed + 1, 0)),
-            set(1024, &records(&t1, 3, seed + 2, 0)),
-        ]
-    };
-    let mut p = Pair::new(DecoderConfig::default());
-    for seq in 1..=6u32 {
-        let mut sets = data(u64::from(seq));
-        if seq % 3 == 1 {
-            sets.splice(0..0, templates.iter().cloned());
+    for v in [9u16, 10] {
+        let (tset, oset) = if v == 9 { (0, 1) } else { (2, 3) };
+        let scope = [f(if v == 9 { 1 } else { 149 }, 4)];
+        let opts = [f(34, 4), f(35, 1)];
+        let templates = [
+            set(tset, &[template(1024, &t1), template(1025, &t2)].concat()),
+            set(oset, &options_template(v, 256, &scope, &opts)),
+        ];
+        let data = |seed: u64| {
+            vec![
+                set(256, &[0, 0, 0, 1, 0, 0, 0, 1, 2, 0]),
+                set(1024, &records(&t1, 5, seed, 0)),
+                set(1025, &records(&t2, 2, seed + 1, 0)),
+                set(1024, &records(&t1, 3, seed + 2, 0)),
+            ]
+        };
+        let mut p = Pair::new(DecoderConfig::default());
+        // IPFIX sequence numbers count data records, options records included.
+        let mut seq = 1u32;
+        for k in 1..=6u32 {
+            let mut sets = data(u64::from(k));
+            if k % 3 == 1 {
+                sets.splice(0..0, templates.iter().cloned());
+            }
+            let recs = p.feed(&message(v, seq, &sets, 0));
+            assert_eq!(recs.len(), 10, "v{v} datagram {k}");
+            seq += if v == 9 { 1 } else { 11 };
         }
-        let recs = p.feed(&message(9, seq, &sets, 0));
-        assert_eq!(recs.len(), 10, "datagram {seq}");
+        assert_eq!((p.split_messages(), p.fast_messages()), (2, 4), "v{v}");
+        let stats = p.fast.stats();
+        assert!(
+            stats.sequence_gaps.is_empty(),
+            "v{v}: {:?}",
+            stats.sequence_gaps
+        );
+        assert_eq!(
+            (stats.sequence_resets, stats.options_records),
+            (0, 6),
+            "v{v}"
+        );
     }
-    assert_eq!((p.split_messages(), p.fast_messages()), (2, 4));
-    let stats = p.fast.stats();
-    assert!(stats.sequence_gaps.is_empty(), "{:?}", stats.sequence_gaps);
-    assert_eq!((stats.sequence_resets, stats.options_records), (0, 6));
 }
 
 /// Template sets after a data set, or data of a template nobody defined:

@@ -23,7 +23,7 @@ pub(super) struct Ctx {
     pub(super) apply_sampling: bool,
     pub(super) delta: PendingDelta,
     /// Observe the message's sequence number. False for the template sets
-    /// of a v9 message whose data sets are decoded (and its sequence number
+    /// of a message whose data sets are decoded (and its sequence number
     /// observed) separately, see `fastpath::template_head`.
     pub(super) sequence: bool,
 }
@@ -218,9 +218,12 @@ pub(super) fn ipfix_packet(
         }
     }
     let n = out.len() - before;
-    let event = exp
-        .seq
-        .observe(h.sequence_number, advance_known.then_some(native_records));
+    let event = match ctx.sequence {
+        true => exp
+            .seq
+            .observe(h.sequence_number, advance_known.then_some(native_records)),
+        false => SeqEvent::InOrder,
+    };
     record_counts(stats, ctx, 10, n, event);
 }
 
