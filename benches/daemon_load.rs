@@ -15,14 +15,20 @@
 //! - `FLOWY_LOAD_QUERIES` query glob for `flowy` (default: `config/queries/*.flowy`,
 //!   the example queries and the detection library)
 //! - `FLOWY_LOAD_COLLECTORS` any of `flowy` (the queries above), `flowy-ingest`
-//!   (one query no record passes: receive, decode, dispatch and filter only)
-//!   and `nfcapd` (default all three)
+//!   (one query no record passes: receive, decode, dispatch and filter only),
+//!   `flowy-pass` (the pass-through query: every record a JSON match line)
+//!   and `nfcapd` (default `flowy,flowy-ingest,nfcapd`)
 //! - `FLOWY_LOAD_OUTPUT_RECORDS` `false` writes match lines without their
 //!   flow records (default `true`, as the embedded configuration does)
 //! - `FLOWY_LOAD_HTTP_PERCENT` share of the generator's draws that start an
 //!   HTTP session rather than one noise flow (default 50: nine flows in ten
 //!   are HTTP and one record in six ends up in a match)
 //! - `FLOWY_LOAD_FORMAT` `v5` (default) or `v9` (template datagram every 64)
+//! - `FLOWY_LOAD_PCAP` replay this capture of a real exporter's NetFlow v9
+//!   export instead of generating one (e.g. softflowd's, made by
+//!   benches/cluster.sh): looped to `FLOWY_LOAD_RECORDS`, each loop moved
+//!   forward in time and sequence as from one long-running exporter, its
+//!   templates and options exactly where the exporter put them
 //! - `FLOWY_LOAD_KEEP` keep the temp dir (capture, outputs) and print its path
 //! - `FLOWY_BIN` another flowy binary to test
 //!
@@ -32,12 +38,13 @@
 mod support;
 
 use std::net::SocketAddrV4;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use support::capture::{self, header_count};
+use support::exporter_capture::ExporterCapture;
 use support::flowy_proc::{self, Flowy};
 use support::kernel;
 use support::nfcapd::{self, Nfcapd};
@@ -60,6 +67,17 @@ const INGEST_ONLY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/benches/support/ingest-only.flowy"
 );
+/// The query of the `flowy-pass` runs.
+const PASS_THROUGH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/support/pass-through.flowy"
+);
+/// The flowy variants: collector name and query glob (`None`: FLOWY_LOAD_QUERIES).
+const FLOWY_KINDS: [(&str, Option<&str>); 3] = [
+    ("flowy", None),
+    ("flowy-ingest", Some(INGEST_ONLY)),
+    ("flowy-pass", Some(PASS_THROUGH)),
+];
 /// A collector whose backlog outlives the step by more than this is only
 /// buffering, not keeping up (flowy's queues hold millions of records).
 const KEPT_UP: Duration = Duration::from_secs(1);
@@ -72,6 +90,7 @@ struct Settings {
     collectors: Vec<String>,
     keep: bool,
     format: String,
+    pcap: Option<PathBuf>,
     output_records: bool,
     http_percent: u64,
 }
@@ -116,6 +135,7 @@ impl Settings {
             queries,
             collectors,
             keep: var("FLOWY_LOAD_KEEP").is_some(),
+            pcap: var("FLOWY_LOAD_PCAP").map(PathBuf::from),
             http_percent: match var("FLOWY_LOAD_HTTP_PERCENT") {
                 Some(p) => p.parse().context("FLOWY_LOAD_HTTP_PERCENT")?,
                 None => 50,
@@ -195,26 +215,49 @@ fn print_row(r: &Row) {
     );
 }
 
-/// The datagrams of one step: the capture's first `rate × step` records.
-fn step_grams(grams: &[Vec<u8>], rate: u64, step_secs: f64) -> Vec<&[u8]> {
+/// Datagrams to send and the flow records in each.
+struct Capture {
+    grams: Vec<Vec<u8>>,
+    records: Vec<u64>,
+}
+
+/// The datagrams of one step (the capture's first `rate × step` records)
+/// and the records they hold.
+fn step_grams(cap: &Capture, rate: u64, step_secs: f64) -> (Vec<&[u8]>, u64) {
     let want = (rate as f64 * step_secs) as u64;
-    let mut records = 0u64;
-    grams
-        .iter()
-        .take_while(|g| {
-            let more = records < want;
-            records += header_count(g);
-            more
-        })
-        .map(Vec::as_slice)
-        .collect()
+    let (mut sent, mut grams) = (0u64, Vec::new());
+    for (g, &n) in cap.grams.iter().zip(&cap.records) {
+        if sent >= want {
+            break;
+        }
+        sent += n;
+        grams.push(g.as_slice());
+    }
+    (grams, sent)
+}
+
+/// Datagrams per second that carry `rate` records per second.
+fn datagram_rate(grams: &[&[u8]], sent: u64, rate: u64) -> f64 {
+    rate as f64 * grams.len() as f64 / sent.max(1) as f64
+}
+
+/// Collector CPU time per processed record, for the note column: unlike the
+/// highest lossless rate it hardly depends on what else the machine runs.
+fn cpu_note(cpu: Option<Duration>, processed: u64) -> String {
+    cpu.map_or(String::new(), |c| {
+        format!(
+            " cpu {:.2} s = {:.0} ns/rec",
+            c.as_secs_f64(),
+            c.as_nanos() as f64 / processed.max(1) as f64
+        )
+    })
 }
 
 fn flowy_step(
     collector: &'static str,
     queries: &str,
     dir: &Path,
-    grams: &[&[u8]],
+    (grams, sent): (&[&[u8]], u64),
     rate: u64,
     output_records: bool,
 ) -> anyhow::Result<Row> {
@@ -222,8 +265,8 @@ fn flowy_step(
     let output = dir.join(flowy_proc::OUTPUT);
     let _ = std::fs::remove_file(&output);
     let daemon = Flowy::start(dir, queries, RECV_BUFFER, output_records)?;
-    let sent: u64 = grams.iter().map(|g| header_count(g)).sum();
-    let report = sender::send_paced(daemon.udp, grams, rate as f64 / 30.0)?;
+    let per_sec = datagram_rate(grams, sent, rate);
+    let report = sender::send_paced(daemon.udp, grams, per_sec)?;
     let sent_at = Instant::now();
     let port = daemon.udp.port();
     let mut last = (u64::MAX, u64::MAX);
@@ -271,6 +314,12 @@ fn flowy_step(
             }
         ),
     };
+    let processed = row.processed;
+    row.note.push_str(&cpu_note(daemon.cpu(), processed));
+    if let Some(d) = daemon.decode_cpu() {
+        let per = d.as_nanos() as f64 / processed.max(1) as f64;
+        row.note.push_str(&format!(" (decode thread {per:.0})"));
+    }
     daemon.stop()?;
     // Match output is work too: with JSON records it can be hundreds of MB/s.
     let written = std::fs::metadata(&output).map_or(0, |m| m.len());
@@ -282,11 +331,10 @@ fn flowy_step(
     Ok(row)
 }
 
-fn nfcapd_step(dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::Result<Row> {
+fn nfcapd_step(dir: &Path, (grams, sent): (&[&[u8]], u64), rate: u64) -> anyhow::Result<Row> {
     let nf = Nfcapd::start(dir, RECV_BUFFER)?;
-    let sent: u64 = grams.iter().map(|g| header_count(g)).sum();
     let to = SocketAddrV4::new([127, 0, 0, 1].into(), nf.port);
-    let report = sender::send_paced(to.into(), grams, rate as f64 / 30.0)?;
+    let report = sender::send_paced(to.into(), grams, datagram_rate(grams, sent, rate))?;
     let sent_at = Instant::now();
     let mut calm = 0;
     while calm < 3 && sent_at.elapsed() < DRAIN_LIMIT {
@@ -296,6 +344,7 @@ fn nfcapd_step(dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::Result<Row> {
     }
     let drain = sent_at.elapsed().saturating_sub(POLL * 3);
     let kernel_drops = kernel::udp_socket(nf.port).map_or(0, |k| k.drops);
+    let cpu = nf.cpu();
     let intake = nf.stop()?;
     Ok(Row {
         collector: "nfcapd",
@@ -307,16 +356,47 @@ fn nfcapd_step(dir: &Path, grams: &[&[u8]], rate: u64) -> anyhow::Result<Row> {
         kernel_drops,
         drain,
         note: format!(
-            "seq.errors {} eff {:.0}/s",
+            "seq.errors {} eff {:.0}/s{}",
             intake.sequence_errors,
-            intake.flows as f64 / (report.elapsed + drain).as_secs_f64()
+            intake.flows as f64 / (report.elapsed + drain).as_secs_f64(),
+            cpu_note(cpu, intake.flows)
         ),
     })
 }
 
+/// A real exporter's capture, looped to `FLOWY_LOAD_RECORDS`.
+fn replay_capture(s: &Settings, path: &Path) -> anyhow::Result<Capture> {
+    let t = Instant::now();
+    let cap = ExporterCapture::read(path)?;
+    let (grams, records) = cap.looped(s.records as u64);
+    let total: u64 = records.iter().sum();
+    println!(
+        "capture: {} (real exporter, NetFlow v9): {} datagrams, {} flow records \
+         ({:.1}/datagram), {} templates, {} options records, {} datagrams with \
+         templates; looped {}x to {} datagrams, {} records, loops {} s of flow \
+         time apart; prepared in {:.1} s",
+        path.display(),
+        cap.grams.len(),
+        cap.total_records(),
+        cap.total_records() as f64 / cap.grams.len().max(1) as f64,
+        cap.templates,
+        cap.options_records,
+        cap.template_datagrams,
+        grams.len() / cap.grams.len().max(1),
+        grams.len(),
+        total,
+        cap.span_ms / 1000,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Capture { grams, records })
+}
+
 /// Generate the capture, write it as pcap, read it back the way
 /// `flowy replay` does; the UDP payloads to send.
-fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Capture> {
+    if let Some(path) = &s.pcap {
+        return replay_capture(s, path);
+    }
     let t = Instant::now();
     let flows = support::flows::generate(s.records, T0_MS, SPAN_MS, 0x5eed, s.http_percent);
     let exports = match s.format.as_str() {
@@ -345,7 +425,8 @@ fn prepare_capture(s: &Settings, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         s.http_percent,
         t.elapsed().as_secs_f64()
     );
-    Ok(grams)
+    let records = grams.iter().map(|g| header_count(g)).collect();
+    Ok(Capture { grams, records })
 }
 
 /// Which steps count as passed.
@@ -362,18 +443,18 @@ fn run(s: &Settings) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("flowy-load-").tempdir()?;
     let dir = tmp.path();
     println!(
-        "flowy: {}\nflowy queries: {}\nflowy-ingest queries: {INGEST_ONLY}\nnet.core.rmem_max: {} bytes; SO_RCVBUF requested: {RECV_BUFFER} bytes",
+        "flowy: {}\nflowy queries: {}\nflowy-ingest queries: {INGEST_ONLY}\nflowy-pass queries: {PASS_THROUGH}\nnet.core.rmem_max: {} bytes; SO_RCVBUF requested: {RECV_BUFFER} bytes",
         flowy_proc::binary().display(),
         s.queries,
         kernel::rmem_max().map_or("unknown".into(), |v| v.to_string())
     );
-    let grams = prepare_capture(s, dir)?;
+    let cap = prepare_capture(s, dir)?;
     let use_nfcapd = s.collectors.iter().any(|c| c == "nfcapd");
     if use_nfcapd && !nfcapd::available() {
         println!("nfcapd: not installed (apt-get install nfdump); only flowy is measured");
     }
     let mut want = vec![];
-    for c in ["flowy", "flowy-ingest"] {
+    for (c, _) in FLOWY_KINDS {
         if s.collectors.iter().any(|w| w == c) {
             want.push(c);
         }
@@ -385,19 +466,21 @@ fn run(s: &Settings) -> anyhow::Result<()> {
     let mut lossy = vec![0usize; want.len()];
     print_header();
     for (step, &rate) in s.rates.iter().enumerate() {
-        let step_grams = step_grams(&grams, rate, s.step_secs);
+        let (grams, sent) = step_grams(&cap, rate, s.step_secs);
+        let grams = (grams.as_slice(), sent);
         for (i, &c) in want.iter().enumerate() {
             if lossy[i] >= MAX_LOSSY_STEPS {
                 continue;
             }
             let sub = dir.join(format!("{c}-{step}"));
             std::fs::create_dir_all(&sub)?;
-            let row = match c {
-                "flowy" => flowy_step(c, &s.queries, &sub, &step_grams, rate, s.output_records),
-                "flowy-ingest" => {
-                    flowy_step(c, INGEST_ONLY, &sub, &step_grams, rate, s.output_records)
-                }
-                _ => nfcapd_step(&sub, &step_grams, rate),
+            let query = FLOWY_KINDS
+                .iter()
+                .find(|(k, _)| *k == c)
+                .map(|(_, q)| q.unwrap_or(&s.queries));
+            let row = match query {
+                Some(q) => flowy_step(c, q, &sub, grams, rate, s.output_records),
+                None => nfcapd_step(&sub, grams, rate),
             }
             .with_context(|| format!("{c} at {rate} records/s"))?;
             print_row(&row);
@@ -424,7 +507,7 @@ fn summarize(rows: &[Row]) {
             "highest achieved rate (records/s), {what}: nfcapd {}",
             show(n)
         );
-        for c in ["flowy", "flowy-ingest"] {
+        for (c, _) in FLOWY_KINDS {
             let f = highest(rows, c, ok);
             line += &format!("; {c} {}", show(f));
             if let (Some(f), Some(n)) = (f, n) {

@@ -126,6 +126,17 @@ impl Flowy {
         Ok(flowy::daemon::metrics::parse_text(text))
     }
 
+    /// CPU time the daemon has used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        super::kernel::process_cpu(self.child.id())
+    }
+
+    /// CPU time of its decode thread so far: one thread decodes every
+    /// datagram, so its time per record bounds the ingest rate.
+    pub fn decode_cpu(&self) -> Option<Duration> {
+        super::kernel::thread_cpu(self.child.id(), "flowy-decode")
+    }
+
     /// SIGTERM, then wait for the orderly shutdown (bounded).
     pub fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.child.id() as libc::pid_t;

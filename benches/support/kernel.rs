@@ -45,3 +45,39 @@ pub fn rmem_max() -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// CPU time (user + system) process `pid` has used so far, all threads,
+/// from /proc/PID/stat; `None` once it is gone.
+pub fn process_cpu(pid: u32) -> Option<std::time::Duration> {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of the threads of `pid` named `comm` (e.g. `flowy-decode`).
+pub fn thread_cpu(pid: u32, comm: &str) -> Option<std::time::Duration> {
+    let mut sum = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let named =
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim_end() == comm);
+        if named {
+            let t = stat_cpu(&task.path().join("stat").to_string_lossy())?;
+            sum = Some(sum.unwrap_or_default() + t);
+        }
+    }
+    sum
+}
+
+fn stat_cpu(path: &str) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let cols: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = cols.get(11)?.parse::<u64>().ok()? + cols.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(std::time::Duration::from_millis(ticks * 1000 / hz))
+}

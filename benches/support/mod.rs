@@ -2,6 +2,7 @@
 //! collector processes, kernel socket counters.
 
 pub mod capture;
+pub mod exporter_capture;
 pub mod flows;
 pub mod flowy_proc;
 pub mod kernel;

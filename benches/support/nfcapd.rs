@@ -72,6 +72,11 @@ impl Nfcapd {
         Ok(n)
     }
 
+    /// CPU time nfcapd has used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        kernel::process_cpu(self.child.id())
+    }
+
     /// SIGTERM (nfcapd closes and flushes its file), wait, read the stats.
     pub fn stop(mut self) -> anyhow::Result<Intake> {
         // SAFETY: plain kill(2) on our own child.

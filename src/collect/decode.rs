@@ -69,9 +69,15 @@ pub struct Decoder {
     /// Decode data sets of known templates without netflow_parser (`fastpath`).
     fast_path: bool,
     sets: Vec<fastpath::SetRef>,
+    /// A message split after its templates: header + templates, header + data.
+    head: Vec<u8>,
+    tail: Vec<u8>,
     /// Messages the fast path decoded.
     #[cfg(test)]
     pub(super) fast_messages: u64,
+    /// Messages split after their templates whose data took the fast path.
+    #[cfg(test)]
+    pub(super) split_messages: u64,
 }
 
 impl Decoder {
@@ -104,8 +110,12 @@ impl Decoder {
             buf: Vec::with_capacity(64),
             fast_path: true,
             sets: Vec::new(),
+            head: Vec::new(),
+            tail: Vec::new(),
             #[cfg(test)]
             fast_messages: 0,
+            #[cfg(test)]
+            split_messages: 0,
             cfg,
         }
     }
@@ -282,39 +292,82 @@ impl Decoder {
             || Box::new(new_exporter(cfg, store, &key)),
             &mut self.evicted,
         );
-        let fast = self.fast_path
+        let fast_cfg = (self.cfg.max_exporters, self.cfg.apply_sampling);
+        let whole_fast = self.fast_path
             && fastpath::decode(
                 msg,
                 frame,
                 exp,
                 from,
-                (self.cfg.max_exporters, self.cfg.apply_sampling),
+                fast_cfg,
                 &mut self.stats,
                 &mut self.sets,
                 &mut self.buf,
                 out,
             );
-        if fast {
+        // Refused templates leave the whole message to the parser, as ever.
+        let head = match self.fast_path && !whole_fast && !frame.templates.any() {
+            true => fastpath::template_head(msg, frame.version),
+            false => None,
+        };
+        // netflow_parser for `m` (observing its sequence number or not).
+        macro_rules! slow {
+            ($m:expr, $frame:expr, $sequence:expr) => {
+                slow_path(
+                    exp,
+                    $m,
+                    $frame,
+                    (from, now_ms, $sequence),
+                    &self.cfg,
+                    store,
+                    (&mut self.held_lens, &mut self.buf),
+                    &mut self.stats,
+                    out,
+                )
+            };
+        }
+        if whole_fast {
             #[cfg(test)]
             {
                 self.fast_messages += 1;
             }
-        } else {
-            slow_path(
+        } else if let Some(head) = head {
+            // Templates through the parser, then the data sets behind the
+            // same header through the fast path; the sequence number is
+            // observed once, with the data.
+            fastpath::split(msg, frame.version, head, &mut self.head, &mut self.tail);
+            let head = Frame {
+                len: self.head.len(),
+                ..frame
+            };
+            slow!(&self.head, head, false);
+            let tail = Frame {
+                len: self.tail.len(),
+                ..frame
+            };
+            let data_fast = fastpath::decode(
+                &self.tail,
+                tail,
                 exp,
-                msg,
-                frame,
-                (from, now_ms),
-                &self.cfg,
-                store,
-                &mut self.held_lens,
+                from,
+                fast_cfg,
                 &mut self.stats,
+                &mut self.sets,
                 &mut self.buf,
                 out,
             );
+            if !data_fast {
+                slow!(&self.tail, tail, true);
+            }
+            #[cfg(test)]
+            {
+                self.split_messages += u64::from(data_fast);
+            }
+        } else {
+            slow!(msg, frame, true);
         }
         // The fast path learns nothing: the stream's size is unchanged.
-        if !fast {
+        if !whole_fast {
             let bytes = exp.state_bytes();
             self.exporters.set_bytes(&key, bytes);
         }
@@ -452,12 +505,11 @@ fn slow_path(
     exp: &mut Exporter,
     msg: &[u8],
     frame: Frame,
-    (from, now_ms): (SocketAddr, i64),
+    (from, now_ms, sequence): (SocketAddr, i64, bool),
     cfg: &DecoderConfig,
     store: Option<&Arc<FileTemplateStore>>,
-    held_lens: &mut Vec<usize>,
+    (held_lens, buf): (&mut Vec<usize>, &mut Vec<u8>),
     stats: &mut DecodeStats,
-    buf: &mut Vec<u8>,
     out: &mut Vec<Record>,
 ) {
     fastpath::sync_lru(exp, frame.version);
@@ -483,6 +535,7 @@ fn slow_path(
         cap: cfg.max_exporters,
         apply_sampling: cfg.apply_sampling,
         delta,
+        sequence,
     };
     for p in &result.packets {
         match p {

@@ -161,6 +161,10 @@ impl Pair {
     fn fast_messages(&self) -> u64 {
         self.fast.fast_messages
     }
+
+    fn split_messages(&self) -> u64 {
+        self.fast.split_messages
+    }
 }
 
 /// Element ids flowy maps (canonical, time, ICMP, sampling) plus a few it
@@ -219,6 +223,8 @@ struct Case {
     varlen_len: usize,
     trailing: usize,
     seq_jump: u32,
+    /// The template message also carries the first data message's sets.
+    data_with_templates: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -235,9 +241,22 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![0usize..20, Just(0), 250usize..300],
         prop_oneof![Just(0usize), Just(0), Just(0), 1usize..4],
         prop_oneof![Just(0u32), Just(0), 1u32..5],
+        any::<bool>(),
     )
         .prop_map(
-            |(version, apply_sampling, t1, t2, with_options, sampling_len, messages, v, t, j)| {
+            |(
+                version,
+                apply_sampling,
+                t1,
+                t2,
+                with_options,
+                sampling_len,
+                messages,
+                v,
+                t,
+                j,
+                d,
+            )| {
                 Case {
                     version,
                     apply_sampling,
@@ -249,6 +268,7 @@ fn case() -> impl Strategy<Value = Case> {
                     varlen_len: v,
                     trailing: t,
                     seq_jump: j,
+                    data_with_templates: d,
                 }
             },
         )
@@ -274,10 +294,12 @@ fn run_case(c: &Case) {
         tpl.push(set(oset, &options_template(v, 258, &scope, &opts)));
     }
     let mut seq = 1u32;
-    p.feed(&message(v, seq, &tpl, 0));
+    if !c.data_with_templates {
+        p.feed(&message(v, seq, &tpl, 0));
+    }
     for (k, m) in c.messages.iter().enumerate() {
         seq = seq.wrapping_add(1 + c.seq_jump);
-        let sets: Vec<Vec<u8>> = m
+        let mut sets: Vec<Vec<u8>> = m
             .iter()
             .map(|&(which, n, pad, seed)| {
                 let (id, fields): (u16, Vec<F>) = match which {
@@ -291,6 +313,9 @@ fn run_case(c: &Case) {
                 set(id, &body)
             })
             .collect();
+        if k == 0 && c.data_with_templates {
+            sets = tpl.iter().cloned().chain(sets).collect();
+        }
         // Trailing bytes only in the last message: v9 rejects them, IPFIX skips them.
         let trailing = if k + 1 == c.messages.len() {
             c.trailing
@@ -514,4 +539,101 @@ fn restored_templates() {
     p.feed(&tpl);
     assert_eq!(p.feed(&data).len(), 1);
     assert_eq!(p.fast_messages(), 1);
+}
+
+/// softflowd's template datagrams: two data templates and an options
+/// template lead, options data and data sets of both templates alternate
+/// behind them (v9, and the same in IPFIX). The templates go to the
+/// parser, the data takes the fast path, and records, stats and the
+/// sequence agree with the slow path.
+#[test]
+fn templates_leading_data_split_off() {
+    let t1 = [
+        f(8, 4),
+        f(12, 4),
+        f(22, 4),
+        f(21, 4),
+        f(1, 4),
+        f(2, 4),
+        f(10, 4),
+        f(14, 4),
+        f(61, 1),
+        f(136, 1),
+        f(7, 2),
+        f(11, 2),
+        f(4, 1),
+        f(6, 1),
+        f(60, 1),
+        f(5, 1),
+    ];
+    let mut t2 = t1.to_vec();
+    t2.splice(10..12, [f(32, 2)]);
+    for v in [9u16, 10] {
+        let (tset, oset) = if v == 9 { (0, 1) } else { (2, 3) };
+        let scope = [f(if v == 9 { 1 } else { 149 }, 4)];
+        let opts = [f(34, 4), f(35, 1)];
+        let templates = [
+            set(tset, &[template(1024, &t1), template(1025, &t2)].concat()),
+            set(oset, &options_template(v, 256, &scope, &opts)),
+        ];
+        let data = |seed: u64| {
+            vec![
+                set(256, &[0, 0, 0, 1, 0, 0, 0, 1, 2, 0]),
+                set(1024, &records(&t1, 5, seed, 0)),
+                set(1025, &records(&t2, 2, seed + 1, 0)),
+                set(1024, &records(&t1, 3, seed + 2, 0)),
+            ]
+        };
+        let mut p = Pair::new(DecoderConfig::default());
+        // IPFIX sequence numbers count data records, options records included.
+        let mut seq = 1u32;
+        for k in 1..=6u32 {
+            let mut sets = data(u64::from(k));
+            if k % 3 == 1 {
+                sets.splice(0..0, templates.iter().cloned());
+            }
+            let recs = p.feed(&message(v, seq, &sets, 0));
+            assert_eq!(recs.len(), 10, "v{v} datagram {k}");
+            seq += if v == 9 { 1 } else { 11 };
+        }
+        assert_eq!((p.split_messages(), p.fast_messages()), (2, 4), "v{v}");
+        let stats = p.fast.stats();
+        assert!(
+            stats.sequence_gaps.is_empty(),
+            "v{v}: {:?}",
+            stats.sequence_gaps
+        );
+        assert_eq!(
+            (stats.sequence_resets, stats.options_records),
+            (0, 6),
+            "v{v}"
+        );
+    }
+}
+
+/// Template sets after a data set, or data of a template nobody defined:
+/// no split, the parser takes the whole message as before.
+#[test]
+fn templates_behind_data_or_unknown_data_stay_whole() {
+    let fields = [f(7, 2), f(11, 2)];
+    let tpl = set(0, &template(300, &fields));
+    let data = set(300, &[0, 1, 0, 2]);
+    let unknown = set(301, &[0, 1, 0, 2]);
+    let mut p = Pair::new(DecoderConfig::default());
+    assert_eq!(
+        p.feed(&message(9, 1, std::slice::from_ref(&tpl), 0)).len(),
+        0
+    );
+    assert_eq!(
+        p.feed(&message(9, 2, &[data.clone(), tpl.clone()], 0))
+            .len(),
+        1
+    );
+    assert_eq!(p.split_messages(), 0);
+    // Split, but the data set's template is unknown: the data goes to the
+    // parser (held), still one sequence observation.
+    p.feed(&message(9, 3, &[tpl, unknown, data], 0));
+    assert_eq!(p.split_messages(), 0);
+    assert!(p.fast.stats().sequence_gaps.is_empty());
+    assert_eq!(p.fast.stats().sequence_resets, 0);
 }

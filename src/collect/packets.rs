@@ -22,6 +22,10 @@ pub(super) struct Ctx {
     pub(super) cap: usize,
     pub(super) apply_sampling: bool,
     pub(super) delta: PendingDelta,
+    /// Observe the message's sequence number. False for the template sets
+    /// of a message whose data sets are decoded (and its sequence number
+    /// observed) separately, see `fastpath::template_head`.
+    pub(super) sequence: bool,
 }
 
 fn raw<'b>(buf: &'b mut Vec<u8>, v: &FieldValue) -> &'b [u8] {
@@ -73,7 +77,11 @@ pub(super) fn v9_packet(
         }
     }
     let n = out.len() - before;
-    let event = exp.seq.observe(h.sequence_number, Some(1));
+    let event = if ctx.sequence {
+        exp.seq.observe(h.sequence_number, Some(1))
+    } else {
+        SeqEvent::InOrder
+    };
     record_counts(stats, ctx, 9, n, event);
 }
 
@@ -210,9 +218,12 @@ pub(super) fn ipfix_packet(
         }
     }
     let n = out.len() - before;
-    let event = exp
-        .seq
-        .observe(h.sequence_number, advance_known.then_some(native_records));
+    let event = match ctx.sequence {
+        true => exp
+            .seq
+            .observe(h.sequence_number, advance_known.then_some(native_records)),
+        false => SeqEvent::InOrder,
+    };
     record_counts(stats, ctx, 10, n, event);
 }
 
