@@ -357,14 +357,34 @@ struct Aside {
     extra: Vec<(u16, Value)>,
 }
 
-/// A decoder's last extras-only aside, for [`Record::set_extra_shared`].
+/// A decoder's recent extras-only asides, for [`Record::set_extra_shared`]:
+/// a few, since an exporter's records alternate between some sets of
+/// extras (softflowd's `flowEndReason` differs by how a flow ended).
 #[derive(Default)]
-pub struct ExtrasCache(Option<Arc<Aside>>);
+pub struct ExtrasCache {
+    recent: [Option<Arc<Aside>>; EXTRAS_CACHED],
+    /// The slot the next new aside replaces.
+    next: usize,
+}
+
+const EXTRAS_CACHED: usize = 4;
+
+impl ExtrasCache {
+    fn find(&self, extra: &[(u16, Value)]) -> Option<&Arc<Aside>> {
+        self.recent.iter().flatten().find(|a| a.extra == extra)
+    }
+
+    fn keep(&mut self, a: &Arc<Aside>) {
+        self.recent[self.next] = Some(Arc::clone(a));
+        self.next = (self.next + 1) % EXTRAS_CACHED;
+    }
+}
 
 impl fmt::Debug for ExtrasCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let extra = self.0.as_ref().map(|a| &a.extra);
-        f.debug_tuple("ExtrasCache").field(&extra).finish()
+        let kept: Vec<&[(u16, Value)]> =
+            self.recent.iter().flatten().map(|a| &a.extra[..]).collect();
+        f.debug_tuple("ExtrasCache").field(&kept).finish()
     }
 }
 
@@ -614,17 +634,16 @@ impl Record {
             self.set_extra(extra.to_vec());
             return;
         }
-        match &cache.0 {
-            Some(a) if a.extra == extra => self.aside = Some(Arc::clone(a)),
-            _ => {
-                let a = Arc::new(Aside {
-                    extra: extra.to_vec(),
-                    ..Aside::default()
-                });
-                cache.0 = Some(Arc::clone(&a));
-                self.aside = Some(a);
-            }
+        if let Some(a) = cache.find(extra) {
+            self.aside = Some(Arc::clone(a));
+            return;
         }
+        let a = Arc::new(Aside {
+            extra: extra.to_vec(),
+            ..Aside::default()
+        });
+        cache.keep(&a);
+        self.aside = Some(a);
     }
 
     pub fn set_extra(&mut self, extra: Vec<(u16, Value)>) {
@@ -1142,10 +1161,14 @@ mod tests {
         let shared = |r: &Record| r.aside.as_ref().map(Arc::as_ptr);
         assert_eq!(shared(&a), shared(&b));
         assert_eq!(b.extra(), &extra[..]);
-        // Other extras: an aside of its own, which the cache now holds.
+        // Other extras: an aside of its own, which the cache now holds
+        // next to the first.
         let mut c = Record::from(full_v4());
         c.set_extra_shared(&extra[..1], &mut cache);
         assert_ne!(shared(&c), shared(&a));
+        let mut e = Record::from(full_v4());
+        e.set_extra_shared(&extra, &mut cache);
+        assert_eq!(shared(&e), shared(&a));
         // Changing a shared aside copies it first.
         b.set_srcip(Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
         b.push_extra(1, Value::Uint(5));

@@ -23,6 +23,7 @@ use super::sequence::SequenceTracker;
 use super::stats::DecodeStats;
 use super::templates::FileTemplateStore;
 use super::DecoderConfig;
+use crate::record::ExtrasCache;
 
 /// Templates cached per exporter stream and per parser cache (v9 data and
 /// options; IPFIX data, options and their v9-style variants). Real exporters
@@ -87,6 +88,9 @@ pub(super) struct Exporter {
     /// Field count of each template the parser holds, by id.
     template_fields: HashMap<u16, usize>,
     pub(super) held: Held,
+    /// Recent extras of this exporter's records, shared by records that
+    /// repeat them.
+    pub(super) extras: ExtrasCache,
 }
 
 /// What the parser holds for templates that have not arrived, as far as
@@ -141,6 +145,7 @@ fn new_exporter_fallback(version: u16) -> Exporter {
         cache_size: 0,
         template_fields: HashMap::new(),
         held: Held::default(),
+        extras: ExtrasCache::default(),
     }
 }
 

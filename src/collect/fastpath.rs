@@ -41,7 +41,7 @@ use super::layout::{parser_bytes, Conv, Def, FieldSpec, Kind, Layout, Records};
 use super::packets::{record_counts, Ctx};
 use super::stats::DecodeStats;
 use super::times::HeaderClock;
-use crate::record::Record;
+use crate::record::{ExtrasCache, Record};
 
 const V9_HEADER: usize = 20;
 const IPFIX_HEADER: usize = 16;
@@ -173,6 +173,7 @@ fn data_records(
     layout: &Layout,
     body: &[u8],
     rctx: &RecordContext,
+    extras: &mut ExtrasCache,
     buf: &mut Vec<u8>,
     out: &mut Vec<Record>,
 ) -> usize {
@@ -194,7 +195,7 @@ fn data_records(
         if !complete {
             return n;
         }
-        out.push(b.finish(rctx));
+        out.push(b.finish_shared(rctx, extras));
         n += 1;
     }
 }
@@ -337,7 +338,7 @@ pub(super) fn decode(
     let before = out.len();
     for s in sets.iter() {
         if let Some(l) = exp.layouts.get(s.id).filter(|l| l.kind == Kind::Data) {
-            data_records(l, &msg[s.start..s.end], &rctx, buf, out);
+            data_records(l, &msg[s.start..s.end], &rctx, &mut exp.extras, buf, out);
         }
     }
     for s in sets.iter() {

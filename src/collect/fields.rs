@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use super::times::{self, HeaderClock, TimeFields};
 use crate::iana;
-use crate::record::{FieldType, Record};
+use smallvec::SmallVec;
+
+use crate::record::{ExtrasCache, FieldType, Record};
 use crate::value::Value;
 
 /// Element ids used below (IANA "IPFIX Information Elements"; the v9 field
@@ -126,6 +128,8 @@ pub struct RecordBuilder {
     icmp_type: Option<u8>,
     icmp_code: Option<u8>,
     sampling: Option<u32>,
+    /// IANA extras, given to the record at `finish`.
+    extra: SmallVec<[(u16, Value); 4]>,
 }
 
 impl RecordBuilder {
@@ -203,12 +207,18 @@ impl RecordBuilder {
     fn set_extra(&mut self, id: u16, raw: &[u8]) {
         let Some(el) = iana::by_id(id) else { return };
         if let Some(v) = extra_value(el.ty, id, raw) {
-            self.rec.push_extra(id, v);
+            self.extra.push((id, v));
         }
     }
 
     /// The finished record: times resolved, ICMP ports normalised, sampling applied.
-    pub fn finish(mut self, ctx: &RecordContext) -> Record {
+    pub fn finish(self, ctx: &RecordContext) -> Record {
+        self.finish_shared(ctx, &mut ExtrasCache::default())
+    }
+
+    /// [`RecordBuilder::finish`], the extras shared with recent records of
+    /// the exporter that carry the same (`cache`).
+    pub fn finish_shared(mut self, ctx: &RecordContext, cache: &mut ExtrasCache) -> Record {
         let mut times = self.times;
         if times.system_init_ms.is_none() {
             times.system_init_ms = ctx.options.system_init_ms;
@@ -222,6 +232,7 @@ impl RecordBuilder {
         normalise_icmp(r, self.icmp_type_code, self.icmp_type, self.icmp_code);
         let sampling = self.sampling.or(ctx.options.sampling);
         apply_sampling(r, sampling, ctx.apply_sampling);
+        r.set_extra_shared(&self.extra, cache);
         self.rec
     }
 }

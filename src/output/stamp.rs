@@ -113,9 +113,7 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// the grammar or a name of the IANA table, so nothing in it needs escaping
 /// (the per-byte check of [`write_json_str`] showed up per field).
 pub(crate) fn write_key(out: &mut Vec<u8>, name: &str) {
-    debug_assert!(name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
