@@ -63,7 +63,7 @@ fn reference(recs: Vec<Record>) -> Vec<Vec<u64>> {
     let mut v: Vec<Vec<u64>> = run_batch(Arc::new(plan), recs, None)
         .iter()
         .map(|m| {
-            let mut ids: Vec<u64> = m.records.iter().map(|(_, r)| r.rec_id()).collect();
+            let mut ids: Vec<u64> = m.records().iter().map(|(_, r)| r.rec_id()).collect();
             ids.sort();
             ids
         })

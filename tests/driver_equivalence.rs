@@ -42,7 +42,7 @@ fn keys(ms: &[Match]) -> Vec<Key> {
                 .iter()
                 .map(|g| (g.branch, g.members.iter().map(|r| r.rec_id()).collect()))
                 .collect();
-            let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id())).collect();
+            let recs = m.records().iter().map(|(b, r)| (*b, r.rec_id())).collect();
             (groups, recs)
         })
         .collect()

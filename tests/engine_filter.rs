@@ -254,6 +254,6 @@ fn records_shared_across_branches_are_filtered_per_branch() {
         None,
     );
     assert_eq!(ms.len(), 1);
-    assert_eq!(ms[0].records.len(), 1);
-    assert_eq!(ms[0].records[0].0, 0);
+    assert_eq!(ms[0].records().len(), 1);
+    assert_eq!(ms[0].records()[0].0, 0);
 }

@@ -331,7 +331,7 @@ fn ungrouper_dedups_attributes_and_orders() {
         vec![1, 0]
     );
     let recs: Vec<(usize, u64, i64)> = out[0]
-        .records
+        .records()
         .iter()
         .map(|(b, r)| (*b, r.rec_id(), r.stime()))
         .collect();
@@ -501,9 +501,9 @@ fn streaming_equals_batch_with_large_bounds() {
     // Every match's records are its groups' members, once each.
     for m in &out {
         let n: usize = m.groups.iter().map(|g| g.members.len()).sum();
-        assert!(m.records.len() <= n);
+        assert!(m.records().len() <= n);
         assert!(m
-            .records
+            .records()
             .windows(2)
             .all(|w| (w[0].1.stime(), w[0].1.rec_id()) <= (w[1].1.stime(), w[1].1.rec_id())));
     }
@@ -604,6 +604,6 @@ fn single_group_records_are_sorted_by_stime_then_rec_id() {
         values: vec![],
     });
     let out = run(&mut m, vec![g]);
-    let ids: Vec<u64> = out[0].records.iter().map(|(_, r)| r.rec_id()).collect();
+    let ids: Vec<u64> = out[0].records().iter().map(|(_, r)| r.rec_id()).collect();
     assert_eq!(ids, vec![3, 1, 4, 2]);
 }

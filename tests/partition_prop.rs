@@ -337,7 +337,7 @@ fn members(m: &Match) -> impl Iterator<Item = &Record> {
     m.groups
         .iter()
         .flat_map(|g| g.members.iter().map(AsRef::as_ref))
-        .chain(m.records.iter().map(|(_, r)| r.as_ref()))
+        .chain(m.records().iter().map(|(_, r)| r.as_ref()))
 }
 
 fn ids(plan: &Plan, ms: &[Match]) -> Vec<u64> {

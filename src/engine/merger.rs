@@ -21,7 +21,6 @@ use crate::engine::fasthash::FastMap;
 use crate::engine::index::{BranchStore, Filing};
 use crate::engine::join::{Binding, JoinPlan};
 use crate::engine::reach::module_reach;
-use crate::engine::ungroup::ungroup;
 use crate::engine::{Group, Match};
 use crate::query::plan::{MergerPlan, Plan};
 
@@ -277,8 +276,7 @@ impl MergerEngine {
 
     fn emit(&mut self, groups: Vec<Arc<Group>>, out: &mut Vec<Match>) {
         self.stats.matches += 1;
-        let records = ungroup(&groups);
-        out.push(Match { groups, records });
+        out.push(Match::new(groups));
     }
 
     /// The earliest start of any group the merger still stores (`None`:

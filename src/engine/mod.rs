@@ -68,7 +68,7 @@ pub use pipeline::{run_batch, run_batch_with, Engine};
 use std::hash::Hasher as _;
 
 use fnv::FnvHasher;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::record::Record;
 
@@ -78,12 +78,33 @@ use crate::record::Record;
 #[derive(Clone, Debug)]
 pub struct Match {
     pub groups: Vec<Arc<Group>>,
-    /// Ungrouper output (SPEC §3.3): (branch index, record), deduplicated by
-    /// `rec_id`, ordered by `stime` then `rec_id`.
-    pub records: Vec<(usize, Arc<Record>)>,
+    /// The ungrouper's output, made when first asked for: by the thread
+    /// that writes the match, and not at all for an output without records.
+    records: OnceLock<Vec<(usize, Arc<Record>)>>,
 }
 
 impl Match {
+    pub fn new(groups: Vec<Arc<Group>>) -> Self {
+        Match {
+            groups,
+            records: OnceLock::new(),
+        }
+    }
+
+    /// A match whose ungrouped records are given (tests, hand-made matches).
+    pub fn with_records(groups: Vec<Arc<Group>>, records: Vec<(usize, Arc<Record>)>) -> Self {
+        Match {
+            groups,
+            records: OnceLock::from(records),
+        }
+    }
+
+    /// Ungrouper output (SPEC §3.3): (branch index, record), deduplicated by
+    /// `rec_id`, ordered by `stime` then `rec_id`.
+    pub fn records(&self) -> &[(usize, Arc<Record>)] {
+        self.records.get_or_init(|| ungroup::ungroup(&self.groups))
+    }
+
     /// A deterministic id of this match of query `query`: FNV-1a (64 bit)
     /// over the query name and, per group in tuple order, its branch and
     /// its members' `rec_id`s in ascending order (the order members joined
@@ -136,28 +157,16 @@ mod tests {
     /// The id is part of the output contract (consumers store it): pinned.
     #[test]
     fn match_id_is_fnv1a_of_query_branches_and_rec_ids() {
-        let m = Match {
-            groups: vec![group(1, &[3, 7]), group(0, &[5])],
-            records: Vec::new(),
-        };
+        let m = Match::new(vec![group(1, &[3, 7]), group(0, &[5])]);
         assert_eq!(m.id("q"), m.id("q"));
         assert_ne!(m.id("q"), m.id("r"));
-        let swapped = Match {
-            groups: vec![group(0, &[3, 7]), group(1, &[5])],
-            records: Vec::new(),
-        };
+        let swapped = Match::new(vec![group(0, &[3, 7]), group(1, &[5])]);
         assert_ne!(m.id("q"), swapped.id("q"));
         // Members count as a set: the order they joined in does not matter.
-        let reordered = Match {
-            groups: vec![group(1, &[7, 3]), group(0, &[5])],
-            records: Vec::new(),
-        };
+        let reordered = Match::new(vec![group(1, &[7, 3]), group(0, &[5])]);
         assert_eq!(m.id("q"), reordered.id("q"));
         // FNV-1a of "" is the offset basis; of "a" the published value.
-        let empty = Match {
-            groups: Vec::new(),
-            records: Vec::new(),
-        };
+        let empty = Match::new(Vec::new());
         assert_eq!(empty.id(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(empty.id("a"), 0xaf63_dc4c_8601_ec8c);
     }

@@ -308,7 +308,7 @@ mod tests {
                         )
                     })
                     .collect();
-                let recs = m.records.iter().map(|(b, r)| (*b, r.rec_id())).collect();
+                let recs = m.records().iter().map(|(b, r)| (*b, r.rec_id())).collect();
                 (groups, recs)
             })
             .collect()

@@ -66,8 +66,8 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
         out.push(b'\n');
         return;
     }
-    let omitted = m.records.len().saturating_sub(h.max_records) as u64;
-    for (branch, rec) in m.records.iter().take(h.max_records) {
+    let omitted = m.records().len().saturating_sub(h.max_records) as u64;
+    for (branch, rec) in m.records().iter().take(h.max_records) {
         match_columns(out, h, id);
         out.push(b',');
         text_cell(out, branch_name(plan, *branch));
@@ -345,14 +345,14 @@ mod tests {
     #[test]
     fn extras_share_one_column() {
         let mut m = http_match();
-        let mut rec = (*m.records[0].1).clone();
+        let mut rec = (*m.records()[0].1).clone();
         rec.set_extra(vec![
             (82, Value::Text("eth0, \"uplink\"; 100%".into())),
             (58, Value::Uint(10)),
             (63, Value::Ip("2001:db8::1".parse().unwrap())),
             (65000, Value::Uint(7)),
         ]);
-        m.records = vec![(0, Arc::new(rec))];
+        m = Match::with_records(m.groups.clone(), vec![(0, Arc::new(rec))]);
         let rows = rows(&h(true, usize::MAX), &m);
         assert_eq!(rows.len(), 1);
         let want = "\"interfaceName=eth0, \"\"uplink\"\"%3B 100%25;vlanId=10;\

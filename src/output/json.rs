@@ -46,7 +46,7 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
     out.push(b']');
     if h.records {
         out.extend_from_slice(b",\"records\":[");
-        for (i, (branch, rec)) in m.records.iter().take(h.max_records).enumerate() {
+        for (i, (branch, rec)) in m.records().iter().take(h.max_records).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -56,7 +56,7 @@ pub(crate) fn write_match(out: &mut Vec<u8>, h: &Header<'_>, plan: &Plan, m: &Ma
             out.push(b'}');
         }
         out.push(b']');
-        let omitted = m.records.len().saturating_sub(h.max_records);
+        let omitted = m.records().len().saturating_sub(h.max_records);
         if omitted > 0 {
             out.extend_from_slice(b",\"records_omitted\":");
             write_uint(out, omitted as u64);

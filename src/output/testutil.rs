@@ -112,8 +112,8 @@ pub(crate) fn http_match() -> Match {
             None,
         ],
     };
-    Match {
-        groups: vec![Arc::new(a), Arc::new(b)],
-        records: vec![(0, a1), (1, b1), (0, a2)],
-    }
+    Match::with_records(
+        vec![Arc::new(a), Arc::new(b)],
+        vec![(0, a1), (1, b1), (0, a2)],
+    )
 }

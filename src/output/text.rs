@@ -30,7 +30,7 @@ pub(crate) fn write_match(
     }
     out.push(b'\n');
     if let Some(max) = records {
-        for (branch, rec) in m.records.iter().take(max) {
+        for (branch, rec) in m.records().iter().take(max) {
             out.extend_from_slice(b"    ");
             out.extend_from_slice(branch_name(plan, *branch).as_bytes());
             for_each_record_field(rec, |name, ty, v| {
@@ -39,7 +39,7 @@ pub(crate) fn write_match(
             });
             out.push(b'\n');
         }
-        let omitted = m.records.len().saturating_sub(max);
+        let omitted = m.records().len().saturating_sub(max);
         if omitted > 0 {
             out.extend_from_slice(b"    ... ");
             write_uint(out, omitted as u64);
