@@ -169,7 +169,11 @@ fn reads_stdin(inputs: &[std::path::PathBuf]) -> bool {
 /// long as the engine's state stays under [`HOLD_STATE`]; past that the
 /// second pass waits for the measurement. Memory stays bounded, and on a
 /// single large file the two passes overlap instead of adding up.
-struct Disorder(std::thread::JoinHandle<Result<i64, input::InputError>>);
+enum Disorder {
+    Measuring(std::thread::JoinHandle<Result<i64, input::InputError>>),
+    /// No thread could be started: measured before the second pass.
+    Measured(Result<i64, input::InputError>),
+}
 
 /// State the engine may build up before the disorder is known.
 const HOLD_STATE: usize = 16 << 20;
@@ -177,17 +181,32 @@ const HOLD_STATE: usize = 16 << 20;
 impl Disorder {
     fn measure(inputs: &[std::path::PathBuf], opts: &InputOptions) -> Self {
         let (inputs, opts) = (inputs.to_vec(), opts.clone());
-        Disorder(std::thread::spawn(move || measure_disorder(&inputs, &opts)))
+        let spawned = std::thread::Builder::new()
+            .name("flowy-scan".into())
+            .spawn({
+                let (inputs, opts) = (inputs.clone(), opts.clone());
+                move || measure_disorder(&inputs, &opts)
+            });
+        match spawned {
+            Ok(handle) => Disorder::Measuring(handle),
+            Err(_) => Disorder::Measured(measure_disorder(&inputs, &opts)),
+        }
     }
 
     fn is_done(&self) -> bool {
-        self.0.is_finished()
+        match self {
+            Disorder::Measuring(handle) => handle.is_finished(),
+            Disorder::Measured(_) => true,
+        }
     }
 
     fn wait(self) -> Result<i64, input::InputError> {
-        self.0
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        match self {
+            Disorder::Measuring(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Disorder::Measured(result) => result,
+        }
     }
 }
 
