@@ -216,8 +216,8 @@ fn check_loops(grams: &[Vec<u8>], per_loop: usize) {
         for g in chunk {
             d.decode(g, from, 0, &mut out);
         }
-        let lo = out.iter().map(|r| r.stime).min().unwrap_or(0);
-        let hi = out.iter().map(|r| r.etime).max().unwrap_or(0);
+        let lo = out.iter().map(|r| r.stime()).min().unwrap_or(0);
+        let hi = out.iter().map(|r| r.etime()).max().unwrap_or(0);
         spans.push((lo, hi));
     }
     let ordered = spans.windows(2).all(|w| w[0].1 < w[1].0);
