@@ -326,13 +326,25 @@ fn a_rotated_output_spreads_whole_lines_over_files() {
     d.wait_processed(u64::from(n));
     assert!(d.terminate().success());
 
-    let files = files(&out_dir);
+    // The daemon opens the current slot's file when it starts: if that
+    // second ends before the first match, the file stays empty (seen on a
+    // loaded machine). Empty files hold no cut line; the rest are checked.
+    let files: Vec<_> = files(&out_dir)
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+        .collect();
     assert!(files.len() >= 2, "one file per second expected: {files:?}");
     let mut ports = Vec::new();
     let mut numbers = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).expect("read");
-        assert!(text.ends_with('\n'), "{}: a cut line", f.display());
+        assert!(
+            text.ends_with('\n'),
+            "{}: a cut line ({} bytes, ends {:?})",
+            f.display(),
+            text.len(),
+            &text[text.len().saturating_sub(80)..]
+        );
         let name = f.strip_prefix(&out_dir).expect("below");
         assert!(
             name.to_string_lossy().contains("/m-") && name.components().count() == 3,
