@@ -932,21 +932,29 @@ pub fn time_to_u64(t: Time) -> u64 {
     u64::try_from(t).unwrap_or(0)
 }
 
+/// Addresses for tests of records and of what carries them.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::Ipv6Addr;
-    use std::sync::Arc;
+pub(crate) mod test_addrs {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-    fn v4(a: u8, b: u8, c: u8, d: u8) -> Option<IpAddr> {
+    pub(crate) fn v4(a: u8, b: u8, c: u8, d: u8) -> Option<IpAddr> {
         Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
     }
 
-    fn v6(last: u16) -> Option<IpAddr> {
+    /// `2001:db8::last`.
+    pub(crate) fn v6(last: u16) -> Option<IpAddr> {
         Some(IpAddr::V6(Ipv6Addr::new(
             0x2001, 0xdb8, 0, 0, 0, 0, 0, last,
         )))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_addrs::{v4, v6};
+    use super::*;
+    use std::net::Ipv6Addr;
+    use std::sync::Arc;
 
     /// Every field set, IPv4 addresses, times 1.5 s apart: no aside.
     fn full_v4() -> RecordFields {

@@ -109,7 +109,7 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         failed: None,
     };
     let read = read_into(&args.input, &opts, &progress, &mut run)
-        .and_then(|read| run.settle_lateness(true).map(|()| read));
+        .and_then(|read| run.end_first_pass().map(|()| read));
     let read = match read {
         Ok(read) => read,
         Err(e) => return Ok(input_failed(&progress, &e)),
@@ -180,16 +180,13 @@ const HOLD_STATE: usize = 16 << 20;
 
 impl Disorder {
     fn measure(inputs: &[std::path::PathBuf], opts: &InputOptions) -> Self {
-        let (inputs, opts) = (inputs.to_vec(), opts.clone());
+        let (owned_inputs, owned_opts) = (inputs.to_vec(), opts.clone());
         let spawned = std::thread::Builder::new()
             .name("flowy-scan".into())
-            .spawn({
-                let (inputs, opts) = (inputs.clone(), opts.clone());
-                move || measure_disorder(&inputs, &opts)
-            });
+            .spawn(move || measure_disorder(&owned_inputs, &owned_opts));
         match spawned {
             Ok(handle) => Disorder::Measuring(handle),
-            Err(_) => Disorder::Measured(measure_disorder(&inputs, &opts)),
+            Err(_) => Disorder::Measured(measure_disorder(inputs, opts)),
         }
     }
 
@@ -331,12 +328,18 @@ impl StreamingRun {
         self.writer.send(&mut self.out);
     }
 
-    /// Apply the first pass's measurement once it is there (waiting for
-    /// it if `wait`). Its failure is the run's (the first one is kept).
-    fn settle_lateness(&mut self, wait: bool) -> Result<(), input::InputError> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
+    /// After the second pass: the first pass's failure, if it failed, is
+    /// the run's; otherwise wait for it (its thread must not outlive the run).
+    fn end_first_pass(&mut self) -> Result<(), input::InputError> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.settle_lateness(true),
         }
+    }
+
+    /// Apply the first pass's measurement once it is there (waiting for
+    /// it if `wait`).
+    fn settle_lateness(&mut self, wait: bool) -> Result<(), input::InputError> {
         match self.pending.take() {
             Some(d) if wait || d.is_done() => match d.wait() {
                 Ok(lateness) => self.engine.set_lateness(lateness),

@@ -881,17 +881,8 @@ fn get_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::test_addrs::{v4, v6};
     use crate::record::RecordFields;
-
-    fn v4(a: u8, b: u8, c: u8, d: u8) -> Option<IpAddr> {
-        Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
-    }
-
-    fn v6(last: u16) -> Option<IpAddr> {
-        Some(IpAddr::V6(Ipv6Addr::new(
-            0x2001, 0xdb8, 0, 0, 0, 0, 0, last,
-        )))
-    }
 
     fn full(seq: u64) -> Record {
         Record::from(RecordFields {
