@@ -2,6 +2,7 @@
 //! four commands (SPEC §4.1). `main.rs` only parses and calls [`run`].
 
 mod batch;
+mod firstpass;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -466,6 +466,81 @@ macro_rules! ip_field {
     };
 }
 
+/// A flow with every field NetFlow v5 carries (IPv4, 32-bit counters):
+/// what flow-tools files hold, built in one step (see [`Record::from_v5`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct V5Flow {
+    pub rec_id: u64,
+    pub exporter: u32,
+    pub srcip: u32,
+    pub dstip: u32,
+    pub nexthop: u32,
+    pub input: u16,
+    pub output: u16,
+    pub packets: u32,
+    pub bytes: u32,
+    pub srcport: u16,
+    pub dstport: u16,
+    pub prot: u8,
+    pub tos: u8,
+    pub tcp_flags: u8,
+    pub src_mask: u8,
+    pub dst_mask: u8,
+    pub src_as: u16,
+    pub dst_as: u16,
+    pub stime: Time,
+    pub etime: Time,
+}
+
+/// The fields a [`V5Flow`] sets.
+const V5_FIELDS: u32 = 0xf
+    | SRCPORT
+    | DSTPORT
+    | PROT
+    | TCP_FLAGS
+    | TOS
+    | BYTES
+    | PACKETS
+    | INPUT
+    | OUTPUT
+    | SRC_AS
+    | DST_AS
+    | SRC_MASK
+    | DST_MASK;
+
+impl Record {
+    /// The record of `f`: the same as setting each field in turn, without
+    /// a presence check per field (flow-tools files are read a million
+    /// records a second per core, and the setters were a third of that).
+    #[inline]
+    pub fn from_v5(f: &V5Flow) -> Record {
+        let mut r = Record {
+            rec_id: f.rec_id,
+            stime: f.stime,
+            bytes: u64::from(f.bytes),
+            aside: None,
+            ip: [f.exporter, f.srcip, f.dstip, f.nexthop],
+            packets: f.packets,
+            dur: 0,
+            input: u32::from(f.input),
+            output: u32::from(f.output),
+            src_as: u32::from(f.src_as),
+            dst_as: u32::from(f.dst_as),
+            has: V5_FIELDS,
+            srcport: f.srcport,
+            dstport: f.dstport,
+            tcp_flags: u16::from(f.tcp_flags),
+            sampling: 0,
+            prot: f.prot,
+            tos: f.tos,
+            src_mask: f.src_mask,
+            dst_mask: f.dst_mask,
+        };
+        r.set_etime(f.etime);
+        r
+    }
+}
+
 impl Record {
     /// Input order in a file (0-based); arrival counter in the daemon.
     #[inline]
@@ -955,6 +1030,60 @@ mod tests {
     use super::*;
     use std::net::Ipv6Addr;
     use std::sync::Arc;
+
+    /// `from_v5` makes the record the setters make, with short and with
+    /// long durations (the latter go to the aside).
+    #[test]
+    fn a_v5_flow_is_the_record_its_fields_make() {
+        for etime in [1_500i64, 0, 5_000_000_000] {
+            let f = V5Flow {
+                rec_id: 9,
+                exporter: 0xc000_0201,
+                srcip: 0x0a00_0001,
+                dstip: 0x0a00_0002,
+                nexthop: 0,
+                input: 3,
+                output: 4,
+                packets: 12,
+                bytes: u32::MAX,
+                srcport: 51000,
+                dstport: 80,
+                prot: 6,
+                tos: 0x10,
+                tcp_flags: 0x1b,
+                src_mask: 24,
+                dst_mask: 16,
+                src_as: 64500,
+                dst_as: 64501,
+                stime: 1_000,
+                etime,
+            };
+            let want = RecordFields {
+                rec_id: 9,
+                exporter: v4(192, 0, 2, 1),
+                srcip: v4(10, 0, 0, 1),
+                dstip: v4(10, 0, 0, 2),
+                nexthop: v4(0, 0, 0, 0),
+                input: Some(3),
+                output: Some(4),
+                packets: Some(12),
+                bytes: Some(u64::from(u32::MAX)),
+                srcport: Some(51000),
+                dstport: Some(80),
+                prot: Some(6),
+                tos: Some(0x10),
+                tcp_flags: Some(0x1b),
+                src_mask: Some(24),
+                dst_mask: Some(16),
+                src_as: Some(64500),
+                dst_as: Some(64501),
+                stime: 1_000,
+                etime,
+                ..RecordFields::default()
+            };
+            assert_eq!(Record::from_v5(&f).fields(), want);
+        }
+    }
 
     /// Every field set, IPv4 addresses, times 1.5 s apart: no aside.
     fn full_v4() -> RecordFields {

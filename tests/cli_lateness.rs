@@ -246,3 +246,66 @@ fn long_matches_carry_the_first_records_and_a_count_of_the_rest() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `flowy query` with the test knobs that make it guess a lateness after
+/// its first batch, before its (delayed) first pass is in.
+fn query_guessing(file: &str) -> std::process::Output {
+    let q = repo("config/queries/http-download.flowy");
+    Command::new(env!("CARGO_BIN_EXE_flowy"))
+        .args(["query", q.to_str().expect("utf-8"), "--input", file])
+        .env("FLOWY_DEBUG_HOLD_STATE", "1")
+        .env("FLOWY_DEBUG_SCAN_DELAY_MS", "400")
+        .current_dir(repo(""))
+        .output()
+        .expect("the flowy binary runs")
+}
+
+/// The first pass confirms the lateness the run guessed from its first
+/// records: the held-back matches are written, the run is exact.
+#[test]
+fn a_guessed_lateness_the_first_pass_confirms_is_exact() {
+    let c = case();
+    let out = query_guessing(&c.file);
+    let err = stderr(&out);
+    assert_eq!(matches_of(&json_lines(&out)), reference(c.recs.clone()));
+    assert!(err.contains(" 0 late,"), "{err}");
+    assert!(!err.contains("evaluating again"), "{err}");
+}
+
+/// A record far behind everything read before it, after the first batch:
+/// the guess from the first records is too short, the first pass says so,
+/// and the run starts over under the measured lateness, writing nothing
+/// of its first attempt.
+#[test]
+fn a_guessed_lateness_the_first_pass_refutes_starts_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut recs = trace_gen::generate(9_000, 600_000, 60, 5);
+    recs.sort_by_key(|r| (r.stime(), r.rec_id()));
+    // An early request moves behind the first batch (4096 records).
+    let early = recs.remove(0);
+    recs.insert(6_000, early);
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.set_rec_id(i as u64);
+    }
+    let behind = trace_gen::disorder(&recs);
+    assert!(
+        behind > 60_000,
+        "the moved record lies far behind: {behind}"
+    );
+    let path = dir.path().join("late.jsonl");
+    write_trace(&path, &recs);
+    let out = query_guessing(&path.to_string_lossy());
+    let err = stderr(&out);
+    assert!(err.contains("evaluating again"), "{err}");
+    assert!(err.contains(" 0 late,"), "{err}");
+    let got = json_lines(&out);
+    let want = reference(recs);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "no match of the first attempt is written"
+    );
+    assert_eq!(matches_of(&got), want);
+    let ids: Vec<u64> = got.iter().filter_map(|m| m["match"].as_u64()).collect();
+    assert_eq!(ids, (1..=want.len() as u64).collect::<Vec<_>>());
+}

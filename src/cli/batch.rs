@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::firstpass::{FirstPass, Settled};
 use super::{CheckArgs, QueryArgs, EXIT_BAD_QUERY, EXIT_FAILURE, EXIT_USAGE};
 use crate::engine;
 use crate::engine::driver::AdmissionStats;
@@ -72,15 +73,15 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         from: args.from,
         to: args.to,
     };
-    let mut pending = None;
-    let lateness = match args.lateness {
+    let mut first = FirstPass::none();
+    let mut lateness = match args.lateness {
         Some(d) => Some(d),
         // Single-record groups, no merger: nothing depends on order.
         None if order_free(&plan) => Some(0),
         // Standard input can only be read once: held until the end.
         None if reads_stdin(&args.input) => None,
         None => {
-            pending = Some(Disorder::measure(&args.input, &opts));
+            first = FirstPass::start(&args.input, &opts);
             None
         }
     };
@@ -90,29 +91,47 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records)
         .with_run(run_id())
         .with_max_records(usize::try_from(args.max_records).unwrap_or(usize::MAX));
-    let cfg = EngineConfig {
-        lateness,
-        late: args.late,
-        ..EngineConfig::batch(args.window)
-    };
-    let mut run = StreamingRun {
-        engine: engine::Engine::new(Arc::clone(&plan), cfg),
-        writer: Output::start(ChunkWriter::new(
-            sink,
-            formatter,
-            Arc::clone(&plan),
-            args.format.header(),
-        )),
-        out: Vec::new(),
-        implausible: ImplausibleCounts::default(),
-        pending,
-        failed: None,
-    };
-    let read = read_into(&args.input, &opts, &progress, &mut run)
-        .and_then(|read| run.end_first_pass().map(|()| read));
-    let read = match read {
-        Ok(read) => read,
-        Err(e) => return Ok(input_failed(&progress, &e)),
+    let mut writer = Output::start(ChunkWriter::new(
+        sink,
+        formatter,
+        Arc::clone(&plan),
+        args.format.header(),
+    ));
+    let (run, read) = loop {
+        let cfg = EngineConfig {
+            lateness,
+            late: args.late,
+            ..EngineConfig::batch(args.window)
+        };
+        let mut run = StreamingRun {
+            engine: engine::Engine::new(Arc::clone(&plan), cfg),
+            writer,
+            out: Vec::new(),
+            implausible: ImplausibleCounts::default(),
+            first,
+            failed: None,
+            restart: None,
+        };
+        let read = read_into(&args.input, &opts, &progress, &mut run)
+            .and_then(|read| run.end_first_pass().map(|()| read));
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => return Ok(input_failed(&progress, &e)),
+        };
+        match run.restart {
+            // Nothing was written: the run starts over, exact this time.
+            Some((measured, guessed)) => {
+                eprintln!(
+                    "note: the input lies up to {} out of order, more than the {} its first records suggested: evaluating again",
+                    duration_arg(measured),
+                    duration_arg(guessed)
+                );
+                lateness = Some(measured);
+                first = FirstPass::none();
+                writer = run.writer;
+            }
+            None => break (run, read),
+        }
     };
     let (admitted, matches, written) = run.finish();
     progress.clear();
@@ -157,81 +176,6 @@ fn order_free(plan: &Plan) -> bool {
 
 fn reads_stdin(inputs: &[std::path::PathBuf]) -> bool {
     inputs.iter().any(|p| p.as_os_str() == input::source::STDIN)
-}
-
-/// Exact by default (SPEC §3.1): a first pass measures how far any record
-/// lies behind the largest `stime` read before it, and that is the
-/// lateness: no record is then late, so every group sees every record it
-/// would in the evaluation that holds the whole input.
-///
-/// The first pass runs on a thread of its own while the second already
-/// feeds the engine with no W (infinite lateness, nothing released), as
-/// long as the engine's state stays under [`HOLD_STATE`]; past that the
-/// second pass waits for the measurement. Memory stays bounded, and on a
-/// single large file the two passes overlap instead of adding up.
-enum Disorder {
-    Measuring(std::thread::JoinHandle<Result<i64, input::InputError>>),
-    /// No thread could be started: measured before the second pass.
-    Measured(Result<i64, input::InputError>),
-}
-
-/// State the engine may build up before the disorder is known.
-const HOLD_STATE: usize = 16 << 20;
-
-impl Disorder {
-    fn measure(inputs: &[std::path::PathBuf], opts: &InputOptions) -> Self {
-        let (owned_inputs, owned_opts) = (inputs.to_vec(), opts.clone());
-        let spawned = std::thread::Builder::new()
-            .name("flowy-scan".into())
-            .spawn(move || measure_disorder(&owned_inputs, &owned_opts));
-        match spawned {
-            Ok(handle) => Disorder::Measuring(handle),
-            Err(_) => Disorder::Measured(measure_disorder(inputs, opts)),
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        match self {
-            Disorder::Measuring(handle) => handle.is_finished(),
-            Disorder::Measured(_) => true,
-        }
-    }
-
-    fn wait(self) -> Result<i64, input::InputError> {
-        match self {
-            Disorder::Measuring(handle) => handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Disorder::Measured(result) => result,
-        }
-    }
-}
-
-/// The largest distance a record's `stime` lies behind the largest `stime`
-/// read before it (records whose times are implausible left out, as the
-/// second pass leaves them out).
-fn measure_disorder(
-    inputs: &[std::path::PathBuf],
-    opts: &InputOptions,
-) -> Result<i64, input::InputError> {
-    let sanity = TimeSanity::files();
-    let mut max_stime: Option<i64> = None;
-    let mut behind = 0i64;
-    stream_inputs(
-        inputs,
-        opts,
-        |_| {},
-        |rec| {
-            if sanity.check(rec.stime(), rec.etime(), 0).is_err() {
-                return;
-            }
-            if let Some(m) = max_stime {
-                behind = behind.max(m.saturating_sub(rec.stime()));
-            }
-            max_stime = Some(max_stime.map_or(rec.stime(), |m| m.max(rec.stime())));
-        },
-    )?;
-    Ok(behind)
 }
 
 /// Read the inputs on a thread of their own while this one runs the engine
@@ -290,28 +234,29 @@ fn read_into(
 const READ_AHEAD: usize = 4;
 
 /// The second pass: records go to the engine as they are read, matches to
-/// the output as they are found.
+/// the output as they are found (once the first pass allows).
 struct StreamingRun {
     engine: engine::Engine,
     writer: Output,
     out: Vec<engine::Match>,
     implausible: ImplausibleCounts,
-    /// The first pass, until its measurement is applied.
-    pending: Option<Disorder>,
+    first: FirstPass,
     /// The first pass failed: the run stops with its error.
     failed: Option<input::InputError>,
+    /// The lateness guessed was too short: (measured, guessed). The rest
+    /// of the input is not evaluated; the run starts over.
+    restart: Option<(i64, i64)>,
 }
 
 impl StreamingRun {
     /// Records whose times cannot be computed or written (SPEC §4.5: every
     /// time written is RFC 3339) are left out, and the run says how many.
     fn push_batch(&mut self, mut batch: Vec<Record>) {
-        let full = self.engine.budget().used() >= HOLD_STATE;
-        if self.failed.is_some() {
+        if self.failed.is_some() || self.restart.is_some() {
             return;
         }
-        if let Err(e) = self.settle_lateness(full) {
-            self.failed = Some(e);
+        self.settle(false);
+        if self.failed.is_some() || self.restart.is_some() {
             return;
         }
         let implausible = &mut self.implausible;
@@ -325,29 +270,48 @@ impl StreamingRun {
             },
         );
         self.engine.push_batch(batch, &mut self.out);
-        self.writer.send(&mut self.out);
+        self.emit();
+    }
+
+    /// Hand the matches found to the output, or hold them back while the
+    /// first pass may still void them.
+    fn emit(&mut self) {
+        if self.first.settled() {
+            self.writer.send(&mut self.out);
+        } else {
+            self.first.hold(&mut self.out);
+        }
     }
 
     /// After the second pass: the first pass's failure, if it failed, is
     /// the run's; otherwise wait for it (its thread must not outlive the run).
     fn end_first_pass(&mut self) -> Result<(), input::InputError> {
+        if self.failed.is_none() && self.restart.is_none() {
+            self.settle(true);
+        }
         match self.failed.take() {
             Some(e) => Err(e),
-            None => self.settle_lateness(true),
+            None => Ok(()),
         }
     }
 
-    /// Apply the first pass's measurement once it is there (waiting for
-    /// it if `wait`).
-    fn settle_lateness(&mut self, wait: bool) -> Result<(), input::InputError> {
-        match self.pending.take() {
-            Some(d) if wait || d.is_done() => match d.wait() {
-                Ok(lateness) => self.engine.set_lateness(lateness),
-                Err(e) => return Err(e),
-            },
-            other => self.pending = other,
+    /// Apply the first pass's measurement once it is there (waiting for it
+    /// if `wait`); matches held back meanwhile then go to the output.
+    fn settle(&mut self, wait: bool) {
+        match self.first.settle(&mut self.engine, wait) {
+            Ok(Settled::Running) => {}
+            Ok(Settled::Restart { measured, guessed }) => {
+                self.restart = Some((measured, guessed));
+                return;
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                return;
+            }
         }
-        Ok(())
+        if self.first.settled() {
+            self.writer.send(&mut self.first.release());
+        }
     }
 
     fn finish(mut self) -> (AdmissionStats, u64, std::io::Result<()>) {

@@ -3,14 +3,13 @@
 //! records, zlib-compressed when the header says so.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
 use super::stream::{collect, read_failed, read_full};
 use super::InputError;
-use crate::record::Record;
+use crate::record::{Record, V5Flow};
 
 /// First two bytes of every flow-tools file.
 pub const MAGIC: [u8; 2] = [0xCF, 0x10];
@@ -370,31 +369,28 @@ fn decode_v5(raw: &[u8], o: ByteOrder, rec_id: u64) -> Record {
     let sys_uptime = i64::from(o.u32(raw, 8));
     // Exactly flow-tools' ftltime(): no uptime wraparound correction.
     let boot_ms = unix_secs * 1000 + unix_nsecs / 1_000_000 - sys_uptime;
-    let ip = |off: usize| Some(IpAddr::V4(Ipv4Addr::from(o.u32(raw, off))));
-    let mut r = Record::default();
-    r.set_rec_id(rec_id);
-    r.set_exporter(ip(12));
-    r.set_srcip(ip(16));
-    r.set_dstip(ip(20));
-    r.set_nexthop(ip(24));
-    r.set_input(Some(u32::from(o.u16(raw, 28))));
-    r.set_output(Some(u32::from(o.u16(raw, 30))));
-    r.set_packets(Some(u64::from(o.u32(raw, 32))));
-    r.set_bytes(Some(u64::from(o.u32(raw, 36))));
-    r.set_srcport(Some(o.u16(raw, 48)));
-    r.set_dstport(Some(o.u16(raw, 50)));
-    r.set_prot(Some(raw[52]));
-    r.set_tos(Some(raw[53]));
-    r.set_tcp_flags(Some(u16::from(raw[54])));
-    r.set_src_mask(Some(raw[58]));
-    r.set_dst_mask(Some(raw[59]));
-    r.set_src_as(Some(u32::from(o.u16(raw, 60))));
-    r.set_dst_as(Some(u32::from(o.u16(raw, 62))));
-    r.set_times(
-        boot_ms + i64::from(o.u32(raw, 40)),
-        boot_ms + i64::from(o.u32(raw, 44)),
-    );
-    r
+    Record::from_v5(&V5Flow {
+        rec_id,
+        exporter: o.u32(raw, 12),
+        srcip: o.u32(raw, 16),
+        dstip: o.u32(raw, 20),
+        nexthop: o.u32(raw, 24),
+        input: o.u16(raw, 28),
+        output: o.u16(raw, 30),
+        packets: o.u32(raw, 32),
+        bytes: o.u32(raw, 36),
+        srcport: o.u16(raw, 48),
+        dstport: o.u16(raw, 50),
+        prot: raw[52],
+        tos: raw[53],
+        tcp_flags: raw[54],
+        src_mask: raw[58],
+        dst_mask: raw[59],
+        src_as: o.u16(raw, 60),
+        dst_as: o.u16(raw, 62),
+        stime: boot_ms + i64::from(o.u32(raw, 40)),
+        etime: boot_ms + i64::from(o.u32(raw, 44)),
+    })
 }
 
 /// The file's byte order (true = little endian). Callers guarantee the
@@ -430,6 +426,7 @@ mod tests {
     use flate2::write::ZlibEncoder;
     use flate2::Compression;
     use std::io::Write;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn u32_bytes(little: bool, v: u32) -> [u8; 4] {
         if little {
