@@ -185,13 +185,13 @@ fn merger_query_shares_the_budget() -> Result<(), String> {
         push(&mut e, &mut out, 280_000 + (i * 13) % 10_000);
     }
     e.finish(&mut out);
-    let b = e.budget();
+    let b = e.budget().clone();
     // Both kinds of state gave way: the branches' open groups and the
     // merger's stored groups.
     assert!(b.evictions(Eviction::OpenGroup) > 0);
     assert!(b.evictions(Eviction::StoredGroup) > 0);
     assert_eq!(
-        e.merger().stats().state_evictions,
+        e.merger_stats().state_evictions,
         b.evictions(Eviction::StoredGroup) + b.evictions(Eviction::HeldTuple)
     );
     assert!(!out.is_empty(), "no match at all");

@@ -530,7 +530,7 @@ fn streaming_with_lateness_covering_disorder_equals_batch() {
     // Tuples wait for the difference decision (no horizon: until the end),
     // but groups were closed and joined while streaming.
     assert!(out.is_empty());
-    assert!(e.merger().stats().held_tuples > 0);
+    assert!(e.merger_stats().held_tuples > 0);
     e.finish(&mut out);
     assert_eq!(canonical(&out), canonical(&batch));
     assert_eq!(e.branch(0).map(|b| b.stats().late), Some(0));

@@ -103,8 +103,13 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             late: args.late,
             ..EngineConfig::batch(args.window)
         };
+        let engine = if merger_thread_pays(&plan) {
+            engine::Engine::with_merger_thread(Arc::clone(&plan), cfg)
+        } else {
+            engine::Engine::new(Arc::clone(&plan), cfg)
+        };
         let mut run = StreamingRun {
-            engine: engine::Engine::new(Arc::clone(&plan), cfg),
+            engine,
             writer,
             out: Vec::new(),
             implausible: ImplausibleCounts::default(),
@@ -172,6 +177,13 @@ const BATCH: usize = 4096;
 /// has no merger gives the same matches in any record order.
 fn order_free(plan: &Plan) -> bool {
     plan.merger.is_none() && plan.branches.iter().all(|b| b.grouper.is_none())
+}
+
+/// The merger gets a thread of its own when there is one (a plan with a
+/// merger, a second core): its work then overlaps the branches', which
+/// otherwise take turns with it on the engine's thread.
+fn merger_thread_pays(plan: &Plan) -> bool {
+    plan.merger.is_some() && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
 
 fn reads_stdin(inputs: &[std::path::PathBuf]) -> bool {

@@ -135,7 +135,7 @@ impl QueryTask {
     }
 
     fn publish(&mut self, finished: bool) {
-        let plan = self.driver.plan();
+        let plan = self.driver.plan().clone();
         let name = &plan.name;
         let mut early = 0;
         let branches = self.driver.branches().iter().zip(&plan.branches);
@@ -150,7 +150,7 @@ impl QueryTask {
                 );
             }
         }
-        let s = self.driver.merger().stats();
+        let s = self.driver.merger_stats();
         set(&self.merger_metrics.stored_groups, s.stored_groups);
         set(&self.merger_metrics.matches, s.matches);
         set(&self.merger_metrics.closed_early, s.closed_early);

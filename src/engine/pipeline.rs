@@ -4,7 +4,9 @@
 //! lateness nothing is released before `finish`, so a whole input may be
 //! filtered in parallel chunks; every branch still sees its records in
 //! input order and the merger its groups in plan order, so nothing depends
-//! on scheduling: a batch run is deterministic.
+//! on scheduling: a batch run is deterministic. That holds with the
+//! merger on a thread of its own too ([`Engine::with_merger_thread`]): it
+//! gets the same calls in the same order.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +16,7 @@ use crate::engine::clock::Watermark;
 use crate::engine::config::EngineConfig;
 use crate::engine::driver::query::take;
 use crate::engine::driver::{Admission, AdmissionStats, Drain, QueryDriver};
-use crate::engine::merger::MergerEngine;
+use crate::engine::merger::MergerStats;
 use crate::engine::Match;
 use crate::query::plan::Plan;
 use crate::record::Record;
@@ -32,6 +34,18 @@ impl Engine {
     pub fn new(plan: Arc<Plan>, cfg: EngineConfig) -> Self {
         let budget = StateBudget::new(cfg.max_state);
         Self::with_budget(plan, cfg, budget)
+    }
+
+    /// Like [`Engine::new`], with the merger on a thread of its own (see
+    /// [`QueryDriver::with_merger_thread`]): for a batch run whose
+    /// branches and merger both have work to do.
+    pub fn with_merger_thread(plan: Arc<Plan>, cfg: EngineConfig) -> Self {
+        let budget = StateBudget::new(cfg.max_state);
+        Engine {
+            admission: Admission::new(Watermark::new(cfg.lateness, i64::MAX), cfg.late),
+            driver: QueryDriver::with_merger_thread(plan, &cfg, budget),
+            infinite_lateness: cfg.lateness.is_none(),
+        }
     }
 
     /// Like [`Engine::new`], charging all state to `budget` (which other
@@ -106,8 +120,14 @@ impl Engine {
         self.driver.branches().get(i)
     }
 
-    pub fn merger(&self) -> &MergerEngine {
-        self.driver.merger()
+    /// The merger's counters (see [`QueryDriver::merger_stats`]).
+    pub fn merger_stats(&mut self) -> MergerStats {
+        self.driver.merger_stats()
+    }
+
+    /// Whether the merger runs on a thread of its own (until `finish`).
+    pub fn merger_threaded(&self) -> bool {
+        self.driver.merger_threaded()
     }
 
     /// The state budget this engine charges (shared or its own).

@@ -7,6 +7,7 @@
 //! task. Only the clock (`now_ms`) and the source differ.
 
 pub mod admission;
+mod merge_stage;
 pub mod query;
 
 pub use admission::{Admission, AdmissionStats, Step};

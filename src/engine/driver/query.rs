@@ -4,25 +4,28 @@
 //! a task per query and feeds it the batches its dispatcher admitted. Both
 //! release groups to the merger the same way: branch by branch in plan
 //! order each time W moves, and at the end, so the matches and their order
-//! depend only on the admitted batches, never on scheduling.
+//! depend only on the admitted batches, never on scheduling. The merger
+//! may run on a thread of its own ([`QueryDriver::with_merger_thread`]);
+//! it then gets the same calls in the same order.
 
 use std::sync::{Arc, Mutex};
 
 use crate::engine::branch::{BranchEngine, FilterSharing};
 use crate::engine::budget::StateBudget;
 use crate::engine::config::EngineConfig;
-use crate::engine::merger::MergerEngine;
+use crate::engine::merger::MergerStats;
 use crate::engine::{Group, Match};
 use crate::query::plan::Plan;
 use crate::record::Record;
 
 use super::admission::Step;
+use super::merge_stage::MergerStage;
 
 pub struct QueryDriver {
     plan: Arc<Plan>,
     branches: Vec<BranchEngine>,
     sharing: FilterSharing,
-    merger: MergerEngine,
+    merger: MergerStage,
     /// The highest W the stages were advanced to.
     released: Option<i64>,
     /// Scratch: groups on their way to the merger.
@@ -33,17 +36,32 @@ pub struct QueryDriver {
 /// Takes the matches found so far out of an output buffer.
 pub type Drain<'a> = &'a mut dyn FnMut(&mut Vec<Match>);
 
-/// Matches collected in the output buffer before `finish_with` hands them on.
-const DRAIN_AT: usize = 256;
-
 impl QueryDriver {
     /// Stages charging all state to `budget` (which other queries may share).
     pub fn new(plan: Arc<Plan>, cfg: &EngineConfig, budget: Arc<StateBudget>) -> Self {
+        Self::build(plan, cfg, budget, false)
+    }
+
+    /// Like [`QueryDriver::new`], with the merger on a thread of its own
+    /// (named `flowy-merge`) so that its work overlaps the branches'. Same
+    /// matches in the same order; they reach `out` a step or so later,
+    /// and all of them at `finish`. Stays inline if the plan has no merger,
+    /// the budget is limited (evictions would depend on timing) or no
+    /// thread can be started: see [`QueryDriver::merger_threaded`].
+    pub fn with_merger_thread(
+        plan: Arc<Plan>,
+        cfg: &EngineConfig,
+        budget: Arc<StateBudget>,
+    ) -> Self {
+        Self::build(plan, cfg, budget, true)
+    }
+
+    fn build(plan: Arc<Plan>, cfg: &EngineConfig, budget: Arc<StateBudget>, thread: bool) -> Self {
         let branches: Vec<BranchEngine> = (0..plan.branches.len())
             .map(|i| BranchEngine::with_budget(&plan, i, cfg, budget.clone()))
             .collect();
         QueryDriver {
-            merger: MergerEngine::with_budget(&plan, cfg, budget.clone()),
+            merger: MergerStage::new(&plan, cfg, budget.clone(), thread),
             budget,
             sharing: FilterSharing::new(&branches),
             branches,
@@ -97,40 +115,39 @@ impl QueryDriver {
         self.end_step(step, out);
     }
 
-    fn end_step(&mut self, step: Step, out: &mut Vec<Match>) {
-        self.feed_closed(out);
-        if let Some(w) = step.advance_to {
-            self.advance(w, out);
-        }
-    }
-
     /// Groups a limit closed while records were pushed go to the merger
     /// now: W may not move for a long time (an exporter re-sending old
-    /// flows), and until they are merged they are nobody's state.
-    fn feed_closed(&mut self, out: &mut Vec<Match>) {
+    /// flows), and until they are merged they are nobody's state. A
+    /// threaded merger gets them with the groups W releases, in one call:
+    /// the same pushes in the same order, since the branches' advance does
+    /// not depend on the merger's state (its budget is unlimited).
+    fn end_step(&mut self, step: Step, out: &mut Vec<Match>) {
         for b in &mut self.branches {
             b.take_closed(&mut self.groups);
         }
-        for g in self.groups.drain(..) {
-            self.merger.push_group(g, out);
+        if !self.merger.is_threaded() {
+            self.merger.step(&mut self.groups, None, out);
+        }
+        match step.advance_to {
+            Some(w) => self.advance(w, out),
+            None => self.merger.step(&mut self.groups, None, out),
         }
     }
 
     /// Move W to `w` (no effect unless it is higher than the last W).
     pub fn advance(&mut self, w: i64, out: &mut Vec<Match>) {
         if self.released.is_some_and(|r| r >= w) {
+            // Closed groups a threaded merger has not had yet go now.
+            self.merger.step(&mut self.groups, None, out);
             return;
         }
         self.released = Some(w);
         for b in &mut self.branches {
             b.advance(w, &mut self.groups);
         }
-        for g in self.groups.drain(..) {
-            self.merger.push_group(g, out);
-        }
-        self.merger.advance(w, out);
         let frontier = self.branches.iter().map(|b| b.group_frontier(w)).min();
-        self.merger.expire_unreachable(frontier.unwrap_or(w));
+        let frontier = frontier.unwrap_or(w);
+        self.merger.step(&mut self.groups, Some((w, frontier)), out);
     }
 
     pub fn finish(&mut self, out: &mut Vec<Match>) {
@@ -162,7 +179,7 @@ impl QueryDriver {
                         .ok()
                 })
                 .collect();
-            feed(merger, 0, finish_branch(first), out, drain);
+            merger.feed(0, finish_branch(first), out, drain);
             for (i, (h, cell)) in helpers.into_iter().zip(&cells).enumerate() {
                 let groups = match h {
                     Some(handle) => handle
@@ -170,10 +187,10 @@ impl QueryDriver {
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                     None => finish_branch(take(cell)),
                 };
-                feed(merger, i + 1, groups, out, drain);
+                merger.feed(i + 1, groups, out, drain);
             }
         });
-        self.merger.finish(out);
+        self.merger.finish(out, drain);
     }
 
     /// A time before which no record the stages hold can start: every
@@ -181,7 +198,7 @@ impl QueryDriver {
     /// out, or in a group that was emitted or discarded). `None` before the
     /// first advance, when anything may still be held. A cluster worker
     /// acknowledges a record to the bus only once it starts before this.
-    pub fn held_from(&self) -> Option<i64> {
+    pub fn held_from(&mut self) -> Option<i64> {
         let w = self.released?;
         // Buffered records start at or after W (earlier ones were released
         // or joined a group on arrival); grouped ones at or after the
@@ -223,8 +240,15 @@ impl QueryDriver {
         (&mut self.branches, &self.sharing)
     }
 
-    pub fn merger(&self) -> &MergerEngine {
-        &self.merger
+    /// The merger's counters (a threaded merger is asked and answers
+    /// once it has worked through every earlier call).
+    pub fn merger_stats(&mut self) -> MergerStats {
+        self.merger.stats()
+    }
+
+    /// Whether the merger runs on a thread of its own (until `finish`).
+    pub fn merger_threaded(&self) -> bool {
+        self.merger.is_threaded()
     }
 
     /// The state budget this query charges (shared or its own).
@@ -244,22 +268,4 @@ fn finish_branch(b: Option<&mut BranchEngine>) -> Vec<Arc<Group>> {
         b.finish(&mut groups);
     }
     groups
-}
-
-/// Hand branch `i`'s final groups to the merger; it can send no more. The
-/// merger then stops storing groups no later group could join.
-fn feed(
-    merger: &mut MergerEngine,
-    i: usize,
-    groups: Vec<Arc<Group>>,
-    out: &mut Vec<Match>,
-    drain: Drain<'_>,
-) {
-    for g in groups {
-        merger.push_group(g, out);
-        if out.len() >= DRAIN_AT {
-            drain(out);
-        }
-    }
-    merger.branch_finished(i);
 }
