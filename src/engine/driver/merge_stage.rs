@@ -30,7 +30,7 @@ use super::query::Drain;
 pub(super) const DRAIN_AT: usize = 256;
 
 /// Calls waiting for the merger thread.
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 
 /// Groups per call when a branch's final groups go to the merger thread:
 /// its work starts before the whole list has been sent.
@@ -108,8 +108,7 @@ impl MergerStage {
             }
             MergerStage::Thread(r) => {
                 if !groups.is_empty() || advance.is_some() {
-                    // The driver's scratch keeps its size for the next step.
-                    let groups = std::mem::replace(groups, Vec::with_capacity(groups.capacity()));
+                    let groups = std::mem::take(groups);
                     r.call(Call::Step { groups, advance });
                 }
                 r.collect(out);
