@@ -4,8 +4,10 @@
 //!
 //! Data flow per branch: [`BranchEngine`] (filter → reorder buffer →
 //! grouper → groupfilter), then [`MergerEngine`] (merger → ungrouper).
-//! [`Engine`] composes them single-threaded; [`run_batch`] runs it once
-//! ([`run_batch_with`] hands matches on as they are found).
+//! [`Engine`] composes them single-threaded, or with the merger on a
+//! thread of its own ([`Engine::with_merger_thread`], `flowy query`: same
+//! matches, same order); [`run_batch`] runs it once ([`run_batch_with`]
+//! hands matches on as they are found).
 //!
 //! Choices where the specification leaves room (kept here so operators and
 //! the docs can refer to them):
