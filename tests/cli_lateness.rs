@@ -248,11 +248,13 @@ fn long_matches_carry_the_first_records_and_a_count_of_the_rest() {
 }
 
 /// `flowy query` with the test knobs that make it guess a lateness after
-/// its first batch, before its (delayed) first pass is in.
-fn query_guessing(file: &str) -> std::process::Output {
+/// its first batch, before its (delayed) first pass is in; `extra`
+/// arguments after the input.
+fn query_guessing(file: &str, extra: &[&str]) -> std::process::Output {
     let q = repo("config/queries/http-download.flowy");
     Command::new(env!("CARGO_BIN_EXE_flowy"))
         .args(["query", q.to_str().expect("utf-8"), "--input", file])
+        .args(extra)
         .env("FLOWY_DEBUG_HOLD_STATE", "1")
         .env("FLOWY_DEBUG_SCAN_DELAY_MS", "400")
         .current_dir(repo(""))
@@ -260,12 +262,47 @@ fn query_guessing(file: &str) -> std::process::Output {
         .expect("the flowy binary runs")
 }
 
+/// HTTP sessions in `stime` order but for one early record moved into the
+/// third batch (4096 records each), far behind everything read before it:
+/// a lateness guessed after the first batch is too short, and W (which
+/// exists from the second batch on) has passed the record when it comes.
+fn trace_with_a_straggler(dir: &Path) -> (String, Vec<Record>) {
+    let mut recs = trace_gen::generate(12_000, 600_000, 60, 5);
+    recs.sort_by_key(|r| (r.stime(), r.rec_id()));
+    let early = recs.remove(0);
+    recs.insert(10_000, early);
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.set_rec_id(i as u64);
+    }
+    let behind = trace_gen::disorder(&recs);
+    assert!(
+        behind > 60_000,
+        "the moved record lies far behind: {behind}"
+    );
+    let path = dir.join("late.jsonl");
+    write_trace(&path, &recs);
+    (path.to_string_lossy().into_owned(), recs)
+}
+
+/// The JSON lines of an output file.
+fn lines_of(path: &Path) -> Vec<Json> {
+    std::fs::read_to_string(path)
+        .expect("the output file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn match_numbers(lines: &[Json]) -> Vec<u64> {
+    lines.iter().filter_map(|m| m["match"].as_u64()).collect()
+}
+
 /// The first pass confirms the lateness the run guessed from its first
 /// records: the held-back matches are written, the run is exact.
 #[test]
 fn a_guessed_lateness_the_first_pass_confirms_is_exact() {
     let c = case();
-    let out = query_guessing(&c.file);
+    let out = query_guessing(&c.file, &[]);
     let err = stderr(&out);
     assert_eq!(matches_of(&json_lines(&out)), reference(c.recs.clone()));
     assert!(err.contains(" 0 late,"), "{err}");
@@ -279,22 +316,8 @@ fn a_guessed_lateness_the_first_pass_confirms_is_exact() {
 #[test]
 fn a_guessed_lateness_the_first_pass_refutes_starts_over() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut recs = trace_gen::generate(9_000, 600_000, 60, 5);
-    recs.sort_by_key(|r| (r.stime(), r.rec_id()));
-    // An early request moves behind the first batch (4096 records).
-    let early = recs.remove(0);
-    recs.insert(6_000, early);
-    for (i, r) in recs.iter_mut().enumerate() {
-        r.set_rec_id(i as u64);
-    }
-    let behind = trace_gen::disorder(&recs);
-    assert!(
-        behind > 60_000,
-        "the moved record lies far behind: {behind}"
-    );
-    let path = dir.path().join("late.jsonl");
-    write_trace(&path, &recs);
-    let out = query_guessing(&path.to_string_lossy());
+    let (file, recs) = trace_with_a_straggler(dir.path());
+    let out = query_guessing(&file, &[]);
     let err = stderr(&out);
     assert!(err.contains("evaluating again"), "{err}");
     assert!(err.contains(" 0 late,"), "{err}");
@@ -306,6 +329,67 @@ fn a_guessed_lateness_the_first_pass_refutes_starts_over() {
         "no match of the first attempt is written"
     );
     assert_eq!(matches_of(&got), want);
-    let ids: Vec<u64> = got.iter().filter_map(|m| m["match"].as_u64()).collect();
-    assert_eq!(ids, (1..=want.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        match_numbers(&got),
+        (1..=want.len() as u64).collect::<Vec<_>>()
+    );
+}
+
+/// Into a file, the run checks its guess itself (no first pass): the
+/// straggler is late under the guess, the file is emptied and the run
+/// starts over; the file then holds exactly the exact result, numbered
+/// from 1.
+#[test]
+fn into_a_file_a_guess_the_run_finds_late_is_taken_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, recs) = trace_with_a_straggler(dir.path());
+    let result = dir.path().join("out.jsonl");
+    let out = query_guessing(&file, &["--output", result.to_str().expect("utf-8")]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("evaluating again"), "{err}");
+    let got = lines_of(&result);
+    let want = reference(recs);
+    assert!(
+        err.contains(&format!(" 0 late, {} matches", want.len())),
+        "{err}"
+    );
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "the first attempt's matches are gone"
+    );
+    assert_eq!(matches_of(&got), want);
+    assert_eq!(
+        match_numbers(&got),
+        (1..=want.len() as u64).collect::<Vec<_>>()
+    );
+}
+
+/// Into a file, a guess no record contradicts stands: one pass, exact.
+#[test]
+fn into_a_file_a_guess_no_record_contradicts_is_exact() {
+    let c = case();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = dir.path().join("out.jsonl");
+    let out = query_guessing(&c.file, &["--output", result.to_str().expect("utf-8")]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("evaluating again"), "{err}");
+    assert!(err.contains(" 0 late,"), "{err}");
+    assert_eq!(matches_of(&lines_of(&result)), reference(c.recs.clone()));
+}
+
+/// `/dev/null` keeps nothing: a run into it starts over the same way and
+/// counts only the matches of the exact run.
+#[test]
+fn into_dev_null_a_failed_guess_counts_only_the_exact_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, recs) = trace_with_a_straggler(dir.path());
+    let out = query_guessing(&file, &["--output", "/dev/null"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("evaluating again"), "{err}");
+    let want = reference(recs).len();
+    assert!(err.contains(&format!(" 0 late, {want} matches")), "{err}");
 }

@@ -73,6 +73,8 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         from: args.from,
         to: args.to,
     };
+    let (sink, retract) = open_batch_output(&args.output)
+        .with_context(|| format!("cannot open output '{}'", args.output))?;
     let mut first = FirstPass::none();
     let mut lateness = match args.lateness {
         Some(d) => Some(d),
@@ -81,18 +83,20 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         // Standard input can only be read once: held until the end.
         None if reads_stdin(&args.input) => None,
         None => {
-            first = FirstPass::start(&args.input, &opts);
+            first = match retract {
+                Some(_) => FirstPass::verify(),
+                None => FirstPass::start(&args.input, &opts),
+            };
             None
         }
     };
-    let sink = open_batch_output(&args.output)
-        .with_context(|| format!("cannot open output '{}'", args.output))?;
     let plan = Arc::new(plan);
     let formatter = MatchFormatter::new(plan.name.clone(), args.format, !args.no_records)
         .with_run(run_id())
         .with_max_records(usize::try_from(args.max_records).unwrap_or(usize::MAX));
     let mut writer = Output::start(ChunkWriter::new(
         sink,
+        retract,
         formatter,
         Arc::clone(&plan),
         args.format.header(),
@@ -124,8 +128,9 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(input_failed(&progress, &e)),
         };
         match run.restart {
-            // Nothing was written: the run starts over, exact this time.
-            Some((measured, guessed)) => {
+            // Nothing of the attempt stays written: the run starts over,
+            // exact this time.
+            Some((measured, guessed, retract)) => {
                 eprintln!(
                     "note: the input lies up to {} out of order, more than the {} its first records suggested: evaluating again",
                     duration_arg(measured),
@@ -134,6 +139,9 @@ pub(super) fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
                 lateness = Some(measured);
                 first = FirstPass::none();
                 writer = run.writer;
+                if retract {
+                    writer.retract();
+                }
             }
             None => break (run, read),
         }
@@ -255,9 +263,10 @@ struct StreamingRun {
     first: FirstPass,
     /// The first pass failed: the run stops with its error.
     failed: Option<input::InputError>,
-    /// The lateness guessed was too short: (measured, guessed). The rest
-    /// of the input is not evaluated; the run starts over.
-    restart: Option<(i64, i64)>,
+    /// The lateness guessed was too short: (measured, guessed, whether
+    /// matches were written). The rest of the input is not evaluated; the
+    /// run starts over.
+    restart: Option<(i64, i64, bool)>,
 }
 
 impl StreamingRun {
@@ -281,8 +290,12 @@ impl StreamingRun {
                 }
             },
         );
-        self.engine.push_batch(batch, &mut self.out);
-        self.emit();
+        self.first.observe(&batch);
+        if self.first.evaluating() {
+            self.engine.push_batch(batch, &mut self.out);
+            self.first.check(&self.engine);
+            self.emit();
+        }
     }
 
     /// Hand the matches found to the output, or hold them back while the
@@ -299,7 +312,8 @@ impl StreamingRun {
     /// the run's; otherwise wait for it (its thread must not outlive the run).
     fn end_first_pass(&mut self) -> Result<(), input::InputError> {
         if self.failed.is_none() && self.restart.is_none() {
-            self.settle(true);
+            let verdict = self.first.end(&mut self.engine);
+            self.apply(verdict);
         }
         match self.failed.take() {
             Some(e) => Err(e),
@@ -310,10 +324,19 @@ impl StreamingRun {
     /// Apply the first pass's measurement once it is there (waiting for it
     /// if `wait`); matches held back meanwhile then go to the output.
     fn settle(&mut self, wait: bool) {
-        match self.first.settle(&mut self.engine, wait) {
+        let verdict = self.first.settle(&mut self.engine, wait);
+        self.apply(verdict);
+    }
+
+    fn apply(&mut self, verdict: Result<Settled, input::InputError>) {
+        match verdict {
             Ok(Settled::Running) => {}
-            Ok(Settled::Restart { measured, guessed }) => {
-                self.restart = Some((measured, guessed));
+            Ok(Settled::Restart {
+                measured,
+                guessed,
+                retract,
+            }) => {
+                self.restart = Some((measured, guessed, retract));
                 return;
             }
             Err(e) => {
@@ -383,12 +406,51 @@ fn summary_line(read: &ReadSummary, late: u64, matches: u64, took: Duration) -> 
 }
 
 /// A batch run's output is one result: a file is replaced, not appended to
-/// (SPEC §3.1); `-` is stdout.
-fn open_batch_output(path: &str) -> std::io::Result<Box<dyn Write + Send>> {
+/// (SPEC §3.1); `-` is stdout. With it, how the output can be emptied
+/// again, if it can.
+fn open_batch_output(path: &str) -> std::io::Result<(Box<dyn Write + Send>, Option<Retract>)> {
     if path == "-" {
-        return open_output(path);
+        return Ok((open_output(path)?, None));
     }
-    Ok(Box::new(std::fs::File::create(path)?))
+    let file = std::fs::File::create(path)?;
+    let meta = file.metadata()?;
+    let retract = if meta.is_file() {
+        Some(Retract::Truncate(file.try_clone()?))
+    } else if discards(&meta) {
+        Some(Retract::Nothing)
+    } else {
+        None
+    };
+    Ok((Box::new(file), retract))
+}
+
+/// `/dev/null` (whatever name it is reached by): what went there is gone.
+fn discards(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device()
+        && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == meta.rdev())
+}
+
+/// How an output is emptied for a run that starts over.
+enum Retract {
+    /// A regular file (the same open file as the sink): cut to nothing.
+    Truncate(std::fs::File),
+    /// An output that keeps nothing.
+    Nothing,
+}
+
+impl Retract {
+    fn apply(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        match self {
+            Retract::Truncate(file) => {
+                file.set_len(0)?;
+                // The sink shares this file's offset.
+                file.seek(std::io::SeekFrom::Start(0)).map(|_| ())
+            }
+            Retract::Nothing => Ok(()),
+        }
+    }
 }
 
 /// Progress on a terminal (hidden otherwise): which input is being read,
@@ -439,7 +501,7 @@ fn report_implausible(counts: &ImplausibleCounts) {
 /// does), or this thread if none can be started.
 enum Output {
     Thread {
-        tx: std::sync::mpsc::SyncSender<Vec<engine::Match>>,
+        tx: std::sync::mpsc::SyncSender<ToWriter>,
         handle: std::thread::JoinHandle<Option<ChunkWriter>>,
     },
     Inline(ChunkWriter),
@@ -449,9 +511,15 @@ enum Output {
 /// slow output holds.
 const WRITE_AHEAD: usize = 8;
 
+enum ToWriter {
+    Matches(Vec<engine::Match>),
+    /// Empty the output: the run starts over.
+    Retract,
+}
+
 impl Output {
     fn start(writer: ChunkWriter) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<engine::Match>>(WRITE_AHEAD);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ToWriter>(WRITE_AHEAD);
         // The writer is handed over once the thread exists: a refused
         // spawn would otherwise take it down with the closure.
         let (hand_over, handed) = std::sync::mpsc::channel::<ChunkWriter>();
@@ -459,8 +527,11 @@ impl Output {
             .name("flowy-write".into())
             .spawn(move || {
                 let mut writer = handed.recv().ok()?;
-                for batch in rx {
-                    batch.iter().for_each(|m| writer.append(m));
+                for msg in rx {
+                    match msg {
+                        ToWriter::Matches(batch) => batch.iter().for_each(|m| writer.append(m)),
+                        ToWriter::Retract => writer.retract(),
+                    }
                 }
                 Some(writer)
             });
@@ -481,9 +552,19 @@ impl Output {
         match self {
             Output::Thread { tx, .. } => {
                 // The thread lives until `finish` drops the sender.
-                let _ = tx.send(std::mem::take(out));
+                let _ = tx.send(ToWriter::Matches(std::mem::take(out)));
             }
             Output::Inline(writer) => out.drain(..).for_each(|m| writer.append(&m)),
+        }
+    }
+
+    /// Empty the output (after the matches sent before).
+    fn retract(&mut self) {
+        match self {
+            Output::Thread { tx, .. } => {
+                let _ = tx.send(ToWriter::Retract);
+            }
+            Output::Inline(writer) => writer.retract(),
         }
     }
 
@@ -511,6 +592,8 @@ impl Output {
 /// reports the error.
 struct ChunkWriter {
     sink: Box<dyn Write + Send>,
+    retract: Option<Retract>,
+    header: Vec<u8>,
     formatter: MatchFormatter,
     plan: Arc<Plan>,
     buf: Vec<u8>,
@@ -523,14 +606,18 @@ impl ChunkWriter {
     /// follows: an empty result still names its columns.
     fn new(
         sink: Box<dyn Write + Send>,
+        retract: Option<Retract>,
         formatter: MatchFormatter,
         plan: Arc<Plan>,
         header: Option<&[u8]>,
     ) -> Self {
+        let header = header.unwrap_or_default().to_vec();
         let mut buf = Vec::with_capacity(WRITE_CHUNK);
-        buf.extend_from_slice(header.unwrap_or_default());
+        buf.extend_from_slice(&header);
         ChunkWriter {
             sink,
+            retract,
+            header,
             formatter,
             plan,
             buf,
@@ -548,6 +635,19 @@ impl ChunkWriter {
         if self.buf.len() >= WRITE_CHUNK {
             self.write();
         }
+    }
+
+    /// Start the output over: nothing written so far stays, numbering
+    /// starts at 1 again. Only for outputs that can be emptied.
+    fn retract(&mut self) {
+        self.buf.clear();
+        self.buf.extend_from_slice(&self.header);
+        self.matches = 0;
+        self.formatter.restart_numbering();
+        self.state = match &mut self.retract {
+            Some(r) => r.apply(),
+            None => Err(std::io::Error::other("this output cannot be emptied")),
+        };
     }
 
     fn write(&mut self) {

@@ -1,18 +1,26 @@
-//! Exact by default (SPEC §3.1): a first pass measures how far any record
-//! lies behind the largest `stime` read before it, and that is the
-//! lateness: no record is then late, so every group sees every record it
-//! would in the evaluation that holds the whole input.
+//! Exact by default (SPEC §3.1): the run must allow for the input's
+//! disorder, how far any record lies behind the largest `stime` read
+//! before it. With that lateness no record is late, so every group sees
+//! every record it would in the evaluation that holds the whole input.
 //!
-//! The first pass runs on a thread of its own while the second already
-//! feeds the engine. The engine starts with no W (infinite lateness,
-//! nothing released). If its state reaches [`HOLD_STATE`] before the
-//! measurement is in, it goes on under a lateness guessed from the disorder
-//! it has seen so far ([`speculate`]) instead of waiting. Until the
-//! measurement confirms the guess, every match is held back (at most
-//! [`HOLD_OUTPUT`] member records' worth; past that the run waits): if the
-//! measured disorder exceeds the guess, nothing has been written, and the
-//! run starts over under the measured lateness. Memory stays bounded, and
-//! on a single large file the two passes overlap instead of adding up.
+//! The engine starts with no W (infinite lateness, nothing released). If
+//! its state reaches [`HOLD_STATE`] before the disorder is known, it goes
+//! on under a lateness guessed from the disorder seen so far
+//! ([`speculate`]). How the guess is checked depends on the output:
+//!
+//! - **An output that can be taken back** (a file, which the run replaces
+//!   anyway, or `/dev/null`): the run itself checks it. A record the guess
+//!   made late voids the attempt; the rest of the input is only measured,
+//!   the output is emptied and the run starts over under the measured
+//!   lateness. A single pass when the guess holds.
+//! - **Any other output** (standard output): a first pass measures the
+//!   disorder on a thread of its own while the second feeds the engine.
+//!   Until the measurement confirms the guess every match is held back (at
+//!   most [`HOLD_OUTPUT`] member records' worth; past that the run waits);
+//!   if it refutes it, nothing has been written and the run starts over.
+//!
+//! Memory stays bounded either way, and on a large file the measuring and
+//! the evaluation overlap instead of adding up.
 
 use crate::engine::{self, Match};
 use crate::input::{self, stream_inputs, InputOptions};
@@ -120,18 +128,50 @@ fn measure_disorder(
     Ok(behind)
 }
 
-/// What the run must do after [`FirstPass::settle`].
+/// What the run must do after [`FirstPass::settle`] or [`FirstPass::end`].
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Settled {
     /// Go on (the lateness is known, or the measurement is still coming).
     Running,
-    /// The guessed lateness was too short: start over under this one.
-    Restart { measured: i64, guessed: i64 },
+    /// The guessed lateness was too short: start over under the measured
+    /// one, emptying the output first if `retract`.
+    Restart {
+        measured: i64,
+        guessed: i64,
+        retract: bool,
+    },
 }
 
-/// The first pass while it runs, and the matches held back meanwhile.
+/// The disorder of the records seen so far (as [`measure_disorder`]).
+#[derive(Default)]
+struct Meter {
+    max_stime: Option<i64>,
+    behind: i64,
+}
+
+impl Meter {
+    fn observe(&mut self, stime: i64) {
+        if let Some(m) = self.max_stime {
+            self.behind = self.behind.max(m.saturating_sub(stime));
+        }
+        self.max_stime = Some(self.max_stime.map_or(stime, |m| m.max(stime)));
+    }
+}
+
+/// How the lateness is learned.
+enum Mode {
+    /// Given, or of no consequence: nothing to learn.
+    Known,
+    /// A first pass measures it (`None` once its measurement is applied).
+    Scan(Option<Scan>),
+    /// The run checks its own guess; the output can be taken back.
+    Verify { meter: Meter, refuted: bool },
+}
+
+/// The first pass while it runs, or the run's check of its own guess, and
+/// the matches held back meanwhile.
 pub(super) struct FirstPass {
-    scan: Option<Scan>,
+    mode: Mode,
     /// The lateness the engine runs under before the measurement is in.
     guessed: Option<i64>,
     held: Vec<Match>,
@@ -140,10 +180,9 @@ pub(super) struct FirstPass {
 }
 
 impl FirstPass {
-    /// Measure the disorder of `inputs` on a thread of its own.
-    pub(super) fn start(inputs: &[std::path::PathBuf], opts: &InputOptions) -> Self {
+    fn with(mode: Mode) -> Self {
         FirstPass {
-            scan: Some(Scan::start(inputs, opts)),
+            mode,
             guessed: None,
             held: Vec::new(),
             held_members: 0,
@@ -151,21 +190,49 @@ impl FirstPass {
         }
     }
 
+    /// Measure the disorder of `inputs` on a thread of its own.
+    pub(super) fn start(inputs: &[std::path::PathBuf], opts: &InputOptions) -> Self {
+        Self::with(Mode::Scan(Some(Scan::start(inputs, opts))))
+    }
+
+    /// Guess, and let the run check its guess (the output can be taken
+    /// back if the guess fails).
+    pub(super) fn verify() -> Self {
+        Self::with(Mode::Verify {
+            meter: Meter::default(),
+            refuted: false,
+        })
+    }
+
     /// No first pass: the lateness was given or cannot matter.
     pub(super) fn none() -> Self {
-        FirstPass {
-            scan: None,
-            guessed: None,
-            held: Vec::new(),
-            held_members: 0,
-            hold_state: HOLD_STATE,
+        Self::with(Mode::Known)
+    }
+
+    /// Matches may be written now (nothing the first pass says can void
+    /// them, or the output can be taken back).
+    pub(super) fn settled(&self) -> bool {
+        !matches!(self.mode, Mode::Scan(Some(_)))
+    }
+
+    /// The engine still has to evaluate records (not after a failed guess,
+    /// when the rest of the input is only measured).
+    pub(super) fn evaluating(&self) -> bool {
+        !matches!(self.mode, Mode::Verify { refuted: true, .. })
+    }
+
+    /// Note the records of a batch about to be admitted.
+    pub(super) fn observe(&mut self, batch: &[crate::record::Record]) {
+        if let Mode::Verify { meter, .. } = &mut self.mode {
+            batch.iter().for_each(|r| meter.observe(r.stime()));
         }
     }
 
-    /// Matches may be written now (nothing the first pass says can change
-    /// them any more).
-    pub(super) fn settled(&self) -> bool {
-        self.scan.is_none()
+    /// After a batch: a record the guess made late voids the attempt.
+    pub(super) fn check(&mut self, engine: &engine::Engine) {
+        if let Mode::Verify { refuted, .. } = &mut self.mode {
+            *refuted = engine.admission().late > 0;
+        }
     }
 
     /// Keep `out`'s matches until the measurement is in.
@@ -184,39 +251,68 @@ impl FirstPass {
         std::mem::take(&mut self.held)
     }
 
-    /// Apply the measurement to `engine` once it is in (waiting for it if
-    /// `wait`, or once held matches or, with no guess yet, the engine's
-    /// state would otherwise grow past their bounds); guess a lateness
-    /// when the state is full and the measurement is still coming.
+    /// Before a batch: guess a lateness when the engine's state is full
+    /// and the disorder still unknown; apply the first pass's measurement
+    /// once it is in (waiting for it if `wait`, or once the held matches
+    /// reach their bound).
     pub(super) fn settle(
         &mut self,
         engine: &mut engine::Engine,
         wait: bool,
     ) -> Result<Settled, input::InputError> {
-        let Some(scan) = self.scan.take() else {
-            return Ok(Settled::Running);
+        let guessing = match &self.mode {
+            Mode::Known => return Ok(Settled::Running),
+            Mode::Scan(None) => return Ok(Settled::Running),
+            Mode::Scan(Some(scan)) => !(wait || self.held_members >= HOLD_OUTPUT || scan.is_done()),
+            Mode::Verify { .. } => true,
         };
-        let full = engine.budget().used() >= self.hold_state;
-        let must_wait = wait || self.held_members >= HOLD_OUTPUT;
-        if !must_wait && !scan.is_done() {
-            if full && self.guessed.is_none() {
+        if guessing {
+            if self.guessed.is_none() && engine.budget().used() >= self.hold_state {
                 let guess = speculate(engine.admission().max_behind);
                 engine.set_lateness(guess);
                 self.guessed = Some(guess);
             }
-            self.scan = Some(scan);
             return Ok(Settled::Running);
         }
+        let Mode::Scan(scan) = &mut self.mode else {
+            return Ok(Settled::Running);
+        };
+        let Some(scan) = scan.take() else {
+            return Ok(Settled::Running);
+        };
         let measured = scan.wait()?;
         match self.guessed {
             None => engine.set_lateness(measured),
             Some(guessed) if measured > guessed => {
-                return Ok(Settled::Restart { measured, guessed })
+                return Ok(Settled::Restart {
+                    measured,
+                    guessed,
+                    retract: false,
+                })
             }
             // No record lies further behind than the guess allowed: none
             // was late, the run is exact.
             Some(_) => {}
         }
         Ok(Settled::Running)
+    }
+
+    /// At the end of the input: the first pass's verdict (waiting for it),
+    /// or the run's own.
+    pub(super) fn end(
+        &mut self,
+        engine: &mut engine::Engine,
+    ) -> Result<Settled, input::InputError> {
+        match &self.mode {
+            Mode::Verify {
+                meter,
+                refuted: true,
+            } => Ok(Settled::Restart {
+                measured: meter.behind,
+                guessed: self.guessed.unwrap_or(0),
+                retract: true,
+            }),
+            _ => self.settle(engine, true),
+        }
     }
 }

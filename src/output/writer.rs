@@ -48,6 +48,11 @@ impl MatchFormatter {
         self
     }
 
+    /// Number the next match 1 again (a batch run that starts over).
+    pub fn restart_numbering(&mut self) {
+        self.numbered = 0;
+    }
+
     /// Number the match and append its line to `out` (CSV: its rows; the
     /// header is the caller's, see [`OutputFormat::header`], since one
     /// output may hold several queries' matches). The number counts as
