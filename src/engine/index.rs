@@ -6,6 +6,7 @@
 //! does not make every probe scan its whole bucket).
 
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -155,6 +156,12 @@ impl HashIndex {
         })
     }
 
+    /// Where `key` is filed, if it is.
+    fn locate(&self, key: &[Value]) -> Option<Filed> {
+        let h = self.hash(key);
+        self.find(h, key).map(|e| Filed::new(e, h))
+    }
+
     fn bucket(&self, key: &[Value]) -> Option<&Bucket> {
         let e = self.find(self.hash(key), key)?;
         self.entries.get(e as usize).map(|(_, b)| b)
@@ -202,6 +209,7 @@ impl HashIndex {
     /// Unfile `g` from the entry in slot `e`, filed under tag `t` (what
     /// `insert` gave and saw): no key to rebuild, hash or compare.
     fn remove(&mut self, Filed { slot: e, tag: t }: Filed, g: &Group, seq: u64) {
+        let t = t.get();
         let Some((_, b)) = self.entries.get_mut(e as usize) else {
             return;
         };
@@ -231,20 +239,34 @@ impl HashIndex {
 pub struct Filing(SmallVec<[Option<(StoredKey, u64)>; 2]>);
 
 /// Where a stored group sits in one hash index: its key's entry slot and
-/// the tag the slot is filed under in the table.
+/// the tag the slot is filed under in the table. Non-zero, so that an
+/// absent one costs no room.
 #[derive(Clone, Copy)]
 struct Filed {
     slot: u32,
-    tag: u32,
+    tag: NonZeroU32,
 }
 
+impl Filed {
+    fn new(slot: u32, h: u64) -> Self {
+        // `tag` keeps 0 and 1 for its markers: the fallback never happens.
+        let tag = NonZeroU32::new(tag(h)).unwrap_or(NonZeroU32::MIN);
+        Filed { slot, tag }
+    }
+}
+
+/// Hash indexes whose place a stored group remembers; removal works out
+/// its place in any further ones from its key. Stores rarely have more:
+/// every stored group pays for this room.
+const FILED: usize = 2;
+
 /// A stored group with what its removal needs, worked out once when it
-/// was stored: the owner's charge for it, and its place in each hash
-/// index (`None` where a key field is absent).
+/// was stored: the owner's charge for it, and its place in the first
+/// hash indexes (`None` where a key field is absent).
 struct Stored {
     group: Arc<Group>,
     charge: usize,
-    filed: SmallVec<[Option<Filed>; 2]>,
+    filed: [Option<Filed>; FILED],
 }
 
 /// The groups of one branch that the merger keeps for future joins.
@@ -302,19 +324,14 @@ impl BranchStore {
         self.by_etime.insert((g.etime, seq));
         self.max_duration = self.max_duration.max(g.etime.saturating_sub(g.stime));
         // A group with an absent key field can never satisfy the equality.
-        let filed = self
-            .hashes
-            .iter_mut()
-            .zip(filing.0)
-            .map(|(h, key)| {
-                let (k, hash) = key?;
-                let slot = h.insert(k, hash, &g, seq);
-                Some(Filed {
-                    slot,
-                    tag: tag(hash),
-                })
-            })
-            .collect();
+        let mut filed = [None; FILED];
+        for (i, (h, key)) in self.hashes.iter_mut().zip(filing.0).enumerate() {
+            let Some((k, hash)) = key else { continue };
+            let slot = h.insert(k, hash, &g, seq);
+            if let Some(f) = filed.get_mut(i) {
+                *f = Some(Filed::new(slot, hash));
+            }
+        }
         self.groups.insert(
             seq,
             Stored {
@@ -336,8 +353,12 @@ impl BranchStore {
         } = self.groups.remove(seq)?;
         self.by_stime.remove((g.stime, seq));
         self.by_etime.remove((g.etime, seq));
-        for (h, f) in self.hashes.iter_mut().zip(filed) {
-            if let Some(f) = f {
+        for (i, h) in self.hashes.iter_mut().enumerate() {
+            let at = match filed.get(i) {
+                Some(f) => *f,
+                None => h.key_of(&g).and_then(|k| h.locate(&k)),
+            };
+            if let Some(f) = at {
                 h.remove(f, &g, seq);
             }
         }
@@ -409,7 +430,8 @@ mod tests {
 
     use super::*;
 
-    /// A group with `key` in slot 0 (absent when `None`).
+    /// A group with `key` in slot 0 (absent when `None`) and its id's
+    /// parity in slot 1.
     fn group(id: u64, key: Option<u64>) -> Arc<Group> {
         Arc::new(Group {
             branch: 0,
@@ -417,18 +439,35 @@ mod tests {
             stime: id as i64,
             etime: id as i64 + 5,
             members: Vec::new(),
-            values: vec![key.map(Value::Uint)],
+            values: vec![key.map(Value::Uint), Some(Value::Uint(id % 2))],
         })
+    }
+
+    /// Ids of the groups filed under `key`, in order; checks that the
+    /// bucket holds no entries of removed groups (which lookups skip).
+    fn ids(store: &BranchStore, index: usize, key: &HashKey) -> Vec<u64> {
+        let mut ids: Vec<u64> = store.keyed(index, key).range(None).map(|g| g.id).collect();
+        ids.sort_unstable();
+        let filed = store.hashes.get(index).and_then(|h| h.bucket(key));
+        let lens = filed.map_or((0, 0), |b| {
+            (b.by_stime.live().len(), b.by_etime.live().len())
+        });
+        assert_eq!(lens, (ids.len(), ids.len()), "stale entries");
+        ids
     }
 
     /// Removal goes to the index entry remembered at insertion, so that
     /// must stay right while keys empty and their slots pass to other
-    /// keys; and each group comes back with the charge it was stored with.
+    /// keys (and, past the remembered indexes, find it by key); and each
+    /// group comes back with the charge it was stored with.
     #[test]
     fn removal_by_remembered_slot_matches_a_model() {
         const KEYS: u64 = 11;
         let mut store = BranchStore::default();
         let index = store.hash_index(&[GroupField::Slot(0)]);
+        store.hash_index(&[GroupField::Slot(1)]);
+        let beyond = store.hash_index(&[GroupField::Slot(1), GroupField::Slot(0)]);
+        assert_eq!((index, beyond), (0, FILED));
         // seq → (group id, key, charge)
         let mut model: BTreeMap<u64, (u64, Option<u64>, usize)> = BTreeMap::new();
         let mut x: u64 = 7;
@@ -459,18 +498,15 @@ mod tests {
             assert_eq!(store.len(), model.len());
             for key in 0..KEYS {
                 let probe: HashKey = smallvec::smallvec![Value::Uint(key)];
-                let mut got: Vec<u64> = store
-                    .keyed(index, &probe)
-                    .range(None)
-                    .map(|g| g.id)
-                    .collect();
-                got.sort_unstable();
                 let want: Vec<u64> = model
                     .values()
                     .filter(|(_, k, _)| *k == Some(key))
                     .map(|(id, _, _)| *id)
                     .collect();
-                assert_eq!(got, want, "step {step}, key {key}");
+                assert_eq!(ids(&store, index, &probe), want, "step {step}, key {key}");
+                let probe: HashKey = smallvec::smallvec![Value::Uint(1), Value::Uint(key)];
+                let want: Vec<u64> = want.into_iter().filter(|id| id % 2 == 1).collect();
+                assert_eq!(ids(&store, beyond, &probe), want, "step {step}, key {key}");
             }
         }
     }
