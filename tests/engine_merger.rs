@@ -607,3 +607,56 @@ fn single_group_records_are_sorted_by_stime_then_rec_id() {
     let ids: Vec<u64> = out[0].records().iter().map(|(_, r)| r.rec_id()).collect();
     assert_eq!(ids, vec![3, 1, 4, 2]);
 }
+
+/// A group of `n` members whose second slot holds a set of `ports`
+/// elements, so that groups cost different amounts.
+fn sized_group(branch: usize, id: u64, stime: i64, etime: i64, key: u64, n: u64) -> Arc<Group> {
+    let ports: Vec<u64> = (0..id % 5).collect();
+    Arc::new(Group {
+        branch,
+        id,
+        stime,
+        etime,
+        members: (0..n)
+            .map(|i| Arc::new(rec(branch as u64 * 1_000_000 + id * 100 + i, stime, etime)))
+            .collect(),
+        values: vec![u(key), Some(Value::Set(set(&ports)))],
+    })
+}
+
+/// Whichever way a stored group or held tuple leaves (decided, expired,
+/// dropped for the group limit, at the end), the merger releases what it
+/// charged for it: once everything has left, it accounts nothing.
+#[test]
+fn state_bytes_are_released_as_charged() {
+    for max_stored in [4, usize::MAX] {
+        let plan = merged(plain_branches(3), diff_modules(), 0);
+        let cfg = EngineConfig {
+            horizon: Some(50),
+            max_stored_groups: max_stored,
+            ..EngineConfig::batch(None)
+        };
+        let mut m = MergerEngine::new(&plan, &cfg);
+        let mut out = Vec::new();
+        let mut peak = 0;
+        for i in 0..90u64 {
+            let stime = i as i64 * 7;
+            let etime = stime + 20 + (i % 5) as i64 * 10;
+            // Each three consecutive groups (A, B, C) share a key.
+            let g = sized_group((i % 3) as usize, i, stime, etime, i / 3 % 4, 1 + i % 6);
+            m.push_group(g, &mut out);
+            peak = peak.max(m.stats().state_bytes);
+            if i % 10 == 9 {
+                m.advance(stime, &mut out);
+            }
+        }
+        assert!(peak > 0);
+        m.finish(&mut out);
+        m.advance(i64::MAX, &mut out);
+        let s = m.stats();
+        assert!(s.matches > 0, "{s:?}");
+        assert!(max_stored < usize::MAX || s.extended > 0, "{s:?}");
+        assert_eq!((s.stored_groups, s.held_tuples), (0, 0), "{max_stored}");
+        assert_eq!(s.state_bytes, 0, "{max_stored}");
+    }
+}

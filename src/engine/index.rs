@@ -6,6 +6,7 @@
 //! does not make every probe scan its whole bucket).
 
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -155,6 +156,12 @@ impl HashIndex {
         })
     }
 
+    /// Where `key` is filed, if it is.
+    fn locate(&self, key: &[Value]) -> Option<Filed> {
+        let h = self.hash(key);
+        self.find(h, key).map(|e| Filed::new(e, h))
+    }
+
     fn bucket(&self, key: &[Value]) -> Option<&Bucket> {
         let e = self.find(self.hash(key), key)?;
         self.entries.get(e as usize).map(|(_, b)| b)
@@ -169,13 +176,14 @@ impl HashIndex {
         Some((key, h))
     }
 
-    /// File `g` under `key`, whose hash is `h`.
-    fn insert(&mut self, key: StoredKey, h: u64, g: &Group, seq: u64) {
+    /// File `g` under `key`, whose hash is `h`; returns the slot of its
+    /// entry, which stays the key's until its last group is removed.
+    fn insert(&mut self, key: StoredKey, h: u64, g: &Group, seq: u64) -> u32 {
         if let Some(e) = self.find(h, &key) {
             if let Some((_, b)) = self.entries.get_mut(e as usize) {
                 b.insert(g, seq);
             }
-            return;
+            return e;
         }
         let mut b = Bucket::default();
         b.insert(g, seq);
@@ -195,13 +203,13 @@ impl HashIndex {
             }
         };
         self.table.insert(tag(h), e);
+        e
     }
 
-    fn remove(&mut self, key: &[Value], g: &Group, seq: u64) {
-        let h = self.hash(key);
-        let Some(e) = self.find(h, key) else {
-            return;
-        };
+    /// Unfile `g` from the entry in slot `e`, filed under tag `t` (what
+    /// `insert` gave and saw): no key to rebuild, hash or compare.
+    fn remove(&mut self, Filed { slot: e, tag: t }: Filed, g: &Group, seq: u64) {
+        let t = t.get();
         let Some((_, b)) = self.entries.get_mut(e as usize) else {
             return;
         };
@@ -214,7 +222,7 @@ impl HashIndex {
             *slot = (StoredKey::new(), Bucket::default());
         }
         self.free.push(e);
-        self.table.remove(tag(h), e);
+        self.table.remove(t, e);
     }
 
     fn key_of(&self, g: &Group) -> Option<StoredKey> {
@@ -230,10 +238,41 @@ impl HashIndex {
 #[derive(Default)]
 pub struct Filing(SmallVec<[Option<(StoredKey, u64)>; 2]>);
 
+/// Where a stored group sits in one hash index: its key's entry slot and
+/// the tag the slot is filed under in the table. Non-zero, so that an
+/// absent one costs no room.
+#[derive(Clone, Copy)]
+struct Filed {
+    slot: u32,
+    tag: NonZeroU32,
+}
+
+impl Filed {
+    fn new(slot: u32, h: u64) -> Self {
+        // `tag` keeps 0 and 1 for its markers: the fallback never happens.
+        let tag = NonZeroU32::new(tag(h)).unwrap_or(NonZeroU32::MIN);
+        Filed { slot, tag }
+    }
+}
+
+/// Hash indexes whose place a stored group remembers; removal works out
+/// its place in any further ones from its key. Stores rarely have more:
+/// every stored group pays for this room.
+const FILED: usize = 2;
+
+/// A stored group with what its removal needs, worked out once when it
+/// was stored: the owner's charge for it, and its place in the first
+/// hash indexes (`None` where a key field is absent).
+struct Stored {
+    group: Arc<Group>,
+    charge: usize,
+    filed: [Option<Filed>; FILED],
+}
+
 /// The groups of one branch that the merger keeps for future joins.
 #[derive(Default)]
 pub struct BranchStore {
-    groups: SeqSlots<Arc<Group>>,
+    groups: SeqSlots<Stored>,
     next_seq: u64,
     by_stime: SortedBlocks,
     by_etime: SortedBlocks,
@@ -275,32 +314,55 @@ impl BranchStore {
 
     /// Store `g` under the keys this store's `prepare(&g)` gave; returns
     /// its sequence number in this store (arrival order, dense, which
-    /// [`SeqSlots`] relies on).
-    pub fn insert(&mut self, g: Arc<Group>, filing: Filing) -> u64 {
+    /// [`SeqSlots`] relies on). `charge` is the owner's: `remove` hands
+    /// it back, so what was charged for a group is exactly what is
+    /// released.
+    pub fn insert(&mut self, g: Arc<Group>, filing: Filing, charge: usize) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_stime.insert((g.stime, seq));
         self.by_etime.insert((g.etime, seq));
         self.max_duration = self.max_duration.max(g.etime.saturating_sub(g.stime));
         // A group with an absent key field can never satisfy the equality.
-        for (h, key) in self.hashes.iter_mut().zip(filing.0) {
-            if let Some((k, hash)) = key {
-                h.insert(k, hash, &g, seq);
+        let mut filed = [None; FILED];
+        for (i, (h, key)) in self.hashes.iter_mut().zip(filing.0).enumerate() {
+            let Some((k, hash)) = key else { continue };
+            let slot = h.insert(k, hash, &g, seq);
+            if let Some(f) = filed.get_mut(i) {
+                *f = Some(Filed::new(slot, hash));
             }
         }
-        self.groups.insert(seq, g);
+        self.groups.insert(
+            seq,
+            Stored {
+                group: g,
+                charge,
+                filed,
+            },
+        );
         seq
     }
 
-    pub fn remove(&mut self, seq: u64) -> Option<Arc<Group>> {
-        let g = self.groups.remove(seq)?;
+    /// Remove a stored group; returns it with the charge it was stored
+    /// with.
+    pub fn remove(&mut self, seq: u64) -> Option<(Arc<Group>, usize)> {
+        let Stored {
+            group: g,
+            charge,
+            filed,
+        } = self.groups.remove(seq)?;
         self.by_stime.remove((g.stime, seq));
         self.by_etime.remove((g.etime, seq));
-        for h in &mut self.hashes {
-            let Some(k) = h.key_of(&g) else { continue };
-            h.remove(&k, &g, seq);
+        for (i, h) in self.hashes.iter_mut().enumerate() {
+            let at = match filed.get(i) {
+                Some(f) => *f,
+                None => h.key_of(&g).and_then(|k| h.locate(&k)),
+            };
+            if let Some(f) = at {
+                h.remove(f, &g, seq);
+            }
         }
-        Some(g)
+        Some((g, charge))
     }
 
     /// The stored group with the smallest `etime`, as (etime, seq).
@@ -309,7 +371,7 @@ impl BranchStore {
     }
 
     pub fn get(&self, seq: u64) -> Option<&Arc<Group>> {
-        self.groups.get(seq)
+        self.groups.get(seq).map(|s| &s.group)
     }
 
     pub fn contains(&self, seq: u64) -> bool {
@@ -318,7 +380,7 @@ impl BranchStore {
 
     /// Every stored group, by (`stime`, arrival).
     pub fn all(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.by_stime.iter().filter_map(|(_, s)| self.groups.get(s))
+        self.by_stime.iter().filter_map(|(_, s)| self.get(s))
     }
 
     /// The groups filed under `key` in hash index `index`, found once and
@@ -337,10 +399,7 @@ impl BranchStore {
             Endpoint::End => &self.by_etime,
         };
         let range = (lo <= hi).then(|| set.range(lo, hi));
-        range
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, s)| self.groups.get(s))
+        range.into_iter().flatten().filter_map(|(_, s)| self.get(s))
     }
 }
 
@@ -357,10 +416,98 @@ impl<'a> Keyed<'a> {
         range: Option<TimeRange>,
     ) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
         let range = range.unwrap_or((Endpoint::Start, i64::MIN, i64::MAX));
-        let groups = &self.store.groups;
+        let store = self.store;
         self.bucket
             .into_iter()
             .flat_map(move |b| b.range(range))
-            .filter_map(move |s| groups.get(s))
+            .filter_map(move |s| store.get(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A group with `key` in slot 0 (absent when `None`) and its id's
+    /// parity in slot 1.
+    fn group(id: u64, key: Option<u64>) -> Arc<Group> {
+        Arc::new(Group {
+            branch: 0,
+            id,
+            stime: id as i64,
+            etime: id as i64 + 5,
+            members: Vec::new(),
+            values: vec![key.map(Value::Uint), Some(Value::Uint(id % 2))],
+        })
+    }
+
+    /// Ids of the groups filed under `key`, in order; checks that the
+    /// bucket holds no entries of removed groups (which lookups skip).
+    fn ids(store: &BranchStore, index: usize, key: &HashKey) -> Vec<u64> {
+        let mut ids: Vec<u64> = store.keyed(index, key).range(None).map(|g| g.id).collect();
+        ids.sort_unstable();
+        let filed = store.hashes.get(index).and_then(|h| h.bucket(key));
+        let lens = filed.map_or((0, 0), |b| {
+            (b.by_stime.live().len(), b.by_etime.live().len())
+        });
+        assert_eq!(lens, (ids.len(), ids.len()), "stale entries");
+        ids
+    }
+
+    /// Removal goes to the index entry remembered at insertion, so that
+    /// must stay right while keys empty and their slots pass to other
+    /// keys (and, past the remembered indexes, find it by key); and each
+    /// group comes back with the charge it was stored with.
+    #[test]
+    fn removal_by_remembered_slot_matches_a_model() {
+        const KEYS: u64 = 11;
+        let mut store = BranchStore::default();
+        let index = store.hash_index(&[GroupField::Slot(0)]);
+        store.hash_index(&[GroupField::Slot(1)]);
+        let beyond = store.hash_index(&[GroupField::Slot(1), GroupField::Slot(0)]);
+        assert_eq!((index, beyond), (0, FILED));
+        // seq → (group id, key, charge)
+        let mut model: BTreeMap<u64, (u64, Option<u64>, usize)> = BTreeMap::new();
+        let mut x: u64 = 7;
+        for step in 0..3000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let r = x >> 33;
+            if r % 5 < 3 || model.is_empty() {
+                let key = (!r.is_multiple_of(13)).then_some(r % KEYS);
+                let g = group(step, key);
+                let filing = store.prepare(&g);
+                let charge = 100 + (r % 50) as usize;
+                let seq = store.insert(g, filing, charge);
+                model.insert(seq, (step, key, charge));
+            } else {
+                let nth = if r.is_multiple_of(2) {
+                    0
+                } else {
+                    r as usize % model.len()
+                };
+                let seq = *model.keys().nth(nth).expect("non-empty model");
+                let (id, _, charge) = model.remove(&seq).expect("in the model");
+                let (g, got) = store.remove(seq).expect("stored");
+                assert_eq!((g.id, got), (id, charge), "step {step}");
+                assert!(store.remove(seq).is_none());
+            }
+            assert_eq!(store.len(), model.len());
+            for key in 0..KEYS {
+                let probe: HashKey = smallvec::smallvec![Value::Uint(key)];
+                let want: Vec<u64> = model
+                    .values()
+                    .filter(|(_, k, _)| *k == Some(key))
+                    .map(|(id, _, _)| *id)
+                    .collect();
+                assert_eq!(ids(&store, index, &probe), want, "step {step}, key {key}");
+                let probe: HashKey = smallvec::smallvec![Value::Uint(1), Value::Uint(key)];
+                let want: Vec<u64> = want.into_iter().filter(|id| id % 2 == 1).collect();
+                assert_eq!(ids(&store, beyond, &probe), want, "step {step}, key {key}");
+            }
+        }
     }
 }

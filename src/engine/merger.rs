@@ -55,6 +55,9 @@ fn held_cost(t: &[Arc<Group>]) -> usize {
     std::mem::size_of::<Vec<Arc<Group>>>() + std::mem::size_of_val(t) + 128 + groups
 }
 
+/// A held tuple and its budget charge.
+type Held = (Vec<Arc<Group>>, usize);
+
 /// A module whose tuples are subtracted from the export module's.
 struct DiffModule {
     /// Branches it shares with the export module.
@@ -75,8 +78,9 @@ struct Joiner {
     /// lazily.
     order: VecDeque<(u64, usize)>,
     stored_count: usize,
-    /// Tuples awaiting the difference decision, by (deadline, formation).
-    held: BTreeMap<(i64, u64), Vec<Arc<Group>>>,
+    /// Tuples awaiting the difference decision, by (deadline, formation),
+    /// with what they were charged (released as charged).
+    held: BTreeMap<(i64, u64), Held>,
     /// Formation numbers of the held tuples.
     pending: BTreeSet<u64>,
     next_held: u64,
@@ -151,9 +155,10 @@ impl MergerEngine {
             }
             let latest = t.iter().map(|g| g.etime).max().unwrap_or(i64::MIN);
             let deadline = self.horizon.map_or(i64::MAX, |h| latest.saturating_add(h));
-            if self.make_room(held_cost(&t), out) {
+            let cost = held_cost(&t);
+            if self.make_room(cost, out) {
                 if let Some(j) = &mut self.joiner {
-                    j.hold(deadline, t);
+                    j.hold(deadline, t, cost);
                 }
             } else {
                 self.count_evictions(Eviction::HeldTuple, 1);
@@ -164,13 +169,14 @@ impl MergerEngine {
         if !self.joiner.as_ref().is_some_and(|j| j.may_join_later(b)) {
             return;
         }
-        if !self.make_room(stored_cost(&g), out) {
+        let cost = stored_cost(&g);
+        if !self.make_room(cost, out) {
             // The budget is held elsewhere: this group is the one not kept.
             self.count_evictions(Eviction::StoredGroup, 1);
             return;
         }
         if let Some(j) = &mut self.joiner {
-            let dropped = j.store(g, filing, self.max_stored);
+            let dropped = j.store(g, filing, cost, self.max_stored);
             self.stats.closed_early += dropped;
         }
     }
@@ -429,8 +435,8 @@ impl Joiner {
         })
     }
 
-    fn hold(&mut self, deadline: i64, t: Vec<Arc<Group>>) {
-        self.held.insert((deadline, self.next_held), t);
+    fn hold(&mut self, deadline: i64, t: Vec<Arc<Group>>, cost: usize) {
+        self.held.insert((deadline, self.next_held), (t, cost));
         self.pending.insert(self.next_held);
         self.next_held += 1;
     }
@@ -447,8 +453,8 @@ impl Joiner {
                 break;
             }
             self.pending.remove(&entry.key().1);
-            let t = entry.remove();
-            self.account.credit(held_cost(&t));
+            let (t, cost) = entry.remove();
+            self.account.credit(cost);
             out.push(t);
         }
         out
@@ -463,12 +469,12 @@ impl Joiner {
             .unwrap_or_default()
     }
 
-    /// Store `g`; drop the oldest stored groups beyond `max`. Returns how
-    /// many were dropped early.
-    fn store(&mut self, g: Arc<Group>, filing: Filing, max: usize) -> u64 {
+    /// Store `g`, charged `cost`; drop the oldest stored groups beyond
+    /// `max`. Returns how many were dropped early.
+    fn store(&mut self, g: Arc<Group>, filing: Filing, cost: usize, max: usize) -> u64 {
         let b = g.branch;
         if let Some(s) = self.stores.get_mut(b) {
-            let seq = s.insert(g, filing);
+            let seq = s.insert(g, filing, cost);
             if self.extension_only.get(b).copied().unwrap_or(false) {
                 self.marks.insert((b, seq), self.next_held);
             }
@@ -494,10 +500,10 @@ impl Joiner {
 
     /// Remove a stored group and its bookkeeping; false if it was gone.
     fn remove_stored(&mut self, b: usize, seq: u64) -> bool {
-        let Some(g) = self.stores.get_mut(b).and_then(|s| s.remove(seq)) else {
+        let Some((_, cost)) = self.stores.get_mut(b).and_then(|s| s.remove(seq)) else {
             return false;
         };
-        self.account.credit(stored_cost(&g));
+        self.account.credit(cost);
         self.stored_count -= 1;
         self.marks.remove(&(b, seq));
         true
