@@ -393,3 +393,41 @@ fn into_dev_null_a_failed_guess_counts_only_the_exact_run() {
     let want = reference(recs).len();
     assert!(err.contains(&format!(" 0 late, {want} matches")), "{err}");
 }
+
+/// Standard output appended to a file (`>> log`): a failed guess takes
+/// back only what this run wrote; what the file held before stays.
+#[test]
+fn appended_to_a_file_a_failed_guess_keeps_what_was_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, recs) = trace_with_a_straggler(dir.path());
+    let log = dir.path().join("log.jsonl");
+    std::fs::write(&log, "{\"before\":true}\n").expect("write the log");
+    let append = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open the log");
+    let q = repo("config/queries/http-download.flowy");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowy"))
+        .args(["query", q.to_str().expect("utf-8"), "--input", &file])
+        .env("FLOWY_DEBUG_HOLD_STATE", "1")
+        .stdout(Stdio::from(append))
+        .current_dir(repo(""))
+        .output()
+        .expect("the flowy binary runs");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("evaluating again"), "{err}");
+    let lines = lines_of(&log);
+    assert_eq!(
+        lines[0]["before"],
+        Json::Bool(true),
+        "the earlier line stays"
+    );
+    let got = &lines[1..];
+    let want = reference(recs);
+    assert_eq!(matches_of(got), want);
+    assert_eq!(
+        match_numbers(got),
+        (1..=want.len() as u64).collect::<Vec<_>>()
+    );
+}

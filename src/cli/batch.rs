@@ -410,18 +410,47 @@ fn summary_line(read: &ReadSummary, late: u64, matches: u64, took: Duration) -> 
 /// again, if it can.
 fn open_batch_output(path: &str) -> std::io::Result<(Box<dyn Write + Send>, Option<Retract>)> {
     if path == "-" {
-        return Ok((open_output(path)?, None));
+        return Ok((open_output(path)?, stdout_retract()));
     }
     let file = std::fs::File::create(path)?;
-    let meta = file.metadata()?;
-    let retract = if meta.is_file() {
-        Some(Retract::Truncate(file.try_clone()?))
+    let retract = retract_for(file.try_clone()?);
+    Ok((Box::new(file), retract))
+}
+
+/// Standard output redirected to a file (`> out.jsonl`, `>> log`) or to
+/// `/dev/null` can be taken back too; a pipe or a terminal cannot.
+fn stdout_retract() -> Option<Retract> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    retract_for(std::fs::File::from(fd))
+}
+
+/// How `file` (open for writing, at the offset the run's output starts)
+/// can be emptied again, if it can.
+fn retract_for(mut file: std::fs::File) -> Option<Retract> {
+    use std::io::Seek;
+    let meta = file.metadata().ok()?;
+    if meta.is_file() {
+        // An appending descriptor writes at the end, whatever its offset.
+        let start = if appends(&file) {
+            meta.len()
+        } else {
+            file.stream_position().ok()?
+        };
+        Some(Retract::Truncate { file, start })
     } else if discards(&meta) {
         Some(Retract::Nothing)
     } else {
         None
-    };
-    Ok((Box::new(file), retract))
+    }
+}
+
+/// The descriptor was opened with `O_APPEND` (`>>`).
+fn appends(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL only reads the flags of a descriptor `file` owns.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_APPEND != 0
 }
 
 /// `/dev/null` (whatever name it is reached by): what went there is gone.
@@ -433,8 +462,9 @@ fn discards(meta: &std::fs::Metadata) -> bool {
 
 /// How an output is emptied for a run that starts over.
 enum Retract {
-    /// A regular file (the same open file as the sink): cut to nothing.
-    Truncate(std::fs::File),
+    /// A regular file (the same open file as the sink): cut back to where
+    /// the run's output began (0, or the end of what `>>` appends to).
+    Truncate { file: std::fs::File, start: u64 },
     /// An output that keeps nothing.
     Nothing,
 }
@@ -443,10 +473,10 @@ impl Retract {
     fn apply(&mut self) -> std::io::Result<()> {
         use std::io::Seek;
         match self {
-            Retract::Truncate(file) => {
-                file.set_len(0)?;
+            Retract::Truncate { file, start } => {
+                file.set_len(*start)?;
                 // The sink shares this file's offset.
-                file.seek(std::io::SeekFrom::Start(0)).map(|_| ())
+                file.seek(std::io::SeekFrom::Start(*start)).map(|_| ())
             }
             Retract::Nothing => Ok(()),
         }
