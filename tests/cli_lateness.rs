@@ -297,6 +297,17 @@ fn match_numbers(lines: &[Json]) -> Vec<u64> {
     lines.iter().filter_map(|m| m["match"].as_u64()).collect()
 }
 
+/// `got` is the exact result `want` and nothing else (no match of a
+/// voided attempt), numbered from 1.
+fn assert_exactly(got: &[Json], want: &[Vec<u64>]) {
+    assert_eq!(got.len(), want.len(), "no match of the first attempt stays");
+    assert_eq!(matches_of(got), want);
+    assert_eq!(
+        match_numbers(got),
+        (1..=want.len() as u64).collect::<Vec<_>>()
+    );
+}
+
 /// The first pass confirms the lateness the run guessed from its first
 /// records: the held-back matches are written, the run is exact.
 #[test]
@@ -321,18 +332,7 @@ fn a_guessed_lateness_the_first_pass_refutes_starts_over() {
     let err = stderr(&out);
     assert!(err.contains("evaluating again"), "{err}");
     assert!(err.contains(" 0 late,"), "{err}");
-    let got = json_lines(&out);
-    let want = reference(recs);
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "no match of the first attempt is written"
-    );
-    assert_eq!(matches_of(&got), want);
-    assert_eq!(
-        match_numbers(&got),
-        (1..=want.len() as u64).collect::<Vec<_>>()
-    );
+    assert_exactly(&json_lines(&out), &reference(recs));
 }
 
 /// Into a file, the run checks its guess itself (no first pass): the
@@ -354,16 +354,7 @@ fn into_a_file_a_guess_the_run_finds_late_is_taken_back() {
         err.contains(&format!(" 0 late, {} matches", want.len())),
         "{err}"
     );
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "the first attempt's matches are gone"
-    );
-    assert_eq!(matches_of(&got), want);
-    assert_eq!(
-        match_numbers(&got),
-        (1..=want.len() as u64).collect::<Vec<_>>()
-    );
+    assert_exactly(&got, &want);
 }
 
 /// Into a file, a guess no record contradicts stands: one pass, exact.
@@ -423,11 +414,5 @@ fn appended_to_a_file_a_failed_guess_keeps_what_was_there() {
         Json::Bool(true),
         "the earlier line stays"
     );
-    let got = &lines[1..];
-    let want = reference(recs);
-    assert_eq!(matches_of(got), want);
-    assert_eq!(
-        match_numbers(got),
-        (1..=want.len() as u64).collect::<Vec<_>>()
-    );
+    assert_exactly(&lines[1..], &reference(recs));
 }
