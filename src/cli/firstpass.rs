@@ -114,23 +114,18 @@ fn measure_disorder(
     opts: &InputOptions,
 ) -> Result<i64, input::InputError> {
     let sanity = TimeSanity::files();
-    let mut max_stime: Option<i64> = None;
-    let mut behind = 0i64;
+    let mut meter = Meter::default();
     stream_inputs(
         inputs,
         opts,
         |_| {},
         |rec| {
-            if sanity.check(rec.stime(), rec.etime(), 0).is_err() {
-                return;
+            if sanity.check(rec.stime(), rec.etime(), 0).is_ok() {
+                meter.observe(rec.stime());
             }
-            if let Some(m) = max_stime {
-                behind = behind.max(m.saturating_sub(rec.stime()));
-            }
-            max_stime = Some(max_stime.map_or(rec.stime(), |m| m.max(rec.stime())));
         },
     )?;
-    Ok(behind)
+    Ok(meter.behind)
 }
 
 /// What the run must do after [`FirstPass::settle`] or [`FirstPass::end`].
@@ -147,7 +142,8 @@ pub(super) enum Settled {
     },
 }
 
-/// The disorder of the records seen so far (as [`measure_disorder`]).
+/// The disorder of the records seen so far: how far any `stime` lay
+/// behind the largest one before it.
 #[derive(Default)]
 struct Meter {
     max_stime: Option<i64>,
@@ -317,7 +313,9 @@ impl FirstPass {
                 guessed: self.guessed.unwrap_or(0),
                 retract: true,
             }),
-            _ => self.settle(engine, true),
+            // No record was late: the guess (if any) covered the disorder.
+            Mode::Verify { .. } | Mode::Known => Ok(Settled::Running),
+            Mode::Scan(_) => self.settle(engine, true),
         }
     }
 }
